@@ -1,0 +1,33 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+about = {}
+exec((Path(__file__).parent / "spacy_rnn" / "about.py").read_text(), about)
+
+setup(
+    name=about["__title__"],
+    version=about["__version__"],
+    description=about["__summary__"],
+    long_description=(Path(__file__).parent / "README.md").read_text(encoding="utf8"),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["spacy_rnn", "spacy_rnn.*"]),
+    package_data={"spacy_rnn": ["py.typed"]},
+    python_requires=">=3.9",
+    install_requires=[
+        "spacy>=3.8.0,<3.9.0",
+        "thinc>=8.3.0,<8.4.0",
+        "torch>=2.1.0,<2.14.0",
+        "numpy>=1.19.0",
+        "typer>=0.9.0",
+    ],
+    entry_points={
+        "spacy_factories": [
+            "rnn_tagger = spacy_rnn.components.tagger:make_rnn_tagger",
+        ],
+        "spacy_architectures": [
+            "spacy_rnn.RNNEncoder.v1 = spacy_rnn.architectures:build_rnn_encoder_v1",
+            "spacy_rnn.RNNTagger.v1 = spacy_rnn.architectures:build_rnn_tagger_v1",
+        ],
+    },
+)

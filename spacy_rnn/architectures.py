@@ -1,0 +1,92 @@
+"""Registered model architectures referenced from ``spacy train`` configs.
+
+Never change a released ``.vN``: add ``.vN+1`` beside it.
+"""
+from typing import List, Optional
+
+from spacy.tokens import Doc
+from spacy.util import registry
+from thinc.api import Model, Softmax_v2, chain, with_array
+from thinc.types import Floats2d
+
+from .layers import doc_features, wrap_token_encoder
+from .torch_modules import CELL_TYPES, TokenEncoder
+
+
+@registry.architectures("spacy_rnn.RNNEncoder.v1")
+def build_rnn_encoder_v1(
+    cell: str = "lstm",
+    width: int = 128,
+    depth: int = 2,
+    bidirectional: bool = True,
+    dropout: float = 0.25,
+    word_dropout: float = 0.05,
+    attrs: List[str] = ["NORM", "PREFIX", "SUFFIX", "SHAPE"],
+    rows: List[int] = [20000, 2000, 10000, 1000],
+    embed_widths: List[int] = [96, 16, 48, 16],
+    char_width: int = 32,
+    char_filters: int = 64,
+    max_word_chars: int = 20,
+    n_chars: int = 1024,
+) -> Model[List[Doc], List[Floats2d]]:
+    """Token vectors from a recurrent network over hashed token features and a
+    character CNN. Works as a tok2vec layer for any component.
+
+    cell (str): The recurrent cell: "rnn" (tanh), "lstm" or "gru".
+    width (int): Hidden width of each direction.
+    depth (int): Number of stacked recurrent layers (1-4).
+    bidirectional (bool): Also read each sequence right to left.
+    dropout (float): Dropout on embeddings, between layers and on the output.
+        The torch modules apply it themselves; [training] dropout does not reach them.
+    word_dropout (float): Probability of hiding a token's first feature (the
+        word) in training, so that unseen words are tagged from their spelling.
+    attrs (List[str]): Token attributes to embed with hashed (Bloom) embeddings.
+    rows (List[int]): Rows of each attribute's table.
+    embed_widths (List[int]): Width of each attribute's embedding.
+    char_width (int): Width of a character embedding.
+    char_filters (int): Filters of the character CNN; 0 disables it.
+    max_word_chars (int): Characters read per word (start and end of long words).
+    n_chars (int): Rows of the character table (code points are hashed into it).
+    """
+    if cell not in CELL_TYPES:
+        raise ValueError(f"spacy_rnn.RNNEncoder.v1: unknown cell {cell!r}; choose one of {CELL_TYPES}")
+    if not 1 <= depth <= 4:
+        raise ValueError(f"spacy_rnn.RNNEncoder.v1: depth must be 1-4, got {depth}")
+    if not len(attrs) == len(rows) == len(embed_widths):
+        raise ValueError(
+            "spacy_rnn.RNNEncoder.v1: attrs, rows and embed_widths need the same length, "
+            f"got {len(attrs)}, {len(rows)} and {len(embed_widths)}"
+        )
+    encoder = TokenEncoder(
+        feature_rows=rows,
+        feature_widths=embed_widths,
+        n_chars=n_chars,
+        char_width=char_width,
+        char_filters=char_filters,
+        cell=cell,
+        hidden_width=width,
+        n_layers=depth,
+        bidirectional=bidirectional,
+        dropout_prob=dropout,
+        word_dropout_prob=word_dropout,
+    )
+    model = chain(doc_features(attrs, max_word_chars), wrap_token_encoder(encoder))
+    model.set_dim("nO", encoder.output_width)
+    return model
+
+
+@registry.architectures("spacy_rnn.RNNTagger.v1")
+def build_rnn_tagger_v1(
+    encoder: Model[List[Doc], List[Floats2d]], nO: Optional[int] = None
+) -> Model[List[Doc], List[Floats2d]]:
+    """A tagger: the encoder's token vectors, then a softmax over the tag set.
+
+    encoder (Model[List[Doc], List[Floats2d]]): The token encoder, e.g. spacy_rnn.RNNEncoder.v1.
+    nO (Optional[int]): Number of tags; inferred from the data at initialize when null.
+    """
+    t2v_width = encoder.get_dim("nO") if encoder.has_dim("nO") else None
+    output_layer = Softmax_v2(nO, t2v_width)
+    model = chain(encoder, with_array(output_layer))
+    model.set_ref("tok2vec", encoder)
+    model.set_ref("output_layer", output_layer)
+    return model

@@ -1,0 +1,196 @@
+"""The ``rnn_tagger`` component: spaCy's Tagger with a recurrent model, a
+choice of the annotated attribute (PTB ``tag_`` or UPOS ``pos_``) and
+global-norm gradient clipping."""
+from functools import partial
+from itertools import islice
+from typing import Callable, Iterable, List, Optional
+
+from spacy.language import Language
+from spacy.pipeline import Tagger
+from spacy.scorer import Scorer
+from spacy.training import Example, validate_examples, validate_get_examples
+from spacy.vocab import Vocab
+from thinc.api import Config, Model, SequenceCategoricalCrossentropy
+
+from ..gradients import clip_global_grad_norm
+
+TOKEN_ATTRS = ("tag", "pos")
+
+DEFAULT_CONFIG = """
+[model]
+@architectures = "spacy_rnn.RNNTagger.v1"
+nO = null
+
+[model.encoder]
+@architectures = "spacy_rnn.RNNEncoder.v1"
+cell = "lstm"
+width = 128
+depth = 2
+bidirectional = true
+dropout = 0.25
+word_dropout = 0.05
+attrs = ["NORM", "PREFIX", "SUFFIX", "SHAPE"]
+rows = [20000, 2000, 10000, 1000]
+embed_widths = [96, 16, 48, 16]
+char_width = 32
+char_filters = 64
+max_word_chars = 20
+n_chars = 1024
+"""
+DEFAULT_MODEL = Config().from_str(DEFAULT_CONFIG)["model"]
+
+
+def score_token_attr(examples: Iterable[Example], attr: str, **kwargs):
+    return Scorer.score_token_attr(examples, attr, **kwargs)
+
+
+@Language.factory(
+    "rnn_tagger",
+    assigns=["token.tag", "token.pos"],
+    default_config={
+        "model": DEFAULT_MODEL,
+        "token_attr": "tag",
+        "max_grad_norm": 5.0,
+        "overwrite": False,
+        "neg_prefix": "!",
+        "label_smoothing": 0.0,
+        "scorer": None,
+    },
+    default_score_weights={"tag_acc": 1.0, "pos_acc": None},
+)
+def make_rnn_tagger(
+    nlp: Language,
+    name: str,
+    model: Model,
+    token_attr: str,
+    max_grad_norm: float,
+    overwrite: bool,
+    neg_prefix: str,
+    label_smoothing: float,
+    scorer: Optional[Callable],
+) -> "RNNTagger":
+    """Create an rnn_tagger.
+
+    model (Model[List[Doc], List[Floats2d]]): Maps docs to tag probabilities.
+    token_attr (str): "tag" writes Token.tag_ (e.g. PTB tags) and reports tag_acc;
+        "pos" writes Token.pos_ (UPOS) and reports pos_acc.
+    max_grad_norm (float): Rescale all gradients together so their L2 norm is at
+        most this value before each optimizer step; 0 disables it.
+    overwrite (bool): Overwrite tags that are already set.
+    neg_prefix (str): Prefix of negative (forbidden) tags in partial annotation.
+    label_smoothing (float): Label smoothing of the cross-entropy loss.
+    scorer (Optional[Callable]): Scoring method; by default token accuracy of token_attr.
+    """
+    return RNNTagger(
+        nlp.vocab,
+        model,
+        name,
+        token_attr=token_attr,
+        max_grad_norm=max_grad_norm,
+        overwrite=overwrite,
+        neg_prefix=neg_prefix,
+        label_smoothing=label_smoothing,
+        scorer=scorer,
+    )
+
+
+class RNNTagger(Tagger):
+    """Part-of-speech tagger powered by a recurrent network.
+
+    It shares spaCy's Tagger API (labels, predict, update, serialization) and
+    adds `token_attr` ("tag" or "pos") and global-norm gradient clipping.
+    """
+
+    def __init__(
+        self,
+        vocab: Vocab,
+        model: Model,
+        name: str = "rnn_tagger",
+        *,
+        token_attr: str = "tag",
+        max_grad_norm: float = 5.0,
+        overwrite: bool = False,
+        neg_prefix: str = "!",
+        label_smoothing: float = 0.0,
+        scorer: Optional[Callable] = None,
+    ) -> None:
+        if token_attr not in TOKEN_ATTRS:
+            raise ValueError(
+                f"[{name}] token_attr must be one of {TOKEN_ATTRS}, got {token_attr!r}"
+            )
+        if scorer is None:
+            scorer = partial(score_token_attr, attr=token_attr)
+        super().__init__(
+            vocab,
+            model,
+            name,
+            overwrite=overwrite,
+            scorer=scorer,
+            neg_prefix=neg_prefix,
+            label_smoothing=label_smoothing,
+        )
+        self.cfg["token_attr"] = token_attr
+        self.cfg["max_grad_norm"] = max_grad_norm
+
+    @property
+    def token_attr(self) -> str:
+        return self.cfg["token_attr"]
+
+    def _gold_labels(self, example: Example) -> List[Optional[str]]:
+        """Gold labels aligned to the predicted tokens; None where missing."""
+        aligned = example.get_aligned(self.token_attr.upper(), as_string=True)
+        return [label if label else None for label in aligned]
+
+    def set_annotations(self, docs, batch_tag_ids) -> None:
+        if self.token_attr == "tag":
+            return super().set_annotations(docs, batch_tag_ids)
+        labels = self.labels
+        overwrite = self.cfg["overwrite"]
+        for doc, tag_ids in zip(docs, batch_tag_ids):
+            if hasattr(tag_ids, "get"):
+                tag_ids = tag_ids.get()
+            for token, tag_id in zip(doc, tag_ids):
+                if overwrite or token.pos == 0:
+                    token.pos_ = labels[tag_id]
+
+    def get_loss(self, examples: Iterable[Example], scores):
+        validate_examples(examples, "RNNTagger.get_loss")
+        loss_func = SequenceCategoricalCrossentropy(
+            names=self.labels,
+            normalize=False,
+            neg_prefix=self.cfg["neg_prefix"],
+            label_smoothing=self.cfg["label_smoothing"],
+        )
+        truths = [self._gold_labels(eg) for eg in examples]
+        d_scores, loss = loss_func(scores, truths)
+        if self.model.ops.xp.isnan(loss):
+            raise ValueError(
+                f"[{self.name}] the loss is NaN; lower the learning rate or "
+                "max_grad_norm. The model on disk is the last good one."
+            )
+        return float(loss), d_scores
+
+    def finish_update(self, sgd) -> None:
+        clip_global_grad_norm(self.model, self.cfg["max_grad_norm"])
+        self.model.finish_update(sgd)
+
+    def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp=None, labels=None) -> None:
+        validate_get_examples(get_examples, "RNNTagger.initialize")
+        if labels is None:
+            found = set()
+            for example in get_examples():
+                for token in example.y:
+                    label = getattr(token, f"{self.token_attr}_")
+                    if label:
+                        found.add(label)
+            labels = sorted(found)
+        for label in labels:
+            self.add_label(label)
+        if not self.labels:
+            raise ValueError(
+                f"[{self.name}] found no '{self.token_attr}' annotation in the training "
+                "examples, so there are no labels to learn"
+            )
+        doc_sample = [eg.x for eg in islice(get_examples(), 10)]
+        label_sample = [self.model.ops.alloc2f(len(doc), len(self.labels)) for doc in doc_sample]
+        self.model.initialize(X=doc_sample, Y=label_sample)

@@ -1,0 +1,53 @@
+"""Global-norm gradient clipping across Thinc parameters and wrapped torch modules.
+
+Thinc's optimizer ``grad_clip`` clips each parameter on its own; the norm-clipping
+rule of Pascanu et al. (2013) rescales all gradients together so that their joint
+L2 norm is at most ``max_norm``. This must run after backprop and before the
+optimizer step.
+"""
+import math
+
+from thinc.api import Model, PyTorchShim
+
+
+def global_grad_norm(model: Model) -> float:
+    """The L2 norm of all gradients currently held by the model and its torch shims."""
+    total = 0.0
+    for grad in _thinc_grads(model):
+        total += float((grad * grad).sum())
+    for grad in _torch_grads(model):
+        total += float(grad.detach().pow(2).sum())
+    return math.sqrt(total)
+
+
+def clip_global_grad_norm(model: Model, max_norm: float) -> float:
+    """Rescale every gradient of the model so their joint L2 norm is at most
+    max_norm. Returns the norm before clipping. max_norm <= 0 disables clipping."""
+    norm = global_grad_norm(model)
+    if max_norm > 0 and norm > max_norm:
+        scale = max_norm / (norm + 1e-6)
+        for node in model.walk():
+            for name in node.param_names:
+                if node.has_grad(name):
+                    node.set_grad(name, node.get_grad(name) * scale)
+        for grad in _torch_grads(model):
+            grad.mul_(scale)
+    return norm
+
+
+def _thinc_grads(model: Model):
+    for node in model.walk():
+        for name in node.param_names:
+            if node.has_grad(name):
+                yield node.get_grad(name)
+
+
+def _torch_grads(model: Model):
+    seen = set()
+    for node in model.walk():
+        for shim in node.shims:
+            if isinstance(shim, PyTorchShim) and id(shim) not in seen:
+                seen.add(id(shim))
+                for param in shim._model.parameters():
+                    if param.grad is not None:
+                        yield param.grad

@@ -1,0 +1,140 @@
+"""Thinc glue: turn Docs into the integer tensors the torch modules read, and
+the torch outputs back into one array per Doc."""
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Sequence, Tuple
+
+import numpy
+from spacy.attrs import ORTH, intify_attr
+from spacy.tokens import Doc
+from thinc.api import ArgsKwargs, Model, NumpyOps, PyTorchWrapper_v2, torch2xp, xp2torch
+from thinc.types import Floats2d
+
+from .torch_modules import TokenEncoder
+
+_numpy_ops = NumpyOps()
+
+
+@dataclass
+class TokenBatch:
+    """Integer inputs for a batch of docs, their tokens one after another
+    (numpy, on the CPU).
+
+    hashes: (n_tokens, n_features, 4) uint32 hashes of token attributes.
+    word_index: (n_tokens,) row of each token in code_points.
+    code_points: (n_unique_words, max_chars) code point + 1 of each character, 0 = padding.
+    lengths: (batch_size,) number of tokens of each doc.
+    """
+
+    hashes: numpy.ndarray
+    word_index: numpy.ndarray
+    code_points: numpy.ndarray
+    lengths: numpy.ndarray
+
+
+class _CodePointCache:
+    """Maps a word's ORTH id to its code points (+1), clipped to max_chars by
+    keeping the start and the end of long words. Bounded, so that a stream of
+    unique tokens cannot grow it without limit."""
+
+    def __init__(self, max_chars: int, max_entries: int = 200_000) -> None:
+        self.max_chars = max_chars
+        self.max_entries = max_entries
+        self.entries: Dict[int, numpy.ndarray] = {}
+
+    def get(self, orth: int, strings) -> numpy.ndarray:
+        found = self.entries.get(orth)
+        if found is None:
+            text = strings[orth]
+            if len(text) > self.max_chars:
+                head = (self.max_chars + 1) // 2
+                text = text[:head] + text[len(text) - (self.max_chars - head) :]
+            found = numpy.fromiter((ord(c) + 1 for c in text), dtype="int64", count=len(text))
+            if len(self.entries) >= self.max_entries:
+                self.entries.clear()
+            self.entries[orth] = found
+        return found
+
+
+def doc_features(attrs: Sequence[str], max_word_chars: int) -> Model[List[Doc], TokenBatch]:
+    """Extract hashed token attributes and character code points from docs.
+
+    attrs (List[str]): token attributes to hash, e.g. ["NORM", "PREFIX", "SUFFIX", "SHAPE"].
+    max_word_chars (int): characters kept per word for the character encoder.
+    """
+    attr_ids = [intify_attr(attr) for attr in attrs]
+    if any(attr_id is None for attr_id in attr_ids):
+        raise ValueError(f"Unknown token attribute in {list(attrs)}")
+    cache = _CodePointCache(max_word_chars)
+
+    def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[TokenBatch, Callable]:
+        batch = _docs_to_batch(docs, attr_ids, cache)
+        return batch, lambda d_batch: []
+
+    return Model("doc_features", forward, attrs={"feature_attrs": list(attrs)})
+
+
+def _docs_to_batch(docs: List[Doc], attr_ids: List[int], cache: _CodePointCache) -> TokenBatch:
+    lengths = numpy.array([len(doc) for doc in docs], dtype="int64")
+    columns = [ORTH] + attr_ids
+    arrays = [doc.to_array(columns) for doc in docs if len(doc)]
+    values = (
+        numpy.concatenate(arrays)
+        if arrays
+        else numpy.zeros((0, len(columns)), dtype="uint64")
+    )  # (n_tokens, 1 + n_features) uint64
+    hashes = numpy.stack(
+        [_numpy_ops.hash(numpy.ascontiguousarray(values[:, j + 1]), j) for j in range(len(attr_ids))],
+        axis=1,
+    ) if len(values) else numpy.zeros((0, len(attr_ids), 4), dtype="uint32")
+    unique_orths, word_index = numpy.unique(values[:, 0], return_inverse=True)
+    strings = docs[0].vocab.strings if docs else None
+    words = [cache.get(int(orth), strings) for orth in unique_orths]
+    max_chars = max(max((len(w) for w in words), default=1), 1)
+    code_points = numpy.zeros((len(words), max_chars), dtype="int64")
+    for row, word in enumerate(words):
+        code_points[row, : len(word)] = word
+    return TokenBatch(
+        hashes=hashes,
+        word_index=word_index.reshape(-1).astype("int64"),
+        code_points=code_points,
+        lengths=lengths,
+    )
+
+
+def _convert_inputs(model: Model, batch: TokenBatch, is_train: bool) -> Tuple[ArgsKwargs, Callable]:
+    device = model.shims[0].device
+    args = ArgsKwargs(
+        args=(
+            xp2torch(batch.hashes.astype("int64"), device=device),
+            xp2torch(batch.word_index, device=device),
+            xp2torch(batch.code_points, device=device),
+            xp2torch(batch.lengths),  # packing wants lengths on the CPU
+        ),
+        kwargs={},
+    )
+    # Integer inputs have no gradient.
+    return args, lambda d_args: []
+
+
+def _convert_outputs(model: Model, inputs_outputs, is_train: bool) -> Tuple[List[Floats2d], Callable]:
+    batch, Y_torch = inputs_outputs
+    Y = torch2xp(Y_torch, ops=model.ops)  # (n_tokens, width)
+    ends = numpy.cumsum(batch.lengths)[:-1]
+    outputs = model.ops.xp.split(Y, ends)
+
+    def backprop(d_outputs: List[Floats2d]) -> ArgsKwargs:
+        dY = model.ops.xp.concatenate(d_outputs) if d_outputs else Y * 0
+        dY_torch = xp2torch(dY.reshape(Y.shape), device=Y_torch.device)
+        return ArgsKwargs(args=(Y_torch,), kwargs={"grad_tensors": dY_torch})
+
+    return outputs, backprop
+
+
+def wrap_token_encoder(encoder: TokenEncoder) -> Model[TokenBatch, List[Floats2d]]:
+    """Wrap a TokenEncoder so that it reads a TokenBatch and returns one
+    (n_tokens, width) array per doc."""
+    model = PyTorchWrapper_v2(
+        encoder, convert_inputs=_convert_inputs, convert_outputs=_convert_outputs
+    )
+    model.set_dim("nO", encoder.output_width)
+    return model

@@ -1,0 +1,70 @@
+import pytest
+import spacy
+from spacy.tokens import Doc, DocBin
+from spacy.training import Example
+
+# Tiny inline training data: (words, PTB tags, UPOS tags).
+TRAIN_DATA = [
+    (
+        ["I", "like", "green", "eggs", "."],
+        ["PRP", "VBP", "JJ", "NNS", "."],
+        ["PRON", "VERB", "ADJ", "NOUN", "PUNCT"],
+    ),
+    (
+        ["Eat", "blue", "ham", "today", "!"],
+        ["VB", "JJ", "NN", "NN", "."],
+        ["VERB", "ADJ", "NOUN", "NOUN", "PUNCT"],
+    ),
+    (
+        ["The", "dog", "runs", "fast"],
+        ["DT", "NN", "VBZ", "RB"],
+        ["DET", "NOUN", "VERB", "ADV"],
+    ),
+]
+
+
+def pytest_addoption(parser):
+    parser.addoption("--slow", action="store_true", default=False, help="also run slow tests")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: slow tests, run only with --slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--slow"):
+        return
+    skip_slow = pytest.mark.skip(reason="needs --slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip_slow)
+
+
+def make_examples(nlp, data=TRAIN_DATA):
+    examples = []
+    for words, tags, pos in data:
+        doc = Doc(nlp.vocab, words=words)
+        examples.append(Example.from_dict(doc, {"words": words, "tags": tags, "pos": pos}))
+    return examples
+
+
+@pytest.fixture
+def tiny_corpus(tmp_path):
+    """train.spacy and dev.spacy made from TRAIN_DATA."""
+    nlp = spacy.blank("en")
+    db = DocBin()
+    for words, tags, pos in TRAIN_DATA:
+        db.add(Doc(nlp.vocab, words=words, tags=tags, pos=pos))
+    train = tmp_path / "train.spacy"
+    dev = tmp_path / "dev.spacy"
+    db.to_disk(train)
+    db.to_disk(dev)
+    return train, dev
+
+
+@pytest.fixture
+def docs():
+    """Docs of mixed lengths, including an empty one."""
+    nlp = spacy.blank("en")
+    texts = ["I like green eggs.", "", "Eat", "The dog runs fast and the cat sleeps all day long ."]
+    return [nlp.make_doc(text) for text in texts]

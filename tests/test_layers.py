@@ -1,0 +1,53 @@
+import numpy
+import spacy
+from thinc.api import fix_random_seed
+
+from spacy_rnn.architectures import build_rnn_encoder_v1
+from spacy_rnn.layers import doc_features
+
+
+def small_encoder(**kwargs):
+    settings = dict(width=6, depth=1, rows=[50, 20, 20, 20], embed_widths=[4, 2, 2, 2], char_width=3, char_filters=4)
+    settings.update(kwargs)
+    return build_rnn_encoder_v1(**settings)
+
+
+def test_doc_features(docs):
+    batch, _ = doc_features(["NORM", "SHAPE"], max_word_chars=4)(docs, is_train=False)
+    n_tokens = sum(len(doc) for doc in docs)
+    assert batch.lengths.tolist() == [len(doc) for doc in docs]
+    assert batch.hashes.shape == (n_tokens, 2, 4)
+    assert batch.word_index.shape == (n_tokens,)
+    # "eggs" and "green" are clipped to 4 chars, keeping start and end: "gren"
+    words = ["".join(chr(c - 1) for c in row if c) for row in batch.code_points]
+    assert "gren" in words and "eggs" in words
+    # the same word gets the same row
+    tokens = [t.text for doc in docs for t in doc]
+    assert batch.word_index[tokens.index("the")] != batch.word_index[tokens.index("The")]
+    assert batch.word_index[tokens.index("the")] == batch.word_index[len(tokens) - 1 - tokens[::-1].index("the")]
+
+
+def test_forward_backprop_shapes(docs):
+    fix_random_seed(0)
+    model = small_encoder()
+    model.initialize(X=docs)
+    Y, backprop = model.begin_update(docs)
+    assert [y.shape for y in Y] == [(len(doc), 12) for doc in docs]
+    backprop([numpy.ones_like(y) for y in Y])
+    grads = [p.grad for p in model.layers[1].shims[0]._model.parameters()]
+    assert all(g is not None for g in grads)
+    assert sum(float(g.abs().sum()) for g in grads) > 0
+
+
+def test_bytes_round_trip(docs):
+    fix_random_seed(0)
+    model = small_encoder()
+    model.initialize(X=docs)
+    expected = model.predict(docs)
+    fix_random_seed(1)
+    other = small_encoder()
+    other.initialize(X=docs)
+    assert not numpy.allclose(other.predict(docs)[0], expected[0])
+    other.from_bytes(model.to_bytes())
+    for a, b in zip(other.predict(docs), expected):
+        numpy.testing.assert_array_equal(a, b)

@@ -1,0 +1,166 @@
+import subprocess
+import sys
+
+import numpy
+import pytest
+import spacy
+from spacy.util import load_model_from_path
+from spacy.training import Example
+from thinc.api import fix_random_seed
+
+from spacy_rnn.gradients import clip_global_grad_norm, global_grad_norm
+
+from .conftest import TRAIN_DATA, make_examples
+
+SMALL_ENCODER = {
+    "@architectures": "spacy_rnn.RNNEncoder.v1",
+    "cell": "lstm",
+    "width": 16,
+    "depth": 1,
+    "dropout": 0.0,
+    "word_dropout": 0.0,
+    "rows": [500, 100, 200, 50],
+    "embed_widths": [16, 4, 8, 4],
+    "char_width": 8,
+    "char_filters": 8,
+}
+
+
+def make_nlp(token_attr="tag", cell="lstm", seed=0):
+    fix_random_seed(seed)
+    nlp = spacy.blank("en")
+    encoder = dict(SMALL_ENCODER, cell=cell)
+    nlp.add_pipe(
+        "rnn_tagger",
+        config={"token_attr": token_attr, "model": {"@architectures": "spacy_rnn.RNNTagger.v1", "encoder": encoder}},
+    )
+    return nlp
+
+
+def train(nlp, n_iter=60):
+    examples = make_examples(nlp)
+    optimizer = nlp.initialize(lambda: examples)
+    optimizer.learn_rate = 0.01
+    losses = {}
+    for _ in range(n_iter):
+        losses = {}
+        nlp.update(examples, sgd=optimizer, losses=losses)
+    return losses["rnn_tagger"]
+
+
+@pytest.fixture(scope="module")
+def trained_nlp():
+    nlp = make_nlp()
+    train(nlp)
+    return nlp
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_overfit_tags(cell):
+    nlp = make_nlp(cell=cell)
+    loss = train(nlp)
+    assert loss < 0.05
+    for words, tags, _ in TRAIN_DATA:
+        doc = nlp(" ".join(words))
+        assert [t.tag_ for t in doc] == tags
+        assert all(t.pos_ == "" for t in doc)
+
+
+def test_overfit_upos_into_pos():
+    nlp = make_nlp(token_attr="pos")
+    assert train(nlp) < 0.05
+    for words, _, pos in TRAIN_DATA:
+        doc = nlp(" ".join(words))
+        assert [t.pos_ for t in doc] == pos
+        assert all(t.tag_ == "" for t in doc)
+    scores = nlp.evaluate(make_examples(nlp))
+    assert scores["pos_acc"] == 1.0
+
+
+def test_evaluate_reports_tag_acc(trained_nlp):
+    assert trained_nlp.evaluate(make_examples(trained_nlp))["tag_acc"] == 1.0
+
+
+def test_to_disk_then_spacy_load_in_new_process(trained_nlp, tmp_path):
+    trained_nlp.to_disk(tmp_path / "model")
+    text = "I like blue ham today !"
+    expected = [t.tag_ for t in trained_nlp(text)]
+    reloaded = load_model_from_path(tmp_path / "model")
+    assert [t.tag_ for t in reloaded(text)] == expected
+    # A fresh interpreter that never imports spacy_rnn: the entry points must do it.
+    code = (
+        "import spacy, sys; nlp = spacy.load(sys.argv[1]); "
+        "print(' '.join(t.tag_ for t in nlp(sys.argv[2])))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "model"), text],
+        capture_output=True, text=True, check=True,
+    )
+    assert result.stdout.split() == expected
+
+
+def test_pipe_equals_calling_doc_by_doc(trained_nlp):
+    texts = ["I like eggs .", "", "The ham runs fast today !", "Eat", "blue " * 30]
+    one_by_one = [[t.tag_ for t in trained_nlp(text)] for text in texts]
+    for batch_size in (1, 2, 10):
+        piped = [[t.tag_ for t in doc] for doc in trained_nlp.pipe(texts, batch_size=batch_size)]
+        assert piped == one_by_one
+
+
+def test_batch_invariance_of_scores(trained_nlp):
+    tagger = trained_nlp.get_pipe("rnn_tagger")
+    docs = [trained_nlp.make_doc(t) for t in ["I like green eggs .", "Eat blue ham today and tomorrow !", "dog"]]
+    in_batch = tagger.model.predict(docs)
+    for doc, scores in zip(docs, in_batch):
+        alone = tagger.model.predict([doc])[0]
+        numpy.testing.assert_allclose(alone, scores, rtol=1e-5, atol=1e-6)
+
+
+def test_empty_one_token_and_long_docs(trained_nlp):
+    assert len(trained_nlp("")) == 0
+    assert [t.tag_ for t in trained_nlp("eggs")] != [""]
+    docs = list(trained_nlp.pipe(["", "", ""]))
+    assert [len(d) for d in docs] == [0, 0, 0]
+    long_text = " ".join(["I like green eggs ."] * 1000)
+    doc = trained_nlp(long_text)
+    assert len(doc) == 5000
+    assert all(t.tag_ for t in doc)
+    assert [t.tag_ for t in doc[-5:]] == ["PRP", "VBP", "JJ", "NNS", "."]
+
+
+def test_global_norm_clipping_rescales_all_gradients_together():
+    nlp = make_nlp()
+    examples = make_examples(nlp)
+    nlp.initialize(lambda: examples)
+    tagger = nlp.get_pipe("rnn_tagger")
+    scores, backprop = tagger.model.begin_update([eg.predicted for eg in examples])
+    _, d_scores = tagger.get_loss(examples, scores)
+    backprop([d * 1000 for d in d_scores])
+    before = global_grad_norm(tagger.model)
+    assert before > 1.0
+    clip_global_grad_norm(tagger.model, 1.0)
+    assert global_grad_norm(tagger.model) == pytest.approx(1.0, rel=1e-3)
+
+
+def test_same_seed_same_weights():
+    a, b, c = make_nlp(seed=7), make_nlp(seed=7), make_nlp(seed=8)
+    for nlp in (a, b, c):
+        train(nlp, n_iter=5)
+    assert a.get_pipe("rnn_tagger").model.to_bytes() == b.get_pipe("rnn_tagger").model.to_bytes()
+    assert a.get_pipe("rnn_tagger").model.to_bytes() != c.get_pipe("rnn_tagger").model.to_bytes()
+
+
+def test_bad_settings_are_reported():
+    nlp = spacy.blank("en")
+    with pytest.raises(ValueError, match=r"\[rnn_tagger\] token_attr must be one of"):
+        nlp.add_pipe("rnn_tagger", config={"token_attr": "lemma"})
+    with pytest.raises(Exception, match="unknown cell 'transformer'"):
+        nlp.add_pipe("rnn_tagger", name="t2", config={"model": {"encoder": {"cell": "transformer"}}})
+
+
+def test_no_annotation_gives_clear_error():
+    nlp = make_nlp()
+    doc = nlp.make_doc("a b")
+    examples = [Example(doc, doc.copy())]
+    with pytest.raises(ValueError, match=r"\[rnn_tagger\] found no 'tag' annotation"):
+        nlp.initialize(lambda: examples)

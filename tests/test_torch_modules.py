@@ -1,0 +1,106 @@
+import pytest
+import torch
+
+from spacy_rnn.torch_modules import CharCNN, HashEmbedding, RecurrentEncoder, TokenEncoder, packing_order
+
+
+def make_encoder(cell="lstm", bidirectional=True, seed=0, dropout=0.0):
+    torch.manual_seed(seed)
+    return TokenEncoder(
+        feature_rows=[100, 50],
+        feature_widths=[8, 4],
+        n_chars=64,
+        char_width=4,
+        char_filters=6,
+        cell=cell,
+        hidden_width=5,
+        n_layers=2,
+        bidirectional=bidirectional,
+        dropout_prob=dropout,
+        word_dropout_prob=0.0,
+    ).eval()
+
+
+def make_inputs(lengths, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    n = sum(lengths)
+    hashes = torch.randint(0, 2**31, (n, 2, 4), generator=g)
+    code_points = torch.randint(1, 200, (7, 5), generator=g)
+    word_index = torch.randint(0, 7, (n,), generator=g)
+    return hashes, word_index, code_points, torch.tensor(lengths, dtype=torch.int64)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("bidirectional", [True, False])
+def test_output_shape(cell, bidirectional):
+    encoder = make_encoder(cell, bidirectional)
+    out = encoder(*make_inputs([3, 0, 5]))
+    assert out.shape == (8, 10 if bidirectional else 5)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_sequence_alone_equals_sequence_in_batch(cell):
+    encoder = make_encoder(cell)
+    hashes, word_index, code_points, lengths = make_inputs([4, 9, 1, 6])
+    with torch.no_grad():
+        batch_out = encoder(hashes, word_index, code_points, lengths)
+        # second sequence (tokens 4..12) on its own
+        alone = encoder(hashes[4:13], word_index[4:13], code_points, torch.tensor([9]))
+    torch.testing.assert_close(batch_out[4:13], alone, rtol=1e-5, atol=1e-6)
+
+
+def test_same_seed_same_output_other_seed_differs():
+    inputs = make_inputs([3, 4])
+    with torch.no_grad():
+        a = make_encoder(seed=3)(*inputs)
+        b = make_encoder(seed=3)(*inputs)
+        c = make_encoder(seed=4)(*inputs)
+    assert torch.equal(a, b)
+    assert not torch.allclose(a, c)
+
+
+def test_backward_reaches_all_parameters():
+    encoder = make_encoder().train()
+    encoder(*make_inputs([3, 4])).sum().backward()
+    for name, param in encoder.named_parameters():
+        assert param.grad is not None and param.grad.abs().sum() > 0, name
+
+
+def test_dropout_is_active_in_training_only():
+    encoder = make_encoder(dropout=0.5)
+    inputs = make_inputs([6, 6])
+    with torch.no_grad():
+        assert torch.equal(encoder(*inputs), encoder(*inputs))
+        encoder.train()
+        assert not torch.equal(encoder(*inputs), encoder(*inputs))
+
+
+def test_unknown_cell_is_rejected():
+    with pytest.raises(ValueError, match="Unknown recurrent cell 'transformer'"):
+        RecurrentEncoder(
+            cell="transformer", input_width=3, hidden_width=3, n_layers=1,
+            bidirectional=False, dropout_prob=0.0,
+        )
+
+
+def test_packing_order_is_time_major_longest_first():
+    index, batch_sizes = packing_order(torch.tensor([2, 0, 3]))
+    # flat positions: seq0 = 0,1; seq2 = 2,3,4. Longest (seq2) first at each step.
+    assert index.tolist() == [2, 0, 3, 1, 4]
+    assert batch_sizes.tolist() == [2, 2, 1]
+
+
+def test_all_empty_batch():
+    encoder = make_encoder()
+    out = encoder(*make_inputs([0, 0]))
+    assert out.shape == (0, 10)
+
+
+def test_hash_embedding_and_char_cnn_shapes():
+    embed = HashEmbedding(n_rows=[10, 20], widths=[3, 4])
+    assert embed(torch.randint(0, 1000, (5, 2, 4))).shape == (5, 7)
+    chars = CharCNN(n_chars=16, char_width=3, n_filters=7)
+    code_points = torch.tensor([[5, 6, 0], [300, 0, 0]])
+    assert chars(code_points).shape == (2, 7)
+    with pytest.raises(ValueError, match="one width per table"):
+        HashEmbedding(n_rows=[10], widths=[3, 4])
