@@ -25,3 +25,12 @@ def test_factory_resolves(name):
     nlp = spacy.blank("en")
     nlp.add_pipe(name)
     assert Language.has_factory(name)
+
+
+def test_spacy_package_lists_spacy_rnn_as_requirement():
+    import spacy
+    from spacy.cli.package import get_third_party_dependencies
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("rnn_tagger")
+    assert any(req.startswith("spacy-rnn") for req in get_third_party_dependencies(nlp.config))

@@ -1,0 +1,166 @@
+"""Train (or reuse) the rnn_tagger configs and spaCy's own taggers on UD
+English-EWT, then measure them all in one process on the test set: token
+accuracy, sentence accuracy, accuracy on words unseen in training, tagging
+speed through nlp.pipe, and training wall time.
+
+    python scripts/benchmark_tagger.py corpus training/benchmark metrics/benchmark_tagger.json
+
+Models are selected on dev by `spacy train` (model-best); test is only read here.
+"""
+import json
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import spacy
+import torch
+import typer
+from spacy.tokens import Doc
+from spacy.training import Corpus
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class System:
+    name: str
+    config: str
+    attr: str = "tag"
+    overrides: Dict[str, str] = field(default_factory=dict)
+    description: str = ""
+
+
+SYSTEMS = [
+    System("spacy_cnn", "configs/baselines/spacy_cnn_tagger.cfg", description="spaCy tagger, CNN tok2vec (efficiency)"),
+    System("spacy_bilstm", "configs/baselines/spacy_bilstm_tagger.cfg", description="spaCy tagger, TorchBiLSTMEncoder.v1"),
+    System("rnn_lstm", "configs/tagger.cfg", description="rnn_tagger, cell=lstm"),
+    System("rnn_gru", "configs/tagger.cfg", overrides={"components.tagger.model.encoder.cell": "gru"}, description="rnn_tagger, cell=gru"),
+    System("rnn_rnn", "configs/tagger.cfg", overrides={"components.tagger.model.encoder.cell": "rnn"}, description="rnn_tagger, cell=rnn (tanh)"),
+    System("rnn_lstm_upos", "configs/tagger_upos.cfg", attr="pos", description="rnn_tagger, cell=lstm, UPOS"),
+]
+
+
+def train(system: System, corpus: Path, out_dir: Path, extra: List[str]) -> float:
+    cmd = [
+        sys.executable, "-m", "spacy", "train", str(REPO / system.config),
+        "--output", str(out_dir),
+        "--paths.train", str(corpus / "en_ewt-ud-train.spacy"),
+        "--paths.dev", str(corpus / "en_ewt-ud-dev.spacy"),
+    ]
+    for key, value in system.overrides.items():
+        cmd += [f"--{key}", value]
+    cmd += extra
+    print("$", " ".join(cmd), flush=True)
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True)
+    seconds = time.perf_counter() - start
+    (out_dir / "train_time.json").write_text(json.dumps({"seconds": seconds, "command": cmd}))
+    return seconds
+
+
+def gold_sentences(nlp, path: Path, limit: int):
+    """Reference sentences, with their gold tokenization."""
+    examples = list(Corpus(path, gold_preproc=True, limit=0)(nlp))
+    references = [eg.reference for eg in examples]
+    return references[:limit] if limit else references
+
+
+def bare_docs(nlp, references) -> List[Doc]:
+    return [Doc(nlp.vocab, words=[t.text for t in ref], spaces=[bool(t.whitespace_) for t in ref]) for ref in references]
+
+
+def accuracy(nlp, references, attr: str, train_words: set) -> Dict[str, float]:
+    predicted = list(nlp.pipe(bare_docs(nlp, references), batch_size=1000))
+    tokens = correct = sentences = sentences_right = unseen = unseen_right = 0
+    for pred, ref in zip(predicted, references):
+        right = [getattr(p, attr + "_") == getattr(r, attr + "_") for p, r in zip(pred, ref)]
+        tokens += len(right)
+        correct += sum(right)
+        sentences += 1
+        sentences_right += all(right)
+        for token, ok in zip(ref, right):
+            if token.text not in train_words:
+                unseen += 1
+                unseen_right += ok
+    return {
+        "token_acc": correct / tokens,
+        "sentence_acc": sentences_right / sentences,
+        "unseen_acc": unseen_right / max(unseen, 1),
+        "n_tokens": tokens,
+        "n_sentences": sentences,
+        "n_unseen": unseen,
+    }
+
+
+def words_per_second(nlp, references, repeats: int = 3) -> float:
+    n_words = sum(len(ref) for ref in references)
+    best = float("inf")
+    list(nlp.pipe(bare_docs(nlp, references[:200]), batch_size=1000))  # warm up
+    for _ in range(repeats):
+        docs = bare_docs(nlp, references)
+        start = time.perf_counter()
+        for _ in nlp.pipe(docs, batch_size=1000):
+            pass
+        best = min(best, time.perf_counter() - start)
+    return n_words / best
+
+
+def main(
+    corpus: Path = typer.Argument(..., help="Folder with en_ewt-ud-{train,dev,test}.spacy"),
+    training_dir: Path = typer.Argument(..., help="Where trained pipelines are (or go)"),
+    output: Path = typer.Argument(..., help="JSON file for the results"),
+    systems: str = typer.Option(",".join(s.name for s in SYSTEMS), help="Comma-separated system names"),
+    retrain: bool = typer.Option(False, help="Retrain even if a trained pipeline exists"),
+    limit: int = typer.Option(0, help="Evaluate on the first N test sentences only (smoke runs)"),
+    max_steps: int = typer.Option(0, help="Override [training] max_steps (smoke runs)"),
+):
+    chosen = [s for s in SYSTEMS if s.name in systems.split(",")]
+    extra = ["--training.max_steps", str(max_steps)] if max_steps else []
+    for system in chosen:
+        out_dir = training_dir / system.name
+        if retrain or not (out_dir / "model-best").exists() or not (out_dir / "train_time.json").exists():
+            train(system, corpus, out_dir, extra)
+    # All measurements happen here, in one process, after all training is done.
+    nlp0 = spacy.blank("en")
+    train_words = {t.text for ref in gold_sentences(nlp0, corpus / "en_ewt-ud-train.spacy", 0) for t in ref}
+    results = {}
+    for system in chosen:
+        out_dir = training_dir / system.name
+        nlp = spacy.load(out_dir / "model-best")
+        test = gold_sentences(nlp, corpus / "en_ewt-ud-test.spacy", limit)
+        dev = gold_sentences(nlp, corpus / "en_ewt-ud-dev.spacy", limit)
+        row = {"description": system.description, "attr": system.attr}
+        row["test"] = accuracy(nlp, test, system.attr, train_words)
+        row["dev"] = accuracy(nlp, dev, system.attr, train_words)
+        row["words_per_second"] = words_per_second(nlp, test)
+        row["train_seconds"] = json.loads((out_dir / "train_time.json").read_text())["seconds"]
+        results[system.name] = row
+        print(f"measured {system.name}", flush=True)
+    baseline_wps = results.get("spacy_cnn", {}).get("words_per_second")
+    machine = f"{platform.machine()}, {torch.get_num_threads()} torch threads, {platform.processor() or 'cpu'}; torch {torch.__version__}, spaCy {spacy.__version__}"
+    lines = [
+        f"Machine: {machine}",
+        "",
+        "| system | attr | dev acc | test acc | test sentence acc | test unseen-word acc | words/s (nlp.pipe, test) | speed vs spacy_cnn | train time |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, row in results.items():
+        ratio = f"{row['words_per_second'] / baseline_wps:.2f}x" if baseline_wps else "n/a"
+        lines.append(
+            f"| {name} ({row['description']}) | {row['attr']} | {100 * row['dev']['token_acc']:.2f} | "
+            f"{100 * row['test']['token_acc']:.2f} | {100 * row['test']['sentence_acc']:.2f} | "
+            f"{100 * row['test']['unseen_acc']:.2f} | {row['words_per_second']:,.0f} | {ratio} | "
+            f"{row['train_seconds'] / 60:.1f} min |"
+        )
+    table = "\n".join(lines)
+    print(table)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps({"machine": machine, "systems": results, "table": table}, indent=2))
+
+
+if __name__ == "__main__":
+    typer.run(main)
