@@ -24,10 +24,12 @@ setup(
     entry_points={
         "spacy_factories": [
             "rnn_tagger = spacy_rnn.components.tagger:make_rnn_tagger",
+            "rnn_ner = spacy_rnn.components.ner:make_rnn_ner",
         ],
         "spacy_architectures": [
             "spacy_rnn.RNNEncoder.v1 = spacy_rnn.architectures:build_rnn_encoder_v1",
             "spacy_rnn.RNNTagger.v1 = spacy_rnn.architectures:build_rnn_tagger_v1",
+            "spacy_rnn.RNNEntityRecognizer.v1 = spacy_rnn.architectures:build_rnn_entity_recognizer_v1",
         ],
     },
 )

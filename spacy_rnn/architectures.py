@@ -6,9 +6,10 @@ from typing import List, Optional
 
 from spacy.tokens import Doc
 from spacy.util import registry
-from thinc.api import Model, Softmax_v2, chain, with_array
+from thinc.api import Linear, Model, Softmax_v2, chain, with_array
 from thinc.types import Floats2d
 
+from .crf import crf_transitions
 from .layers import doc_features, wrap_token_encoder
 from .torch_modules import CELL_TYPES, TokenEncoder
 
@@ -89,4 +90,24 @@ def build_rnn_tagger_v1(
     model = chain(encoder, with_array(output_layer))
     model.set_ref("tok2vec", encoder)
     model.set_ref("output_layer", output_layer)
+    return model
+
+
+@registry.architectures("spacy_rnn.RNNEntityRecognizer.v1")
+def build_rnn_entity_recognizer_v1(
+    encoder: Model[List[Doc], List[Floats2d]], nO: Optional[int] = None
+) -> Model[List[Doc], List[Floats2d]]:
+    """Per-token tag scores (emissions) for a sequence labeller, plus the
+    transition scores of a linear-chain CRF over them.
+
+    encoder (Model[List[Doc], List[Floats2d]]): The token encoder, e.g. spacy_rnn.RNNEncoder.v1.
+    nO (Optional[int]): Number of tags; inferred from the data at initialize when null.
+    """
+    t2v_width = encoder.get_dim("nO") if encoder.has_dim("nO") else None
+    output_layer = Linear(nO, t2v_width)
+    crf = crf_transitions(nO)
+    model = chain(encoder, with_array(output_layer), crf)
+    model.set_ref("tok2vec", encoder)
+    model.set_ref("output_layer", output_layer)
+    model.set_ref("crf", crf)
     return model

@@ -1,0 +1,290 @@
+"""The ``rnn_ner`` component: BIO (or BILUO) entity tagging with a recurrent
+encoder and a linear-chain CRF (or a softmax with constrained Viterbi)."""
+from itertools import islice
+from typing import Callable, Iterable, List, Optional
+
+import numpy
+from spacy.language import Language
+from spacy.pipeline import TrainablePipe
+from spacy.scorer import get_ner_prf
+from spacy.tokens import Doc
+from spacy.training import Example, validate_examples, validate_get_examples
+from spacy.training.iob_utils import biluo_tags_to_spans, iob_to_biluo
+from spacy.util import filter_spans
+from spacy.vocab import Vocab
+from thinc.api import Config, Model, set_dropout_rate
+
+from ..crf import SCHEMES, allowed_transitions, forward_backward, log_mask, pad, tag_names, viterbi
+from ..gradients import clip_global_grad_norm
+
+DECODERS = ("crf", "softmax")
+
+DEFAULT_CONFIG = """
+[model]
+@architectures = "spacy_rnn.RNNEntityRecognizer.v1"
+nO = null
+
+[model.encoder]
+@architectures = "spacy_rnn.RNNEncoder.v1"
+cell = "lstm"
+width = 128
+depth = 2
+bidirectional = true
+dropout = 0.25
+word_dropout = 0.05
+attrs = ["NORM", "PREFIX", "SUFFIX", "SHAPE"]
+rows = [20000, 2000, 10000, 1000]
+embed_widths = [96, 16, 48, 16]
+char_width = 32
+char_filters = 64
+max_word_chars = 20
+n_chars = 1024
+"""
+DEFAULT_MODEL = Config().from_str(DEFAULT_CONFIG)["model"]
+
+
+def score_entities(examples: Iterable[Example], **kwargs):
+    return get_ner_prf(examples, **kwargs)
+
+
+@Language.factory(
+    "rnn_ner",
+    assigns=["doc.ents", "token.ent_iob", "token.ent_type"],
+    default_config={
+        "model": DEFAULT_MODEL,
+        "scheme": "BIO",
+        "decoder": "crf",
+        "max_grad_norm": 5.0,
+        "scorer": {"@scorers": "spacy.ner_scorer.v1"},
+    },
+    default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},
+)
+def make_rnn_ner(
+    nlp: Language,
+    name: str,
+    model: Model,
+    scheme: str,
+    decoder: str,
+    max_grad_norm: float,
+    scorer: Optional[Callable],
+) -> "RNNEntityRecognizer":
+    """Create an rnn_ner component.
+
+    model (Model[List[Doc], List[Floats2d]]): Emission scores per token, with a
+        "crf" ref holding the transition scores (spacy_rnn.RNNEntityRecognizer.v1).
+    scheme (str): "BIO" (IOB2) or "BILUO" tags over the entity labels.
+    decoder (str): "crf": CRF negative log-likelihood and Viterbi over learned
+        transitions; "softmax": per-token cross-entropy, Viterbi over the
+        log-probabilities with only the scheme's constraints.
+    max_grad_norm (float): Global gradient-norm clipping before each step; 0 disables.
+    scorer (Optional[Callable]): Scoring method (entity P/R/F, also per type).
+    """
+    return RNNEntityRecognizer(
+        nlp.vocab, model, name, scheme=scheme, decoder=decoder, max_grad_norm=max_grad_norm, scorer=scorer
+    )
+
+
+class RNNEntityRecognizer(TrainablePipe):
+    """Named-entity recognition as constrained sequence labelling.
+
+    Transitions the scheme forbids (O → I-X, B-X → I-Y, start → I-X, and in
+    BILUO the rest) get a score of -inf in both training and decoding, so an
+    invalid tag sequence can never be produced.
+    """
+
+    def __init__(
+        self,
+        vocab: Vocab,
+        model: Model,
+        name: str = "rnn_ner",
+        *,
+        scheme: str = "BIO",
+        decoder: str = "crf",
+        max_grad_norm: float = 5.0,
+        scorer: Optional[Callable] = score_entities,
+    ) -> None:
+        if scheme not in SCHEMES:
+            raise ValueError(f"[{name}] scheme must be one of {SCHEMES}, got {scheme!r}")
+        if decoder not in DECODERS:
+            raise ValueError(f"[{name}] decoder must be one of {DECODERS}, got {decoder!r}")
+        self.vocab = vocab
+        self.model = model
+        self.name = name
+        self.scorer = scorer
+        self.cfg = {"labels": [], "scheme": scheme, "decoder": decoder, "max_grad_norm": max_grad_norm}
+
+    @property
+    def labels(self):
+        return tuple(self.cfg["labels"])
+
+    @property
+    def label_data(self):
+        return self.labels
+
+    @property
+    def tag_names(self) -> List[str]:
+        return tag_names(self.labels, self.cfg["scheme"])
+
+    def add_label(self, label: str) -> int:
+        if not isinstance(label, str) or not label or "-" in label:
+            raise ValueError(f"[{self.name}] entity labels must be non-empty strings without '-', got {label!r}")
+        if label in self.labels:
+            return 0
+        self._allow_extra_label()
+        self.cfg["labels"].append(label)
+        self.vocab.strings.add(label)
+        return 1
+
+    def _constraints(self, xp):
+        start_ok, pair_ok, end_ok = allowed_transitions(self.tag_names)
+        return log_mask(start_ok, xp), log_mask(pair_ok, xp), log_mask(end_ok, xp)
+
+    def _crf_scores(self, xp):
+        """start, transitions, end with the scheme's forbidden moves at -inf."""
+        start_mask, pair_mask, end_mask = self._constraints(xp)
+        if self.cfg["decoder"] == "softmax":
+            return start_mask, pair_mask, end_mask
+        crf = self.model.get_ref("crf")
+        return (
+            crf.get_param("start").astype("float64") + start_mask,
+            crf.get_param("transitions").astype("float64") + pair_mask,
+            crf.get_param("end").astype("float64") + end_mask,
+        )
+
+    def predict(self, docs: Iterable[Doc]) -> List[numpy.ndarray]:
+        docs = list(docs)
+        if not any(len(doc) for doc in docs):
+            return [numpy.zeros((0,), dtype="int64") for _ in docs]
+        emissions = self.model.predict(docs)
+        xp = self.model.ops.xp
+        if self.cfg["decoder"] == "softmax":
+            emissions = [self._log_softmax(xp, e) for e in emissions]
+        nonempty = [i for i, doc in enumerate(docs) if len(doc)]
+        padded, lengths = pad(xp, [emissions[i] for i in nonempty], len(self.tag_names))
+        paths, _ = viterbi(xp, padded, lengths, *self._crf_scores(xp))
+        tag_ids = [numpy.zeros((0,), dtype="int64") for _ in docs]
+        for i, path in zip(nonempty, paths):
+            tag_ids[i] = path.get() if hasattr(path, "get") else path
+        return tag_ids
+
+    @staticmethod
+    def _log_softmax(xp, scores):
+        shifted = scores - scores.max(axis=1, keepdims=True)
+        return shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
+
+    def set_annotations(self, docs: Iterable[Doc], tag_ids: List[numpy.ndarray]) -> None:
+        """Set doc.ents from the decoded tags. Entities already on the doc are
+        kept; predicted spans that overlap them are dropped."""
+        names = self.tag_names
+        to_biluo = iob_to_biluo if self.cfg["scheme"] == "BIO" else list
+        for doc, ids in zip(docs, tag_ids):
+            if len(doc) == 0:
+                continue
+            predicted = biluo_tags_to_spans(doc, to_biluo([names[i] for i in ids]))
+            preset = list(doc.ents)
+            taken = {i for span in preset for i in range(span.start, span.end)}
+            new = [s for s in predicted if not any(i in taken for i in range(s.start, s.end))]
+            doc.set_ents(filter_spans(preset + new), default="outside")
+
+    def _gold_tag_ids(self, example: Example) -> List[int]:
+        """Gold tag id per predicted token; -1 where the annotation is missing
+        (or misaligned, or a label the component does not know)."""
+        index = {name: i for i, name in enumerate(self.tag_names)}
+        biluo = example.get_aligned_ner()
+        tags = []
+        for tag in biluo:
+            if tag is None or tag == "-":
+                tags.append(None)
+            elif self.cfg["scheme"] == "BIO" and tag[:2] in ("U-", "L-"):
+                tags.append(("B-" if tag[0] == "U" else "I-") + tag[2:])
+            else:
+                tags.append(tag)
+        return [index.get(tag, -1) if tag is not None else -1 for tag in tags]
+
+    def get_loss(self, examples: Iterable[Example], emissions: List) -> tuple:
+        """Negative log-likelihood summed over docs, and its gradient with
+        respect to the emissions. For the CRF, gradients of the transition
+        scores are added to the "crf" layer here."""
+        validate_examples(examples, "RNNEntityRecognizer.get_loss")
+        xp = self.model.ops.xp
+        n_tags = len(self.tag_names)
+        gold = [xp.asarray(self._gold_tag_ids(eg), dtype="int64") for eg in examples]
+        d_emissions = [self.model.ops.alloc2f(*e.shape) for e in emissions]
+        nonempty = [i for i, e in enumerate(emissions) if len(e)]
+        if not nonempty:
+            return 0.0, d_emissions
+        if self.cfg["decoder"] == "softmax":
+            return self._softmax_loss(xp, emissions, gold, d_emissions)
+        padded, lengths = pad(xp, [emissions[i] for i in nonempty], n_tags)
+        allowed = xp.ones(padded.shape, dtype=bool)
+        for row, i in enumerate(nonempty):
+            known = gold[i] >= 0
+            positions = xp.arange(len(gold[i]))[known]
+            allowed[row, positions] = False
+            allowed[row, positions, gold[i][known]] = True
+        scores = self._crf_scores(xp)
+        log_z, unary, pair, first, last = forward_backward(xp, padded, lengths, *scores)
+        gold_log_z, gold_unary, gold_pair, gold_first, gold_last = forward_backward(
+            xp, padded, lengths, *scores, allowed=allowed
+        )
+        loss = float((log_z - gold_log_z).sum())
+        if not numpy.isfinite(loss):
+            raise ValueError(
+                f"[{self.name}] the CRF loss is {loss}: a gold tag sequence breaks the "
+                f"{self.cfg['scheme']} constraints, or training diverged (lower the learning rate)"
+            )
+        d_padded = (unary - gold_unary).astype("float32")
+        for row, i in enumerate(nonempty):
+            d_emissions[i] = d_padded[row, : len(emissions[i])]
+        crf = self.model.get_ref("crf")
+        crf.inc_grad("transitions", xp.nan_to_num(pair - gold_pair).astype("float32"))
+        crf.inc_grad("start", (first - gold_first).astype("float32"))
+        crf.inc_grad("end", (last - gold_last).astype("float32"))
+        return loss, d_emissions
+
+    def _softmax_loss(self, xp, emissions, gold, d_emissions):
+        loss = 0.0
+        for i, (scores, tags) in enumerate(zip(emissions, gold)):
+            if not len(scores):
+                continue
+            log_probs = self._log_softmax(xp, scores.astype("float64"))
+            known = xp.nonzero(tags >= 0)[0]
+            loss -= float(log_probs[known, tags[known]].sum())
+            d = xp.exp(log_probs)
+            d[known, tags[known]] -= 1.0
+            d[tags < 0] = 0.0
+            d_emissions[i] = d.astype("float32")
+        return loss, d_emissions
+
+    def update(self, examples: Iterable[Example], *, drop: float = 0.0, sgd=None, losses=None):
+        if losses is None:
+            losses = {}
+        losses.setdefault(self.name, 0.0)
+        examples = list(examples)
+        validate_examples(examples, "RNNEntityRecognizer.update")
+        if not any(len(eg.predicted) for eg in examples):
+            return losses
+        set_dropout_rate(self.model, drop)
+        emissions, backprop = self.model.begin_update([eg.predicted for eg in examples])
+        loss, d_emissions = self.get_loss(examples, emissions)
+        backprop(d_emissions)
+        if sgd not in (None, False):
+            self.finish_update(sgd)
+        losses[self.name] += loss
+        return losses
+
+    def finish_update(self, sgd) -> None:
+        clip_global_grad_norm(self.model, self.cfg["max_grad_norm"])
+        self.model.finish_update(sgd)
+
+    def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp=None, labels=None) -> None:
+        validate_get_examples(get_examples, "RNNEntityRecognizer.initialize")
+        if labels is None:
+            labels = sorted({ent.label_ for eg in get_examples() for ent in eg.reference.ents})
+        for label in labels:
+            self.add_label(label)
+        if not self.labels:
+            raise ValueError(f"[{self.name}] found no entities in the training examples, so there are no labels to learn")
+        doc_sample = [eg.x for eg in islice(get_examples(), 10)]
+        n_tags = len(self.tag_names)
+        self.model.initialize(X=doc_sample, Y=[self.model.ops.alloc2f(len(doc), n_tags) for doc in doc_sample])
