@@ -1,0 +1,154 @@
+import numpy
+import pytest
+import spacy
+from spacy import displacy
+from spacy.tokens import Span
+from spacy.training import Example
+from spacy.util import load_model_from_path
+from thinc.api import fix_random_seed
+
+NER_DATA = [
+    ("Peter Blackburn visited New York City today .", [(0, 15, "PER"), (24, 37, "LOC")]),
+    ("The EU rejects German calls .", [(4, 6, "ORG"), (15, 21, "MISC")]),
+    ("Nothing happened here .", []),
+]
+
+ENCODER = {
+    "@architectures": "spacy_rnn.RNNEncoder.v1",
+    "width": 16,
+    "depth": 1,
+    "dropout": 0.0,
+    "word_dropout": 0.0,
+    "rows": [500, 100, 200, 50],
+    "embed_widths": [16, 4, 8, 4],
+    "char_width": 8,
+    "char_filters": 8,
+}
+
+
+def make_nlp(decoder="crf", scheme="BIO", cell="lstm", seed=0):
+    fix_random_seed(seed)
+    nlp = spacy.blank("en")
+    model = {"@architectures": "spacy_rnn.RNNEntityRecognizer.v1", "encoder": dict(ENCODER, cell=cell)}
+    nlp.add_pipe("rnn_ner", config={"decoder": decoder, "scheme": scheme, "model": model})
+    return nlp
+
+
+def examples(nlp, data=NER_DATA):
+    return [Example.from_dict(nlp.make_doc(text), {"entities": ents}) for text, ents in data]
+
+
+def train(nlp, n_iter=60, data=NER_DATA):
+    egs = examples(nlp, data)
+    optimizer = nlp.initialize(lambda: egs)
+    optimizer.learn_rate = 0.01
+    for _ in range(n_iter):
+        losses = {}
+        nlp.update(egs, sgd=optimizer, losses=losses)
+    return losses["rnn_ner"]
+
+
+@pytest.fixture(scope="module")
+def trained_nlp():
+    nlp = make_nlp()
+    train(nlp)
+    return nlp
+
+
+@pytest.mark.parametrize(
+    "decoder,scheme,cell",
+    [("crf", "BIO", "lstm"), ("softmax", "BIO", "lstm"), ("crf", "BILUO", "gru"), ("crf", "BIO", "rnn")],
+)
+def test_overfit_and_predict(decoder, scheme, cell):
+    nlp = make_nlp(decoder, scheme, cell)
+    assert train(nlp) < 0.05
+    for text, ents in NER_DATA:
+        doc = nlp(text)
+        assert [(e.start_char, e.end_char, e.label_) for e in doc.ents] == ents
+        assert all(t.ent_iob_ in ("B", "I", "O") for t in doc)
+    scores = nlp.evaluate(examples(nlp))
+    assert scores["ents_f"] == 1.0 and scores["ents_p"] == 1.0 and scores["ents_r"] == 1.0
+    assert set(scores["ents_per_type"]) == {"PER", "LOC", "ORG", "MISC"}
+
+
+def test_labels_and_tags(trained_nlp):
+    ner = trained_nlp.get_pipe("rnn_ner")
+    assert ner.labels == ("LOC", "MISC", "ORG", "PER")
+    assert ner.tag_names[:3] == ["O", "B-LOC", "I-LOC"]
+
+
+def test_training_updates_transitions_and_emissions():
+    nlp = make_nlp()
+    egs = examples(nlp)
+    nlp.initialize(lambda: egs)
+    ner = nlp.get_pipe("rnn_ner")
+    emissions, backprop = ner.model.begin_update([eg.predicted for eg in egs])
+    loss, d_emissions = ner.get_loss(egs, emissions)
+    assert loss > 0
+    assert all(numpy.abs(d).sum() > 0 for d in d_emissions)
+    crf = ner.model.get_ref("crf")
+    for name in ("transitions", "start", "end"):
+        assert numpy.abs(crf.get_grad(name)).sum() > 0
+
+
+def test_round_trip(trained_nlp, tmp_path):
+    trained_nlp.to_disk(tmp_path / "ner")
+    reloaded = spacy.load(tmp_path / "ner")
+    for text, _ in NER_DATA + [("Peter visited the EU in New York .", None)]:
+        a = [(e.start, e.end, e.label_) for e in trained_nlp(text).ents]
+        b = [(e.start, e.end, e.label_) for e in reloaded(text).ents]
+        assert a == b
+
+
+def test_pipe_and_batch_invariance(trained_nlp):
+    texts = [t for t, _ in NER_DATA] + ["", "Peter", "New York " * 50]
+    one_by_one = [[(e.start, e.end, e.label_) for e in trained_nlp(t).ents] for t in texts]
+    for batch_size in (1, 3, 100):
+        piped = [[(e.start, e.end, e.label_) for e in d.ents] for d in trained_nlp.pipe(texts, batch_size=batch_size)]
+        assert piped == one_by_one
+
+
+def test_empty_docs(trained_nlp):
+    docs = list(trained_nlp.pipe(["", "", ""]))
+    assert [len(d.ents) for d in docs] == [0, 0, 0]
+    egs = examples(trained_nlp, [("", [])])
+    assert trained_nlp.get_pipe("rnn_ner").update(egs) == {"rnn_ner": 0.0}
+
+
+def test_preset_entities_are_kept(trained_nlp):
+    doc = trained_nlp.make_doc("Peter Blackburn visited New York City today .")
+    doc.ents = [Span(doc, 4, 5, label="ORG")]  # "York"
+    doc = trained_nlp.get_pipe("rnn_ner")(doc)
+    ents = [(e.text, e.label_) for e in doc.ents]
+    assert ("York", "ORG") in ents
+    assert ("Peter Blackburn", "PER") in ents
+    assert not any(label == "LOC" and "York" in text and text != "York" for text, label in ents)
+
+
+def test_missing_annotation_is_not_outside():
+    """Tokens with unknown annotation contribute no loss; tokens known to be O do."""
+    nlp = make_nlp()
+    egs = examples(nlp)
+    nlp.initialize(lambda: egs)
+    ner = nlp.get_pipe("rnn_ner")
+    doc = nlp.make_doc("Peter Blackburn visited here")
+    missing = Example(doc, nlp.make_doc("Peter Blackburn visited here"))  # no NER annotation at all
+    assert missing.get_aligned_ner() == [None] * 4
+    emissions = ner.model.predict([doc])
+    loss, d_emissions = ner.get_loss([missing], emissions)
+    assert loss == pytest.approx(0.0, abs=1e-6)
+    assert numpy.abs(d_emissions[0]).max() < 1e-6
+    outside = Example.from_dict(nlp.make_doc("Peter Blackburn visited here"), {"entities": []})
+    assert ner.get_loss([outside], emissions)[0] > 0.01
+
+
+def test_displacy_renders(trained_nlp):
+    html = displacy.render(trained_nlp(NER_DATA[0][0]), style="ent")
+    assert "Peter Blackburn" in html and "PER" in html
+
+
+def test_bad_settings():
+    with pytest.raises(ValueError, match=r"\[rnn_ner\] decoder must be one of"):
+        spacy.blank("en").add_pipe("rnn_ner", config={"decoder": "beam"})
+    with pytest.raises(ValueError, match=r"\[rnn_ner\] scheme must be one of"):
+        spacy.blank("en").add_pipe("rnn_ner", config={"scheme": "IOB1"})
