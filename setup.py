@@ -24,6 +24,8 @@ setup(
     entry_points={
         "spacy_factories": [
             "rnn_tagger = spacy_rnn.components.tagger:make_rnn_tagger",
+            "most_frequent_tagger = spacy_rnn.components.baselines:make_most_frequent_tagger",
+            "hmm_tagger = spacy_rnn.components.baselines:make_hmm_tagger",
             "rnn_ner = spacy_rnn.components.ner:make_rnn_ner",
         ],
         "spacy_architectures": [

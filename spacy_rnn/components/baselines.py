@@ -1,0 +1,298 @@
+"""Classic count-based taggers as pipeline components: ``most_frequent_tagger``
+and ``hmm_tagger`` (TnT-style HMM with Viterbi decoding).
+
+Both learn everything by counting in `initialize`, which `spacy train` calls
+before its first step, so `update` is a no-op and one step of `spacy train`
+is enough. They write `Token.tag_` or `Token.pos_`, score with spaCy's token
+attribute scorer and serialize with srsly (msgpack, no pickle). The numpy
+models are in `spacy_rnn.hmm`.
+"""
+from functools import partial
+from pathlib import Path
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+import srsly
+from spacy.language import Language
+from spacy.pipeline import TrainablePipe
+from spacy.tokens import Doc
+from spacy.training import Example, validate_get_examples
+from spacy.util import ensure_path
+from spacy.vocab import Vocab
+from thinc.api import Model
+
+from ..hmm import HMM, MostFrequentTagModel
+from .tagger import TOKEN_ATTRS, score_token_attr
+
+CountModel = Union[HMM, MostFrequentTagModel]
+
+
+def _no_model_forward(model: Model, docs: List[Doc], is_train: bool):
+    raise NotImplementedError("count-based taggers have no Thinc model; use the pipe's predict")
+
+
+def _placeholder_model(name: str) -> Model:
+    """A parameter-free Thinc model: spaCy's training loop expects `pipe.model`."""
+    return Model(name, _no_model_forward)
+
+
+class CountTagger(TrainablePipe):
+    """Shared logic of the count-based taggers; subclasses define `_fit`."""
+
+    def __init__(
+        self,
+        vocab: Vocab,
+        name: str,
+        *,
+        token_attr: str,
+        overwrite: bool,
+        scorer: Optional[Callable],
+        **settings,
+    ) -> None:
+        if token_attr not in TOKEN_ATTRS:
+            raise ValueError(f"[{name}] token_attr must be one of {TOKEN_ATTRS}, got {token_attr!r}")
+        self.vocab = vocab
+        self.name = name
+        self.model = _placeholder_model(f"{name}_placeholder")
+        self.cfg = {"token_attr": token_attr, "overwrite": overwrite, **settings}
+        self.scorer = scorer if scorer is not None else partial(score_token_attr, attr=token_attr)
+        self.counts: Optional[CountModel] = None
+
+    @property
+    def token_attr(self) -> str:
+        return self.cfg["token_attr"]
+
+    @property
+    def labels(self) -> Tuple[str, ...]:
+        return tuple(self.counts.tags) if self.counts is not None else ()
+
+    @property
+    def label_data(self) -> List[str]:
+        return list(self.labels)
+
+    def _fit(self, sentences: List[Tuple[List[str], List[str]]]) -> CountModel:
+        raise NotImplementedError
+
+    def _from_dict(self, data: Dict) -> CountModel:
+        raise NotImplementedError
+
+    @staticmethod
+    def _sentences(doc: Doc) -> List[Sequence]:
+        """The doc's sentences if it has boundaries, else the whole doc."""
+        if not len(doc):
+            return []
+        if doc.has_annotation("SENT_START"):
+            return list(doc.sents)
+        return [doc[:]]
+
+    def initialize(
+        self, get_examples: Callable[[], Iterable[Example]], *, nlp: Optional[Language] = None
+    ) -> None:
+        """Count from the reference docs. Sentences with a token that lacks
+        the annotation are skipped whole, as the transitions through it are unknown."""
+        validate_get_examples(get_examples, f"{type(self).__name__}.initialize")
+        attr = self.token_attr + "_"
+        sentences = []
+        for example in get_examples():
+            for sent in self._sentences(example.reference):
+                tags = [getattr(token, attr) for token in sent]
+                if all(tags):
+                    sentences.append(([token.text for token in sent], tags))
+        if not sentences:
+            raise ValueError(
+                f"[{self.name}] found no sentence fully annotated with '{self.token_attr}' "
+                "in the training examples, so there is nothing to count"
+            )
+        self.counts = self._fit(sentences)
+
+    def _require_model(self) -> CountModel:
+        if self.counts is None:
+            raise ValueError(f"[{self.name}] is not initialized; call nlp.initialize() first")
+        return self.counts
+
+    def predict(self, docs: Iterable[Doc]) -> List[List[str]]:
+        """One tag per token for each doc; each sentence is decoded on its own."""
+        counts = self._require_model()
+        batch = []
+        for doc in docs:
+            tags: List[str] = []
+            for sent in self._sentences(doc):
+                tags.extend(counts.predict([token.text for token in sent]))
+            batch.append(tags)
+        return batch
+
+    def set_annotations(self, docs: Iterable[Doc], batch_tags: List[List[str]]) -> None:
+        overwrite = self.cfg["overwrite"]
+        for doc, tags in zip(docs, batch_tags):
+            for token, tag in zip(doc, tags):
+                if self.token_attr == "tag":
+                    if overwrite or not token.tag_:
+                        token.tag_ = tag
+                elif overwrite or token.pos == 0:
+                    token.pos_ = tag
+
+    def update(
+        self,
+        examples: Iterable[Example],
+        *,
+        drop: float = 0.0,
+        sgd=None,
+        losses: Optional[Dict[str, float]] = None,
+    ) -> Dict[str, float]:
+        """No-op: the counts were taken in `initialize`. Reports a zero loss."""
+        if losses is None:
+            losses = {}
+        losses.setdefault(self.name, 0.0)
+        return losses
+
+    def get_loss(self, examples: Iterable[Example], scores) -> Tuple[float, None]:
+        return 0.0, None
+
+    def finish_update(self, sgd) -> None:
+        pass
+
+    def add_label(self, label: str) -> int:
+        raise NotImplementedError(f"[{self.name}] labels are taken from the training data in initialize")
+
+    # Serialization: cfg and the counts as one msgpack dict.
+
+    def _state(self) -> Dict:
+        return {"cfg": self.cfg, "model": self.counts.to_dict() if self.counts is not None else None}
+
+    def _load_state(self, state: Dict) -> None:
+        self.cfg.update(state["cfg"])
+        self.counts = self._from_dict(state["model"]) if state["model"] is not None else None
+
+    def to_bytes(self, *, exclude=tuple()) -> bytes:
+        return srsly.msgpack_dumps(self._state())
+
+    def from_bytes(self, bytes_data: bytes, *, exclude=tuple()) -> "CountTagger":
+        self._load_state(srsly.msgpack_loads(bytes_data))
+        return self
+
+    def to_disk(self, path: Union[str, Path], *, exclude=tuple()) -> None:
+        path = ensure_path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        srsly.write_json(path / "cfg", self.cfg)
+        srsly.write_msgpack(path / "model", self._state()["model"])
+
+    def from_disk(self, path: Union[str, Path], *, exclude=tuple()) -> "CountTagger":
+        path = ensure_path(path)
+        self._load_state({"cfg": srsly.read_json(path / "cfg"), "model": srsly.read_msgpack(path / "model")})
+        return self
+
+
+@Language.factory(
+    "most_frequent_tagger",
+    assigns=["token.tag", "token.pos"],
+    default_config={
+        "token_attr": "tag",
+        "max_suffix": 2,
+        "rare_max": 2,
+        "overwrite": False,
+        "scorer": None,
+    },
+    default_score_weights={"tag_acc": 1.0, "pos_acc": None},
+)
+def make_most_frequent_tagger(
+    nlp: Language,
+    name: str,
+    token_attr: str,
+    max_suffix: int,
+    rare_max: int,
+    overwrite: bool,
+    scorer: Optional[Callable],
+) -> "MostFrequentTagger":
+    """Create a most_frequent_tagger.
+
+    token_attr (str): "tag" writes Token.tag_ and reports tag_acc; "pos" writes
+        Token.pos_ (UPOS) and reports pos_acc.
+    max_suffix (int): Unseen words are tagged by the most frequent tag of their
+        coarse shape plus their last 1..max_suffix characters (longest seen first).
+    rare_max (int): Those word classes are counted over words seen at most this often.
+    overwrite (bool): Overwrite tags that are already set.
+    scorer (Optional[Callable]): Scoring method; by default token accuracy of token_attr.
+    """
+    return MostFrequentTagger(
+        nlp.vocab,
+        name,
+        token_attr=token_attr,
+        max_suffix=max_suffix,
+        rare_max=rare_max,
+        overwrite=overwrite,
+        scorer=scorer,
+    )
+
+
+class MostFrequentTagger(CountTagger):
+    """Tags each known word with its most frequent training tag; unseen words
+    get the most frequent tag of their shape/suffix class, else the most
+    frequent tag overall."""
+
+    def _fit(self, sentences):
+        return MostFrequentTagModel.fit(sentences, max_suffix=self.cfg["max_suffix"], rare_max=self.cfg["rare_max"])
+
+    def _from_dict(self, data):
+        return MostFrequentTagModel.from_dict(data)
+
+
+@Language.factory(
+    "hmm_tagger",
+    assigns=["token.tag", "token.pos"],
+    default_config={
+        "token_attr": "tag",
+        "order": 2,
+        "max_suffix": 10,
+        "rare_max": 10,
+        "overwrite": False,
+        "scorer": None,
+    },
+    default_score_weights={"tag_acc": 1.0, "pos_acc": None},
+)
+def make_hmm_tagger(
+    nlp: Language,
+    name: str,
+    token_attr: str,
+    order: int,
+    max_suffix: int,
+    rare_max: int,
+    overwrite: bool,
+    scorer: Optional[Callable],
+) -> "HMMTagger":
+    """Create an hmm_tagger (TnT-style HMM, Viterbi decoding per sentence).
+
+    token_attr (str): "tag" writes Token.tag_ and reports tag_acc; "pos" writes
+        Token.pos_ (UPOS) and reports pos_acc.
+    order (int): 1 for bigram transitions, 2 for trigram transitions; both
+        smoothed by deleted interpolation.
+    max_suffix (int): The longest suffix of the unseen-word model (TnT: 10).
+    rare_max (int): The unseen-word model learns from words seen at most this often (TnT: 10).
+    overwrite (bool): Overwrite tags that are already set.
+    scorer (Optional[Callable]): Scoring method; by default token accuracy of token_attr.
+    """
+    if order not in (1, 2):
+        raise ValueError(f"[{name}] order must be 1 or 2, got {order!r}")
+    return HMMTagger(
+        nlp.vocab,
+        name,
+        token_attr=token_attr,
+        order=order,
+        max_suffix=max_suffix,
+        rare_max=rare_max,
+        overwrite=overwrite,
+        scorer=scorer,
+    )
+
+
+class HMMTagger(CountTagger):
+    """A hidden Markov model tagger in the manner of TnT: interpolated bigram or
+    trigram transitions, word emissions, a suffix model for unseen words, and
+    Viterbi decoding in log space. Docs with sentence boundaries are decoded
+    sentence by sentence."""
+
+    def _fit(self, sentences):
+        return HMM.fit(
+            sentences, order=self.cfg["order"], max_suffix=self.cfg["max_suffix"], rare_max=self.cfg["rare_max"]
+        )
+
+    def _from_dict(self, data):
+        return HMM.from_dict(data)
