@@ -95,7 +95,8 @@ def _pack_counts(table: Dict[str, Counter]) -> Dict:
 def _unpack_counts(data: Dict) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
     """The inverse of `_pack_counts`, as {key: (tag_ids, counts)}."""
     indptr, cols, vals = (np.asarray(data[k]) for k in ("indptr", "cols", "vals"))
-    return {key: (cols[indptr[i] : indptr[i + 1]], vals[indptr[i] : indptr[i + 1]]) for i, key in enumerate(data["keys"])}
+    spans = zip(indptr[:-1], indptr[1:])
+    return {key: (cols[start:end], vals[start:end]) for key, (start, end) in zip(data["keys"], spans)}
 
 
 def _word_tag_counts(sentences: Sequence[TaggedSequence], tag_ids: Dict[str, int]) -> Dict[str, Counter]:
@@ -342,7 +343,9 @@ class HMM:
         self.lexicon = lexicon
         self.suffix_models = suffix_models
         self.rare_max = rare_max
-        self.lambdas = np.asarray(lambdas if lambdas is not None else deleted_interpolation(self.ngram_counts), dtype=float)
+        if lambdas is None:
+            lambdas = deleted_interpolation(self.ngram_counts)
+        self.lambdas = np.asarray(lambdas, dtype=float)
         with np.errstate(divide="ignore"):  # impossible transitions are -inf
             self.log_trans = np.log(self.transition_probs())
         emission_totals = np.zeros(len(self.tags))

@@ -1,3 +1,4 @@
+import importlib.util
 import itertools
 import math
 
@@ -5,10 +6,11 @@ import numpy
 import pytest
 import spacy
 from spacy.cli.train import train as spacy_train
-from spacy.tokens import Doc
+from spacy.tokens import Doc, DocBin
 from spacy.training import Example
 from spacy.util import load_model_from_path
 
+from spacy_rnn.data import CorpusFormatError
 from spacy_rnn.hmm import HMM, MostFrequentTagModel, SuffixModel, deleted_interpolation
 
 from .conftest import TRAIN_DATA, make_examples
@@ -160,7 +162,9 @@ def toy_examples(nlp, data=TOY):
     return [Example.from_dict(Doc(nlp.vocab, words=w), {"words": w, "tags": t}) for w, t in data]
 
 
-@pytest.mark.parametrize("factory,config", [("hmm_tagger", {"order": 1}), ("hmm_tagger", {"order": 2}), ("most_frequent_tagger", {})])
+@pytest.mark.parametrize(
+    "factory,config", [("hmm_tagger", {"order": 1}), ("hmm_tagger", {"order": 2}), ("most_frequent_tagger", {})]
+)
 def test_component_round_trip(factory, config, tmp_path, docs):
     nlp = spacy.blank("en")
     nlp.add_pipe(factory, name="tagger", config=config)
@@ -224,3 +228,28 @@ def test_spacy_train(config, tiny_corpus, tmp_path):
     nlp = load_model_from_path(tmp_path / "out" / "model-best")
     assert nlp.meta["performance"]["tag_acc"] == 1.0
     assert [t.tag_ for t in nlp("I like green eggs .")] == ["PRP", "VBP", "JJ", "NNS", "."]
+
+
+def load_convert_script():
+    path = spacy.util.ensure_path(__file__).parent.parent / "scripts" / "convert_wsj_sample.py"
+    spec = importlib.util.spec_from_file_location("convert_wsj_sample", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_convert_wsj_sample(tmp_path):
+    convert = load_convert_script()
+    (tmp_path / "wsj_sample.tsv").write_text("A\tDT\ncat\tNN\n\nIt\tPRP\n\nGo\tVB\n\n")
+    (tmp_path / "wsj_sample.docs.tsv").write_text(
+        "doc_id\tfirst_sentence\tn_sentences\nwsj_0001\t0\t2\nwsj_0170\t2\t1\n"
+    )
+    convert.main(tmp_path, tmp_path / "out")
+    nlp = spacy.blank("en")
+    train = list(DocBin().from_disk(tmp_path / "out" / "wsj_sample-train.spacy").get_docs(nlp.vocab))
+    assert [[t.tag_ for t in sent] for sent in train[0].sents] == [["DT", "NN"], ["PRP"]]
+    dev = list(DocBin().from_disk(tmp_path / "out" / "wsj_sample-dev.spacy").get_docs(nlp.vocab))
+    assert [t.text for t in dev[0]] == ["Go"]
+    (tmp_path / "wsj_sample.tsv").write_text("A\tDT\ncat NN\n")
+    with pytest.raises(CorpusFormatError, match=r"wsj_sample.tsv:2:"):
+        convert.read_sentences(tmp_path / "wsj_sample.tsv")

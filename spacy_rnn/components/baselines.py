@@ -50,10 +50,8 @@ class CountTagger(TrainablePipe):
     ) -> None:
         if token_attr not in TOKEN_ATTRS:
             raise ValueError(f"[{name}] token_attr must be one of {TOKEN_ATTRS}, got {token_attr!r}")
-        self.vocab = vocab
-        self.name = name
-        self.model = _placeholder_model(f"{name}_placeholder")
-        self.cfg = {"token_attr": token_attr, "overwrite": overwrite, **settings}
+        model = _placeholder_model(f"{name}_placeholder")
+        super().__init__(vocab, model, name, token_attr=token_attr, overwrite=overwrite, **settings)
         self.scorer = scorer if scorer is not None else partial(score_token_attr, attr=token_attr)
         self.counts: Optional[CountModel] = None
 
