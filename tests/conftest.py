@@ -54,7 +54,9 @@ def tiny_corpus(tmp_path):
     nlp = spacy.blank("en")
     db = DocBin()
     for words, tags, pos in TRAIN_DATA:
-        db.add(Doc(nlp.vocab, words=words, tags=tags, pos=pos))
+        # Entities for NER configs: every NN/NNS word is a one-token FOOD entity.
+        ents = ["B-FOOD" if tag.startswith("NN") else "O" for tag in tags]
+        db.add(Doc(nlp.vocab, words=words, tags=tags, pos=pos, ents=ents))
     train = tmp_path / "train.spacy"
     dev = tmp_path / "dev.spacy"
     db.to_disk(train)
