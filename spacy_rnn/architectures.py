@@ -21,17 +21,21 @@ def build_rnn_encoder_v1(
     depth: int = 2,
     bidirectional: bool = True,
     dropout: float = 0.25,
-    word_dropout: float = 0.05,
-    attrs: List[str] = ["NORM", "PREFIX", "SUFFIX", "SHAPE"],
-    rows: List[int] = [20000, 2000, 10000, 1000],
-    embed_widths: List[int] = [96, 16, 48, 16],
+    word_attr: str = "NORM",
+    word_width: int = 96,
+    vocab_size: int = 30000,
+    min_word_freq: int = 2,
+    word_dropout: float = 0.1,
+    attrs: List[str] = ["PREFIX", "SUFFIX", "SHAPE"],
+    rows: List[int] = [2000, 10000, 1000],
+    embed_widths: List[int] = [16, 48, 16],
     char_width: int = 32,
     char_filters: int = 64,
     max_word_chars: int = 20,
     n_chars: int = 1024,
 ) -> Model[List[Doc], List[Floats2d]]:
-    """Token vectors from a recurrent network over hashed token features and a
-    character CNN. Works as a tok2vec layer for any component.
+    """Token vectors from a recurrent network over word embeddings, hashed
+    token features and a character CNN. Works as a tok2vec layer for any component.
 
     cell (str): The recurrent cell: "rnn" (tanh), "lstm" or "gru".
     width (int): Hidden width of each direction.
@@ -39,8 +43,13 @@ def build_rnn_encoder_v1(
     bidirectional (bool): Also read each sequence right to left.
     dropout (float): Dropout on embeddings, between layers and on the output.
         The torch modules apply it themselves; [training] dropout does not reach them.
-    word_dropout (float): Probability of hiding a token's first feature (the
-        word) in training, so that unseen words are tagged from their spelling.
+    word_attr (str): The token attribute that identifies a word (e.g. NORM, LOWER, ORTH).
+    word_width (int): Width of the word embedding.
+    vocab_size (int): At most this many training words get their own embedding
+        (chosen by the component's initialize); all others share the unknown-word row.
+    min_word_freq (int): Words seen fewer times in training are unknown words.
+    word_dropout (float): Probability of replacing a word by the unknown word in
+        training, so that unseen words are tagged from their spelling.
     attrs (List[str]): Token attributes to embed with hashed (Bloom) embeddings.
     rows (List[int]): Rows of each attribute's table.
     embed_widths (List[int]): Width of each attribute's embedding.
@@ -59,6 +68,8 @@ def build_rnn_encoder_v1(
             f"got {len(attrs)}, {len(rows)} and {len(embed_widths)}"
         )
     encoder = TokenEncoder(
+        n_words=vocab_size + 1,
+        word_width=word_width,
         feature_rows=rows,
         feature_widths=embed_widths,
         n_chars=n_chars,
@@ -71,7 +82,8 @@ def build_rnn_encoder_v1(
         dropout_prob=dropout,
         word_dropout_prob=word_dropout,
     )
-    model = chain(doc_features(attrs, max_word_chars), wrap_token_encoder(encoder))
+    features = doc_features(word_attr, attrs, max_word_chars, vocab_size, min_word_freq)
+    model = chain(features, wrap_token_encoder(encoder))
     model.set_dim("nO", encoder.output_width)
     return model
 

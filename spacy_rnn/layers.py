@@ -1,7 +1,7 @@
 """Thinc glue: turn Docs into the integer tensors the torch modules read, and
 the torch outputs back into one array per Doc."""
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Sequence, Tuple
 
 import numpy
 from spacy.attrs import ORTH, intify_attr
@@ -19,12 +19,14 @@ class TokenBatch:
     """Integer inputs for a batch of docs, their tokens one after another
     (numpy, on the CPU).
 
+    word_ids: (n_tokens,) row of each token's word in the word table, 0 = unknown.
     hashes: (n_tokens, n_features, 4) uint32 hashes of token attributes.
     word_index: (n_tokens,) row of each token in code_points.
     code_points: (n_unique_words, max_chars) code point + 1 of each character, 0 = padding.
     lengths: (batch_size,) number of tokens of each doc.
     """
 
+    word_ids: numpy.ndarray
     hashes: numpy.ndarray
     word_index: numpy.ndarray
     code_points: numpy.ndarray
@@ -55,25 +57,76 @@ class _CodePointCache:
         return found
 
 
-def doc_features(attrs: Sequence[str], max_word_chars: int) -> Model[List[Doc], TokenBatch]:
-    """Extract hashed token attributes and character code points from docs.
+def doc_features(
+    word_attr: str,
+    attrs: Sequence[str],
+    max_word_chars: int,
+    vocab_size: int,
+    min_word_freq: int,
+) -> Model[List[Doc], TokenBatch]:
+    """Extract word ids, hashed token attributes and character code points from docs.
 
-    attrs (List[str]): token attributes to hash, e.g. ["NORM", "PREFIX", "SUFFIX", "SHAPE"].
+    word_attr (str): the attribute that identifies a word, e.g. "NORM".
+    attrs (List[str]): token attributes to hash, e.g. ["PREFIX", "SUFFIX", "SHAPE"].
     max_word_chars (int): characters kept per word for the character encoder.
+    vocab_size (int), min_word_freq (int): at most vocab_size words seen at
+        least min_word_freq times in training get their own row (see
+        init_word_vocab); the rest are the unknown word, row 0.
     """
-    attr_ids = [intify_attr(attr) for attr in attrs]
+    attr_ids = [intify_attr(attr) for attr in [word_attr] + list(attrs)]
     if any(attr_id is None for attr_id in attr_ids):
-        raise ValueError(f"Unknown token attribute in {list(attrs)}")
+        raise ValueError(f"Unknown token attribute in {[word_attr] + list(attrs)}")
     cache = _CodePointCache(max_word_chars)
 
     def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[TokenBatch, Callable]:
-        batch = _docs_to_batch(docs, attr_ids, cache)
+        batch = _docs_to_batch(docs, attr_ids, model.attrs["word_keys"], cache)
         return batch, lambda d_batch: []
 
-    return Model("doc_features", forward, attrs={"feature_attrs": list(attrs)})
+    return Model(
+        "doc_features",
+        forward,
+        attrs={
+            "word_attr": word_attr,
+            "feature_attrs": list(attrs),
+            "vocab_size": vocab_size,
+            "min_word_freq": min_word_freq,
+            "word_keys": numpy.zeros((0,), dtype="uint64"),
+        },
+    )
 
 
-def _docs_to_batch(docs: List[Doc], attr_ids: List[int], cache: _CodePointCache) -> TokenBatch:
+def init_word_vocab(model: Model, docs: Iterable[Doc]) -> int:
+    """Give the most frequent words of `docs` (the training data) their own
+    rows in the model's word table: at most vocab_size words seen at least
+    min_word_freq times. Returns the number of words kept."""
+    docs = list(docs)
+    kept = 0
+    for node in model.walk():
+        if node.name != "doc_features":
+            continue
+        attr_id = intify_attr(node.attrs["word_attr"])
+        columns = [doc.to_array([attr_id]).reshape(-1) for doc in docs if len(doc)]
+        values = numpy.concatenate(columns) if columns else numpy.zeros((0,), dtype="uint64")
+        keys, counts = numpy.unique(values, return_counts=True)
+        frequent = counts >= node.attrs["min_word_freq"]
+        keys, counts = keys[frequent], counts[frequent]
+        top = numpy.argsort(-counts, kind="stable")[: node.attrs["vocab_size"]]
+        node.attrs["word_keys"] = numpy.sort(keys[top]).astype("uint64")
+        kept = len(top)
+    return kept
+
+
+def _word_ids(values: numpy.ndarray, word_keys: numpy.ndarray) -> numpy.ndarray:
+    """Row of each value in the word table: 1 + its position in the sorted
+    word_keys, or 0 (unknown)."""
+    if len(word_keys) == 0:
+        return numpy.zeros(values.shape, dtype="int64")
+    position = numpy.searchsorted(word_keys, values)
+    position = numpy.minimum(position, len(word_keys) - 1)
+    return numpy.where(word_keys[position] == values, position + 1, 0).astype("int64")
+
+
+def _docs_to_batch(docs: List[Doc], attr_ids: List[int], word_keys, cache: _CodePointCache) -> TokenBatch:
     lengths = numpy.array([len(doc) for doc in docs], dtype="int64")
     columns = [ORTH] + attr_ids
     arrays = [doc.to_array(columns) for doc in docs if len(doc)]
@@ -81,11 +134,12 @@ def _docs_to_batch(docs: List[Doc], attr_ids: List[int], cache: _CodePointCache)
         numpy.concatenate(arrays)
         if arrays
         else numpy.zeros((0, len(columns)), dtype="uint64")
-    )  # (n_tokens, 1 + n_features) uint64
+    )  # (n_tokens, 2 + n_features) uint64: ORTH, word attribute, hashed features
+    n_features = len(attr_ids) - 1
     hashes = numpy.stack(
-        [_numpy_ops.hash(numpy.ascontiguousarray(values[:, j + 1]), j) for j in range(len(attr_ids))],
+        [_numpy_ops.hash(numpy.ascontiguousarray(values[:, j + 2]), j) for j in range(n_features)],
         axis=1,
-    ) if len(values) else numpy.zeros((0, len(attr_ids), 4), dtype="uint32")
+    ) if len(values) else numpy.zeros((0, n_features, 4), dtype="uint32")
     unique_orths, word_index = numpy.unique(values[:, 0], return_inverse=True)
     strings = docs[0].vocab.strings if docs else None
     words = [cache.get(int(orth), strings) for orth in unique_orths]
@@ -94,6 +148,7 @@ def _docs_to_batch(docs: List[Doc], attr_ids: List[int], cache: _CodePointCache)
     for row, word in enumerate(words):
         code_points[row, : len(word)] = word
     return TokenBatch(
+        word_ids=_word_ids(values[:, 1], word_keys),
         hashes=hashes,
         word_index=word_index.reshape(-1).astype("int64"),
         code_points=code_points,
@@ -105,6 +160,7 @@ def _convert_inputs(model: Model, batch: TokenBatch, is_train: bool) -> Tuple[Ar
     device = model.shims[0].device
     args = ArgsKwargs(
         args=(
+            xp2torch(batch.word_ids, device=device),
             xp2torch(batch.hashes.astype("int64"), device=device),
             xp2torch(batch.word_index, device=device),
             xp2torch(batch.code_points, device=device),

@@ -3,21 +3,31 @@ import spacy
 from thinc.api import fix_random_seed
 
 from spacy_rnn.architectures import build_rnn_encoder_v1
-from spacy_rnn.layers import doc_features
+from spacy_rnn.layers import doc_features, init_word_vocab
 
 
 def small_encoder(**kwargs):
-    settings = dict(width=6, depth=1, rows=[50, 20, 20, 20], embed_widths=[4, 2, 2, 2], char_width=3, char_filters=4)
+    settings = dict(
+        width=6, depth=1, vocab_size=10, word_width=4, rows=[20, 20, 20], embed_widths=[2, 2, 2],
+        char_width=3, char_filters=4,
+    )
     settings.update(kwargs)
     return build_rnn_encoder_v1(**settings)
 
 
 def test_doc_features(docs):
-    batch, _ = doc_features(["NORM", "SHAPE"], max_word_chars=4)(docs, is_train=False)
+    layer = doc_features("NORM", ["PREFIX", "SHAPE"], max_word_chars=4, vocab_size=3, min_word_freq=1)
+    assert init_word_vocab(layer, docs) == 3
+    batch, _ = layer(docs, is_train=False)
     n_tokens = sum(len(doc) for doc in docs)
     assert batch.lengths.tolist() == [len(doc) for doc in docs]
     assert batch.hashes.shape == (n_tokens, 2, 4)
     assert batch.word_index.shape == (n_tokens,)
+    # the three most frequent norms ("the" twice, then the first-seen ties) have rows 1-3
+    norms = [t.norm_ for doc in docs for t in doc]
+    assert batch.word_ids[norms.index("the")] > 0
+    assert sorted(set(batch.word_ids.tolist()) - {0}) == [1, 2, 3]
+    assert (batch.word_ids == 0).sum() == n_tokens - sum(norms.count(n) for n in set(norms) if batch.word_ids[norms.index(n)] > 0)
     # "eggs" and "green" are clipped to 4 chars, keeping start and end: "gren"
     words = ["".join(chr(c - 1) for c in row if c) for row in batch.code_points]
     assert "gren" in words and "eggs" in words

@@ -19,8 +19,11 @@ ENCODER = {
     "depth": 1,
     "dropout": 0.0,
     "word_dropout": 0.0,
-    "rows": [500, 100, 200, 50],
-    "embed_widths": [16, 4, 8, 4],
+    "vocab_size": 100,
+    "min_word_freq": 1,
+    "word_width": 16,
+    "rows": [100, 200, 50],
+    "embed_widths": [4, 8, 4],
     "char_width": 8,
     "char_filters": 8,
 }

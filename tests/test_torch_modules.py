@@ -7,6 +7,8 @@ from spacy_rnn.torch_modules import CharCNN, HashEmbedding, RecurrentEncoder, To
 def make_encoder(cell="lstm", bidirectional=True, seed=0, dropout=0.0):
     torch.manual_seed(seed)
     return TokenEncoder(
+        n_words=20,
+        word_width=3,
         feature_rows=[100, 50],
         feature_widths=[8, 4],
         n_chars=64,
@@ -24,10 +26,11 @@ def make_encoder(cell="lstm", bidirectional=True, seed=0, dropout=0.0):
 def make_inputs(lengths, seed=1):
     g = torch.Generator().manual_seed(seed)
     n = sum(lengths)
+    word_ids = torch.randint(0, 20, (n,), generator=g)
     hashes = torch.randint(0, 2**31, (n, 2, 4), generator=g)
     code_points = torch.randint(1, 200, (7, 5), generator=g)
     word_index = torch.randint(0, 7, (n,), generator=g)
-    return hashes, word_index, code_points, torch.tensor(lengths, dtype=torch.int64)
+    return word_ids, hashes, word_index, code_points, torch.tensor(lengths, dtype=torch.int64)
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
@@ -41,11 +44,11 @@ def test_output_shape(cell, bidirectional):
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_sequence_alone_equals_sequence_in_batch(cell):
     encoder = make_encoder(cell)
-    hashes, word_index, code_points, lengths = make_inputs([4, 9, 1, 6])
+    word_ids, hashes, word_index, code_points, lengths = make_inputs([4, 9, 1, 6])
     with torch.no_grad():
-        batch_out = encoder(hashes, word_index, code_points, lengths)
+        batch_out = encoder(word_ids, hashes, word_index, code_points, lengths)
         # second sequence (tokens 4..12) on its own
-        alone = encoder(hashes[4:13], word_index[4:13], code_points, torch.tensor([9]))
+        alone = encoder(word_ids[4:13], hashes[4:13], word_index[4:13], code_points, torch.tensor([9]))
     torch.testing.assert_close(batch_out[4:13], alone, rtol=1e-5, atol=1e-6)
 
 

@@ -16,6 +16,7 @@ from thinc.api import Config, Model, set_dropout_rate
 
 from ..crf import SCHEMES, allowed_transitions, forward_backward, log_mask, pad, tag_names, viterbi
 from ..gradients import clip_global_grad_norm
+from ..layers import init_word_vocab
 
 DECODERS = ("crf", "softmax")
 
@@ -31,10 +32,14 @@ width = 128
 depth = 2
 bidirectional = true
 dropout = 0.25
+word_attr = "NORM"
+word_width = 96
+vocab_size = 30000
+min_word_freq = 2
 word_dropout = 0.05
-attrs = ["NORM", "PREFIX", "SUFFIX", "SHAPE"]
-rows = [20000, 2000, 10000, 1000]
-embed_widths = [96, 16, 48, 16]
+attrs = ["PREFIX", "SUFFIX", "SHAPE"]
+rows = [2000, 10000, 1000]
+embed_widths = [16, 48, 16]
 char_width = 32
 char_filters = 64
 max_word_chars = 20
@@ -285,6 +290,7 @@ class RNNEntityRecognizer(TrainablePipe):
             self.add_label(label)
         if not self.labels:
             raise ValueError(f"[{self.name}] found no entities in the training examples, so there are no labels to learn")
+        init_word_vocab(self.model, (eg.x for eg in get_examples()))
         doc_sample = [eg.x for eg in islice(get_examples(), 10)]
         n_tags = len(self.tag_names)
         self.model.initialize(X=doc_sample, Y=[self.model.ops.alloc2f(len(doc), n_tags) for doc in doc_sample])

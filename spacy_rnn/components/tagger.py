@@ -13,6 +13,7 @@ from spacy.vocab import Vocab
 from thinc.api import Config, Model, SequenceCategoricalCrossentropy
 
 from ..gradients import clip_global_grad_norm
+from ..layers import init_word_vocab
 
 TOKEN_ATTRS = ("tag", "pos")
 
@@ -28,10 +29,14 @@ width = 128
 depth = 2
 bidirectional = true
 dropout = 0.25
+word_attr = "NORM"
+word_width = 96
+vocab_size = 30000
+min_word_freq = 2
 word_dropout = 0.05
-attrs = ["NORM", "PREFIX", "SUFFIX", "SHAPE"]
-rows = [20000, 2000, 10000, 1000]
-embed_widths = [96, 16, 48, 16]
+attrs = ["PREFIX", "SUFFIX", "SHAPE"]
+rows = [2000, 10000, 1000]
+embed_widths = [16, 48, 16]
 char_width = 32
 char_filters = 64
 max_word_chars = 20
@@ -191,6 +196,7 @@ class RNNTagger(Tagger):
                 f"[{self.name}] found no '{self.token_attr}' annotation in the training "
                 "examples, so there are no labels to learn"
             )
+        init_word_vocab(self.model, (eg.x for eg in get_examples()))
         doc_sample = [eg.x for eg in islice(get_examples(), 10)]
         label_sample = [self.model.ops.alloc2f(len(doc), len(self.labels)) for doc in doc_sample]
         self.model.initialize(X=doc_sample, Y=label_sample)
