@@ -175,7 +175,7 @@ def _convert_inputs(model: Model, batch: TokenBatch, is_train: bool) -> Tuple[Ar
 def _convert_outputs(model: Model, inputs_outputs, is_train: bool) -> Tuple[List[Floats2d], Callable]:
     batch, Y_torch = inputs_outputs
     Y = torch2xp(Y_torch, ops=model.ops)  # (n_tokens, width)
-    ends = numpy.cumsum(batch.lengths)[:-1]
+    ends = numpy.cumsum(batch.lengths)[:-1].tolist()
     outputs = model.ops.xp.split(Y, ends)
 
     def backprop(d_outputs: List[Floats2d]) -> ArgsKwargs:
