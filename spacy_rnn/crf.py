@@ -153,11 +153,20 @@ def crf_transitions(nO: Optional[int] = None) -> Model[List[Floats2d], List[Floa
     count) is inferred at initialize from the output layer before it."""
     return Model(
         "crf_transitions",
-        lambda model, X, is_train: (X, lambda dY: dY),
+        _pass_through,
         init=_init_crf,
         dims={"nO": nO},
         params={"start": None, "transitions": None, "end": None},
     )
+
+
+def _pass_through(model: Model, X, is_train: bool):
+    # Module-level functions, not lambdas, so that the model pickles.
+    return X, _identity
+
+
+def _identity(dY):
+    return dY
 
 
 def _init_crf(model: Model, X=None, Y=None) -> None:

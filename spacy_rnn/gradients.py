@@ -51,3 +51,14 @@ def _torch_grads(model: Model):
                 for param in shim._model.parameters():
                     if param.grad is not None:
                         yield param.grad
+
+
+def discard_gradients(model: Model) -> None:
+    """Zero every gradient of the model, e.g. after a non-finite one was found,
+    so that the next optimizer step does not apply it."""
+    for node in model.walk():
+        for name in node.param_names:
+            if node.has_grad(name):
+                node.set_grad(name, node.get_grad(name) * 0)
+    for grad in _torch_grads(model):
+        grad.zero_()

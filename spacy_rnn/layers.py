@@ -57,6 +57,30 @@ class _CodePointCache:
         return found
 
 
+class _DocFeaturesForward:
+    """The forward of doc_features. A module-level class, not a closure, so
+    that a pipeline can be pickled (spawn-started nlp.pipe workers need it)."""
+
+    def __init__(self, attr_ids: List[int], max_word_chars: int) -> None:
+        self.attr_ids = attr_ids
+        self.cache = _CodePointCache(max_word_chars)
+
+    def __call__(self, model: Model, docs: List[Doc], is_train: bool) -> Tuple[TokenBatch, Callable]:
+        batch = _docs_to_batch(docs, self.attr_ids, model.attrs["word_keys"], self.cache)
+        return batch, _no_gradient
+
+    def __getstate__(self):
+        # The code point cache is rebuilt on demand; do not ship it.
+        return {"attr_ids": self.attr_ids, "max_word_chars": self.cache.max_chars}
+
+    def __setstate__(self, state) -> None:
+        self.__init__(state["attr_ids"], state["max_word_chars"])
+
+
+def _no_gradient(d_batch) -> list:
+    return []
+
+
 def doc_features(
     word_attr: str,
     attrs: Sequence[str],
@@ -76,15 +100,9 @@ def doc_features(
     attr_ids = [intify_attr(attr) for attr in [word_attr] + list(attrs)]
     if any(attr_id is None for attr_id in attr_ids):
         raise ValueError(f"Unknown token attribute in {[word_attr] + list(attrs)}")
-    cache = _CodePointCache(max_word_chars)
-
-    def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[TokenBatch, Callable]:
-        batch = _docs_to_batch(docs, attr_ids, model.attrs["word_keys"], cache)
-        return batch, lambda d_batch: []
-
     return Model(
         "doc_features",
-        forward,
+        _DocFeaturesForward(attr_ids, max_word_chars),
         attrs={
             "word_attr": word_attr,
             "feature_attrs": list(attrs),

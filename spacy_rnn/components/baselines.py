@@ -21,6 +21,7 @@ from spacy.vocab import Vocab
 from thinc.api import Model
 
 from ..hmm import HMM, MostFrequentTagModel
+from .serialization import load_error, read_json_file, read_msgpack_file, require_examples
 from .tagger import TOKEN_ATTRS, score_token_attr
 
 CountModel = Union[HMM, MostFrequentTagModel]
@@ -87,6 +88,7 @@ class CountTagger(TrainablePipe):
     ) -> None:
         """Count from the reference docs. Sentences with a token that lacks
         the annotation are skipped whole, as the transitions through it are unknown."""
+        require_examples(self.name, get_examples)
         validate_get_examples(get_examples, f"{type(self).__name__}.initialize")
         attr = self.token_attr + "_"
         sentences = []
@@ -156,15 +158,35 @@ class CountTagger(TrainablePipe):
     def _state(self) -> Dict:
         return {"cfg": self.cfg, "model": self.counts.to_dict() if self.counts is not None else None}
 
-    def _load_state(self, state: Dict) -> None:
+    def _load_state(self, state: Dict, where: str) -> None:
+        """Restore cfg and counts; a ValueError naming the component and
+        `where` (the file) if the counts are unreadable or their tag ids do
+        not match the tag list."""
+        try:
+            counts = self._from_dict(state["model"]) if state["model"] is not None else None
+        except Exception as err:
+            raise ValueError(
+                f"[{self.name}] cannot load {where}: the labels (tags) do not match the counts "
+                f"({type(err).__name__}: {err})"
+            ) from None
+        if counts is not None:
+            problem = _tag_id_problem(counts)
+            if problem:
+                raise ValueError(f"[{self.name}] cannot load {where}: the labels (tags) do not match the counts: {problem}")
         self.cfg.update(state["cfg"])
-        self.counts = self._from_dict(state["model"]) if state["model"] is not None else None
+        self.counts = counts
 
     def to_bytes(self, *, exclude=tuple()) -> bytes:
         return srsly.msgpack_dumps(self._state())
 
     def from_bytes(self, bytes_data: bytes, *, exclude=tuple()) -> "CountTagger":
-        self._load_state(srsly.msgpack_loads(bytes_data))
+        where = "the bytes given to from_bytes"
+        try:
+            state = srsly.msgpack_loads(bytes_data)
+            state["cfg"], state["model"]
+        except Exception as err:
+            raise load_error(self.name, where, err) from None
+        self._load_state(state, where)
         return self
 
     def to_disk(self, path: Union[str, Path], *, exclude=tuple()) -> None:
@@ -175,8 +197,26 @@ class CountTagger(TrainablePipe):
 
     def from_disk(self, path: Union[str, Path], *, exclude=tuple()) -> "CountTagger":
         path = ensure_path(path)
-        self._load_state({"cfg": srsly.read_json(path / "cfg"), "model": srsly.read_msgpack(path / "model")})
+        cfg = read_json_file(self.name, path / "cfg")
+        model = read_msgpack_file(self.name, path / "model")
+        self._load_state({"cfg": cfg, "model": model}, str(path / "model"))
         return self
+
+
+def _tag_id_problem(counts: CountModel) -> Optional[str]:
+    """Why the tag ids in the counts do not fit the tag list, or None."""
+    n_tags = len(counts.tags)
+    if isinstance(counts, MostFrequentTagModel):
+        ids = list(counts.word_tags.values()) + list(counts.class_tags.values()) + [counts.default_tag]
+        top = max(ids)
+        return f"tag id {top} but {n_tags} tags" if top >= n_tags or min(ids) < 0 else None
+    shapes = [table.shape for table in counts.ngram_counts]
+    if any(shape != (n_tags + 1,) * len(shape) for shape in shapes):
+        return f"{n_tags} tags (+ the boundary) but n-gram counts of shapes {shapes}"
+    widths = {model.n_tags for model in counts.suffix_models.values()}
+    if widths - {n_tags}:
+        return f"{n_tags} tags but suffix models over {sorted(widths)}"
+    return None
 
 
 @Language.factory(

@@ -15,8 +15,8 @@ from spacy.vocab import Vocab
 from thinc.api import Config, Model, set_dropout_rate
 
 from ..crf import SCHEMES, allowed_transitions, forward_backward, log_mask, pad, tag_names, viterbi
-from ..gradients import clip_global_grad_norm
 from ..layers import init_word_vocab
+from .serialization import NeuralPipeMixin, require_examples
 
 DECODERS = ("crf", "softmax")
 
@@ -89,7 +89,7 @@ def make_rnn_ner(
     )
 
 
-class RNNEntityRecognizer(TrainablePipe):
+class RNNEntityRecognizer(NeuralPipeMixin, TrainablePipe):
     """Named-entity recognition as constrained sequence labelling.
 
     Transitions the scheme forbids (O → I-X, B-X → I-Y, start → I-X, and in
@@ -126,6 +126,9 @@ class RNNEntityRecognizer(TrainablePipe):
     def label_data(self):
         return self.labels
 
+    def _n_outputs(self) -> int:
+        return len(self.tag_names)
+
     @property
     def tag_names(self) -> List[str]:
         return tag_names(self.labels, self.cfg["scheme"])
@@ -156,7 +159,8 @@ class RNNEntityRecognizer(TrainablePipe):
             crf.get_param("end").astype("float64") + end_mask,
         )
 
-    def predict(self, docs: Iterable[Doc]) -> List[numpy.ndarray]:
+    def _predict_batch(self, docs: Iterable[Doc]) -> List[numpy.ndarray]:
+        """Decoded tag ids per doc (NeuralPipeMixin.predict calls this per bounded group)."""
         docs = list(docs)
         if not any(len(doc) for doc in docs):
             return [numpy.zeros((0,), dtype="int64") for _ in docs]
@@ -233,6 +237,11 @@ class RNNEntityRecognizer(TrainablePipe):
             xp, padded, lengths, *scores, allowed=allowed
         )
         loss = float((log_z - gold_log_z).sum())
+        if numpy.isnan(loss):
+            raise ValueError(
+                f"[{self.name}] the CRF loss is NaN: training diverged. The update was not applied, so the "
+                "model keeps its last good weights; lower the learning rate or max_grad_norm."
+            )
         if not numpy.isfinite(loss):
             raise ValueError(
                 f"[{self.name}] the CRF loss is {loss}: a gold tag sequence breaks the "
@@ -259,9 +268,15 @@ class RNNEntityRecognizer(TrainablePipe):
             d[known, tags[known]] -= 1.0
             d[tags < 0] = 0.0
             d_emissions[i] = d.astype("float32")
+        if not numpy.isfinite(loss):
+            raise ValueError(
+                f"[{self.name}] the loss is {loss}: training diverged. The update was not applied, so the "
+                "model keeps its last good weights; lower the learning rate or max_grad_norm."
+            )
         return loss, d_emissions
 
-    def update(self, examples: Iterable[Example], *, drop: float = 0.0, sgd=None, losses=None):
+    def _update_batch(self, examples: Iterable[Example], *, drop: float = 0.0, sgd=None, losses=None):
+        """One update (NeuralPipeMixin.update calls this under the model lock)."""
         if losses is None:
             losses = {}
         losses.setdefault(self.name, 0.0)
@@ -278,11 +293,8 @@ class RNNEntityRecognizer(TrainablePipe):
         losses[self.name] += loss
         return losses
 
-    def finish_update(self, sgd) -> None:
-        clip_global_grad_norm(self.model, self.cfg["max_grad_norm"])
-        self.model.finish_update(sgd)
-
     def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp=None, labels=None) -> None:
+        require_examples(self.name, get_examples)
         validate_get_examples(get_examples, "RNNEntityRecognizer.initialize")
         if labels is None:
             labels = sorted({ent.label_ for eg in get_examples() for ent in eg.reference.ents})

@@ -12,8 +12,8 @@ from spacy.training import Example, validate_examples, validate_get_examples
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, SequenceCategoricalCrossentropy
 
-from ..gradients import clip_global_grad_norm
 from ..layers import init_word_vocab
+from .serialization import NeuralPipeMixin, require_examples
 
 TOKEN_ATTRS = ("tag", "pos")
 
@@ -99,11 +99,13 @@ def make_rnn_tagger(
     )
 
 
-class RNNTagger(Tagger):
+class RNNTagger(NeuralPipeMixin, Tagger):
     """Part-of-speech tagger powered by a recurrent network.
 
     It shares spaCy's Tagger API (labels, predict, update, serialization) and
     adds `token_attr` ("tag" or "pos") and global-norm gradient clipping.
+    NeuralPipeMixin adds bounded prediction batches, a model lock (safe to
+    share between threads), refusal of NaN updates and clear load errors.
     """
 
     def __init__(
@@ -141,10 +143,21 @@ class RNNTagger(Tagger):
     def token_attr(self) -> str:
         return self.cfg["token_attr"]
 
+    def _n_outputs(self) -> int:
+        return len(self.labels)
+
     def _gold_labels(self, example: Example) -> List[Optional[str]]:
-        """Gold labels aligned to the predicted tokens; None where missing."""
+        """Gold labels aligned to the predicted tokens; None where missing,
+        and also for a label the tagger does not know (one never seen in
+        training, e.g. at evaluation time), which has no output to train."""
         aligned = example.get_aligned(self.token_attr.upper(), as_string=True)
-        return [label if label else None for label in aligned]
+        known = set(self.labels)
+        neg_prefix = self.cfg["neg_prefix"]
+        gold = []
+        for label in aligned:
+            base = label[len(neg_prefix) :] if neg_prefix and label and label.startswith(neg_prefix) else label
+            gold.append(label if label and base in known else None)
+        return gold
 
     def set_annotations(self, docs, batch_tag_ids) -> None:
         if self.token_attr == "tag":
@@ -175,11 +188,8 @@ class RNNTagger(Tagger):
             )
         return float(loss), d_scores
 
-    def finish_update(self, sgd) -> None:
-        clip_global_grad_norm(self.model, self.cfg["max_grad_norm"])
-        self.model.finish_update(sgd)
-
     def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp=None, labels=None) -> None:
+        require_examples(self.name, get_examples)
         validate_get_examples(get_examples, "RNNTagger.initialize")
         if labels is None:
             found = set()

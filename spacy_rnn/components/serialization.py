@@ -1,0 +1,193 @@
+"""Shared robustness for the components: loading that fails with a clear error,
+prediction in bounded batches, a model lock, and refusing non-finite updates.
+
+Loading: every failure to read a component's files (missing, truncated or
+corrupt, labels that do not match the weights) raises a ValueError that
+names the component and the file, instead of a msgpack or torch traceback.
+"""
+import math
+import threading
+import weakref
+from pathlib import Path
+from typing import Callable, Iterable, List, Sequence, Union
+
+import srsly
+from spacy.util import ensure_path
+
+from ..gradients import clip_global_grad_norm, discard_gradients
+from ..runtime import limit_torch_threads_in_worker
+
+_LOCKS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def model_lock(pipe) -> threading.RLock:
+    """The lock of a pipe's model. Thinc's PyTorchShim switches the torch
+    module to eval() and back to train() around every prediction, so two
+    threads predicting (or one training) at once would run each other's
+    dropout in the wrong mode. Kept outside the pipe so that it pickles."""
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(pipe)
+        if lock is None:
+            lock = _LOCKS[pipe] = threading.RLock()
+        return lock
+
+
+def load_error(name: str, file: Union[str, Path], err: BaseException) -> ValueError:
+    return ValueError(f"[{name}] cannot load {file}: {type(err).__name__}: {err}")
+
+
+def require_file(name: str, file: Path) -> None:
+    if not file.exists():
+        raise ValueError(f"[{name}] cannot load {file}: the file is missing")
+
+
+def read_json_file(name: str, file: Path):
+    require_file(name, file)
+    try:
+        return srsly.read_json(file)
+    except Exception as err:
+        raise load_error(name, file, err) from None
+
+
+def read_msgpack_file(name: str, file: Path):
+    require_file(name, file)
+    try:
+        return srsly.read_msgpack(file)
+    except Exception as err:
+        raise load_error(name, file, err) from None
+
+
+def require_examples(name: str, get_examples: Callable[[], Iterable]) -> None:
+    """A clear error for an empty training corpus (spaCy's own check names
+    the class, not the component, and raises a TypeError)."""
+    if get_examples is None or not callable(get_examples):
+        return  # spaCy's validate_get_examples reports this one
+    if next(iter(get_examples()), None) is None:
+        raise ValueError(
+            f"[{name}] the training corpus has no examples; initialize needs at least one annotated Example"
+        )
+
+
+def token_budget_groups(lengths: Sequence[int], max_tokens: int) -> List[List[int]]:
+    """Split docs (given by their lengths) into groups whose padded size,
+    n_docs * longest doc, is at most max_tokens. Docs are grouped by length;
+    a doc longer than max_tokens is a group of its own. Returns the indices
+    of each group."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    groups: List[List[int]] = []
+    current: List[int] = []
+    for i in order:
+        longest = max(lengths[i], 1)  # sorted, so this doc is the longest so far
+        if current and (len(current) + 1) * longest > max_tokens:
+            groups.append(current)
+            current = []
+        current.append(i)
+    if current:
+        groups.append(current)
+    return groups
+
+
+class NeuralPipeMixin:
+    """Put before the spaCy pipe class: `class RNNTagger(NeuralPipeMixin, Tagger)`.
+
+    The subclass defines `_n_outputs()`, the output width its labels need,
+    and may define `_predict_batch` and `_update_batch` (called under the
+    lock) instead of overriding `predict` and `update`.
+
+    - predict: docs are processed in groups of at most `max_batch_tokens`
+      (padded) tokens, so a large batch or a very long doc never makes a
+      (n_docs, longest doc, n_tags) array. A doc is never split: the
+      recurrent layers read each doc whole (a bidirectional model needs the
+      right context), so the results do not depend on the grouping and
+      memory grows linearly with the longest doc. In a worker process of
+      nlp.pipe(n_process=N), torch uses one thread.
+    - predict and update hold the model's lock (see `model_lock`), so a
+      pipeline can be shared between threads; their calls run one at a time.
+    - update: a NaN loss raises a ValueError naming the component before any
+      gradient is applied. finish_update: a non-finite gradient norm discards
+      the gradients and raises. Either way the model keeps its last good weights.
+    - from_disk/from_bytes: see the module docstring.
+    """
+
+    max_batch_tokens = 20_000
+
+    def _n_outputs(self) -> int:
+        raise NotImplementedError
+
+    def predict(self, docs):
+        limit_torch_threads_in_worker()
+        docs = list(docs)
+        results = [None] * len(docs)
+        with model_lock(self):
+            for group in token_budget_groups([len(doc) for doc in docs], self.max_batch_tokens):
+                for i, result in zip(group, self._predict_batch([docs[i] for i in group])):
+                    results[i] = result
+        return results
+
+    def _predict_batch(self, docs):
+        """Predict one bounded group of docs; by default the pipe class's predict."""
+        return super().predict(docs)
+
+    def _update_batch(self, examples, **kwargs):
+        """One update; by default the pipe class's update."""
+        return super().update(examples, **kwargs)
+
+    def update(self, examples, **kwargs):
+        with model_lock(self):
+            try:
+                return self._update_batch(examples, **kwargs)
+            except ValueError as err:
+                message = str(err)
+                if "nan" in message.lower() and not message.startswith(f"[{self.name}]"):
+                    raise ValueError(
+                        f"[{self.name}] training diverged: {message} The update was not applied, so the "
+                        "model keeps its last good weights; lower the learning rate or max_grad_norm."
+                    ) from None
+                raise
+
+    def finish_update(self, sgd) -> None:
+        with model_lock(self):
+            norm = clip_global_grad_norm(self.model, self.cfg["max_grad_norm"])
+            if not math.isfinite(norm):
+                discard_gradients(self.model)
+                raise ValueError(
+                    f"[{self.name}] the gradient norm is {norm} (NaN or inf): training diverged. The "
+                    "update was not applied, so the model keeps its last good weights; lower the "
+                    "learning rate or max_grad_norm."
+                )
+            self.model.finish_update(sgd)
+
+    def _check_labels_match(self, where: str) -> None:
+        if not self.model.has_ref("output_layer"):
+            return
+        layer = self.model.get_ref("output_layer")
+        if layer.has_dim("nO") is not True:
+            return
+        n_weights, n_labels = layer.get_dim("nO"), self._n_outputs()
+        if n_weights != n_labels:
+            raise ValueError(
+                f"[{self.name}] the labels in {where} do not match the weights: the labels need "
+                f"{n_labels} outputs, the weights have {n_weights}"
+            )
+
+    def from_disk(self, path, *, exclude=tuple()):
+        path = ensure_path(path)
+        if "cfg" not in exclude:
+            read_json_file(self.name, path / "cfg")
+        if "model" not in exclude:
+            require_file(self.name, path / "model")
+        try:
+            super().from_disk(path, exclude=exclude)
+        except Exception as err:
+            raise load_error(self.name, path / "model", err) from None
+        self._check_labels_match(str(path))
+        return self
+
+    def from_bytes(self, bytes_data, *, exclude=tuple()):
+        try:
+            super().from_bytes(bytes_data, exclude=exclude)
+        except Exception as err:
+            raise load_error(self.name, "the bytes given to from_bytes", err) from None
+        self._check_labels_match("the bytes given to from_bytes")
+        return self
