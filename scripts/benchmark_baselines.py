@@ -20,7 +20,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 import numpy
 import spacy
@@ -29,7 +29,7 @@ from spacy.training.initialize import init_nlp
 from spacy.util import load_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmark_tagger import accuracy, gold_sentences, words_per_second  # noqa: E402
+from benchmark_tagger import accuracy, gold_sentences, report, words_per_second  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -142,10 +142,7 @@ def main(
             f"{100 * test['unseen_acc']:.2f} ({test['n_unseen']}) | {row['words_per_second']:,.0f} | "
             f"{row['train_seconds']:.1f} s |"
         )
-    table = "\n".join(lines)
-    print(table)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps({"machine": machine, "systems": results, "table": table}, indent=2))
+    report(output, machine, results, lines)
 
 
 if __name__ == "__main__":

@@ -9,18 +9,16 @@ Expects corpus/conll2003/{train,valid}.spacy and corpus/uner/en_ewt-ud-{train.dr
 (made by scripts/convert_ner.py). Models are selected on the dev/valid sets by `spacy train`.
 """
 import json
-import platform
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict
 
 import spacy
-import torch
 import typer
 from spacy.scorer import get_ner_prf
 from spacy.training import Example
 
-from benchmark_tagger import System, bare_docs, gold_sentences, train
+from benchmark_tagger import System, bare_docs, gold_sentences, machine_description, report, train
 
 CRF_GRU = {"components.ner.model.encoder.cell": "gru"}
 SOFTMAX = {"components.ner.decoder": "softmax"}
@@ -94,7 +92,7 @@ def main(
         row["train_seconds"] = json.loads((out_dir / "train_time.json").read_text())["seconds"]
         results[f"{dataset}/{system.name}"] = row
         print(f"measured {dataset}/{system.name}", flush=True)
-    machine = f"{platform.machine()}, {torch.get_num_threads()} torch threads; torch {torch.__version__}, spaCy {spacy.__version__}"
+    machine = machine_description()
     lines = [
         f"Machine: {machine}",
         "",
@@ -114,10 +112,7 @@ def main(
                 + " | ".join(per_type)
                 + f" | {row['words_per_second']:,.0f} | {row['entities_per_second']:,.0f} | {row['train_seconds'] / 60:.1f} min |"
             )
-    table = "\n".join(lines)
-    print(table)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps({"machine": machine, "systems": results, "table": table}, indent=2))
+    report(output, machine, results, lines)
 
 
 if __name__ == "__main__":

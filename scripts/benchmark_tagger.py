@@ -14,7 +14,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import spacy
 import torch
@@ -110,6 +110,21 @@ def words_per_second(nlp, references, repeats: int = 3) -> float:
     return n_words / best
 
 
+def machine_description() -> str:
+    return (
+        f"{platform.machine()}, {torch.get_num_threads()} torch threads, {platform.processor() or 'cpu'}; "
+        f"torch {torch.__version__}, spaCy {spacy.__version__}"
+    )
+
+
+def report(output: Path, machine: str, results: Dict, lines: List[str]) -> None:
+    """Print the markdown table and write it with the raw results to output (JSON)."""
+    table = "\n".join(lines)
+    print(table)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps({"machine": machine, "systems": results, "table": table}, indent=2))
+
+
 def main(
     corpus: Path = typer.Argument(..., help="Folder with en_ewt-ud-{train,dev,test}.spacy"),
     training_dir: Path = typer.Argument(..., help="Where trained pipelines are (or go)"),
@@ -145,7 +160,7 @@ def main(
         results[system.name] = row
         print(f"measured {system.name}", flush=True)
     baseline_wps = results.get("spacy_cnn", {}).get("words_per_second")
-    machine = f"{platform.machine()}, {torch.get_num_threads()} torch threads, {platform.processor() or 'cpu'}; torch {torch.__version__}, spaCy {spacy.__version__}"
+    machine = machine_description()
     lines = [
         f"Machine: {machine}",
         "",
@@ -160,10 +175,7 @@ def main(
             f"{100 * row['test']['unseen_acc']:.2f} | {row['words_per_second']:,.0f} | {ratio} | "
             f"{row['train_seconds'] / 60:.1f} min |"
         )
-    table = "\n".join(lines)
-    print(table)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps({"machine": machine, "systems": results, "table": table}, indent=2))
+    report(output, machine, results, lines)
 
 
 if __name__ == "__main__":

@@ -6,11 +6,11 @@ Array code only (numpy or cupy through ``xp``); the Thinc layer that holds the
 transition scores is ``crf_transitions`` at the bottom. Shapes: ``emissions``
 is (batch_size, seq_len, n_tags), padded; ``lengths`` is (batch_size,).
 """
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy
 from thinc.api import Model
-from thinc.types import Floats1d, Floats2d
+from thinc.types import Floats2d
 
 NEG_INF = float("-inf")
 SCHEMES = ("BIO", "BILUO")

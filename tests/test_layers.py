@@ -1,5 +1,4 @@
 import numpy
-import spacy
 from thinc.api import fix_random_seed
 
 from spacy_rnn.architectures import build_rnn_encoder_v1

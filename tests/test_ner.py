@@ -4,7 +4,6 @@ import spacy
 from spacy import displacy
 from spacy.tokens import Span
 from spacy.training import Example
-from spacy.util import load_model_from_path
 from thinc.api import fix_random_seed
 
 NER_DATA = [

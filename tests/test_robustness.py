@@ -11,7 +11,6 @@ import pickle
 import shutil
 import subprocess
 import sys
-import threading
 import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass

@@ -13,35 +13,20 @@ from spacy.vocab import Vocab
 from thinc.api import Config, Model, SequenceCategoricalCrossentropy
 
 from ..layers import init_word_vocab
+from .defaults import DEFAULT_ENCODER_CONFIG
 from .serialization import NeuralPipeMixin, require_examples
 
 TOKEN_ATTRS = ("tag", "pos")
 
-DEFAULT_CONFIG = """
+DEFAULT_CONFIG = (
+    """
 [model]
 @architectures = "spacy_rnn.RNNTagger.v1"
 nO = null
 
-[model.encoder]
-@architectures = "spacy_rnn.RNNEncoder.v1"
-cell = "lstm"
-width = 128
-depth = 2
-bidirectional = true
-dropout = 0.25
-word_attr = "NORM"
-word_width = 96
-vocab_size = 30000
-min_word_freq = 2
-word_dropout = 0.05
-attrs = ["PREFIX", "SUFFIX", "SHAPE"]
-rows = [2000, 10000, 1000]
-embed_widths = [16, 48, 16]
-char_width = 32
-char_filters = 64
-max_word_chars = 20
-n_chars = 1024
 """
+    + DEFAULT_ENCODER_CONFIG
+)
 DEFAULT_MODEL = Config().from_str(DEFAULT_CONFIG)["model"]
 
 

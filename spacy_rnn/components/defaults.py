@@ -1,0 +1,24 @@
+"""The default encoder block shared by the components' default model configs
+(the same settings as configs/tagger.cfg and configs/ner.cfg)."""
+
+DEFAULT_ENCODER_CONFIG = """
+[model.encoder]
+@architectures = "spacy_rnn.RNNEncoder.v1"
+cell = "lstm"
+width = 128
+depth = 2
+bidirectional = true
+dropout = 0.25
+word_attr = "NORM"
+word_width = 96
+vocab_size = 30000
+min_word_freq = 2
+word_dropout = 0.05
+attrs = ["PREFIX", "SUFFIX", "SHAPE"]
+rows = [2000, 10000, 1000]
+embed_widths = [16, 48, 16]
+char_width = 32
+char_filters = 64
+max_word_chars = 20
+n_chars = 1024
+"""
