@@ -1,0 +1,23 @@
+"""The project workflows end to end on the real corpora (slow: run with --slow)."""
+import shutil
+from pathlib import Path
+
+import pytest
+from spacy.cli.project.run import project_run
+
+REPO = Path(__file__).parent.parent
+DATA = (REPO.parent / "shared" / "data").resolve()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (DATA / "ud_english_ewt").exists(), reason="needs ../shared/data")
+def test_tagger_workflow_smoke(tmp_path):
+    root = tmp_path / "project"
+    root.mkdir()
+    for name in ("project.yml", "configs", "scripts"):
+        source = REPO / name
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, root / name)
+    overrides = {"vars.data_dir": str(DATA), "vars.max_steps": 20}
+    project_run(root, "tagger", overrides=overrides)
+    assert (root / "metrics" / "tagger.json").exists()
+    assert (root / "training" / "tagger" / "model-best").exists()
