@@ -27,11 +27,16 @@ setup(
             "most_frequent_tagger = spacy_rnn.components.baselines:make_most_frequent_tagger",
             "hmm_tagger = spacy_rnn.components.baselines:make_hmm_tagger",
             "rnn_ner = spacy_rnn.components.ner:make_rnn_ner",
+            "rnn_lm = spacy_rnn.components.lm:make_rnn_lm",
         ],
         "spacy_architectures": [
             "spacy_rnn.RNNEncoder.v1 = spacy_rnn.architectures:build_rnn_encoder_v1",
             "spacy_rnn.RNNTagger.v1 = spacy_rnn.architectures:build_rnn_tagger_v1",
             "spacy_rnn.RNNEntityRecognizer.v1 = spacy_rnn.architectures:build_rnn_entity_recognizer_v1",
+            "spacy_rnn.RNNLanguageModel.v1 = spacy_rnn.architectures:build_rnn_language_model_v1",
+        ],
+        "spacy_cli": [
+            "rnn_lm = spacy_rnn.cli.lm:setup_lm_cli",
         ],
     },
 )

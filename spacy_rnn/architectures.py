@@ -7,11 +7,12 @@ from typing import List, Optional
 from spacy.tokens import Doc
 from spacy.util import registry
 from thinc.api import Linear, Model, Softmax_v2, chain, with_array
-from thinc.types import Floats2d
+from thinc.types import Floats1d, Floats2d, Ints1d
 
 from .crf import crf_transitions
-from .layers import doc_features, wrap_token_encoder
-from .torch_modules import CELL_TYPES, TokenEncoder
+from .layers import doc_features, wrap_sequence_log_probs, wrap_token_encoder
+from .lm import EOS_ID
+from .torch_modules import CELL_TYPES, RNNLanguageModel, SequenceLogProbs, TokenEncoder
 
 
 @registry.architectures("spacy_rnn.RNNEncoder.v1")
@@ -123,3 +124,57 @@ def build_rnn_entity_recognizer_v1(
     model.set_ref("output_layer", output_layer)
     model.set_ref("crf", crf)
     return model
+
+
+@registry.architectures("spacy_rnn.RNNLanguageModel.v1")
+def build_rnn_language_model_v1(
+    cell: str = "lstm",
+    width: int = 200,
+    depth: int = 2,
+    word_width: int = 200,
+    vocab_size: int = 10000,
+    embed_dropout: float = 0.0,
+    dropout: float = 0.0,
+    output_dropout: float = 0.0,
+    tie_weights: bool = False,
+    chunk_len: int = 256,
+) -> Model[List[Ints1d], List[Floats1d]]:
+    """A left-to-right word-level language model: for each doc's word ids
+    (0 = <unk>, 1 = <eos>, as the rnn_lm component numbers them), the natural
+    log-probability of every word given the words before it, starting after
+    an <eos>.
+
+    cell (str): The recurrent cell: "rnn" (tanh), "lstm" or "gru".
+    width (int): Width of the recurrent state.
+    depth (int): Number of stacked recurrent layers (1-4).
+    word_width (int): Width of the word embedding.
+    vocab_size (int): Room for this many words, <unk> and <eos> included; the
+        component's initialize chooses the words (a smaller vocabulary leaves rows unused).
+    embed_dropout (float): Dropout on the word embeddings.
+    dropout (float): Dropout between recurrent layers.
+    output_dropout (float): Dropout on the last layer's output.
+    tie_weights (bool): Share the embedding matrix with the output layer; needs word_width == width.
+    chunk_len (int): Long docs are read in chunks of this many words, the state carried over.
+    """
+    if cell not in CELL_TYPES:
+        raise ValueError(f"spacy_rnn.RNNLanguageModel.v1: unknown cell {cell!r}; choose one of {CELL_TYPES}")
+    if not 1 <= depth <= 4:
+        raise ValueError(f"spacy_rnn.RNNLanguageModel.v1: depth must be 1-4, got {depth}")
+    if vocab_size < 2:
+        raise ValueError(f"spacy_rnn.RNNLanguageModel.v1: vocab_size must be at least 2 (<unk>, <eos>), got {vocab_size}")
+    if tie_weights and word_width != width:
+        raise ValueError(
+            f"spacy_rnn.RNNLanguageModel.v1: tie_weights needs word_width == width, got {word_width} and {width}"
+        )
+    lm = RNNLanguageModel(
+        vocab_size=vocab_size,
+        embed_width=word_width,
+        hidden_width=width,
+        n_layers=depth,
+        cell=cell,
+        embed_dropout_prob=embed_dropout,
+        dropout_prob=dropout,
+        output_dropout_prob=output_dropout,
+        tie_weights=tie_weights,
+    )
+    return wrap_sequence_log_probs(SequenceLogProbs(lm, start_id=EOS_ID, chunk_len=chunk_len))

@@ -7,9 +7,10 @@ import numpy
 from spacy.attrs import ORTH, intify_attr
 from spacy.tokens import Doc
 from thinc.api import ArgsKwargs, Model, NumpyOps, PyTorchWrapper_v2, torch2xp, xp2torch
-from thinc.types import Floats2d
+from thinc.types import Floats1d, Floats2d, Ints1d
 
-from .torch_modules import TokenEncoder
+from .lm import sample_words
+from .torch_modules import RNNLanguageModel, SequenceLogProbs, TokenEncoder
 
 _numpy_ops = NumpyOps()
 
@@ -212,3 +213,72 @@ def wrap_token_encoder(encoder: TokenEncoder) -> Model[TokenBatch, List[Floats2d
     )
     model.set_dim("nO", encoder.output_width)
     return model
+
+
+# The language model: per-doc word ids in, per-token log-probabilities out.
+
+
+def _convert_lm_inputs(model: Model, ids: List[Ints1d], is_train: bool) -> Tuple[ArgsKwargs, Callable]:
+    lengths = numpy.array([len(x) for x in ids], dtype="int64")
+    flat = numpy.concatenate([numpy.asarray(x, dtype="int64") for x in ids]) if ids else numpy.zeros((0,), dtype="int64")
+    args = ArgsKwargs(
+        args=(xp2torch(flat, device=model.shims[0].device), xp2torch(lengths)),  # lengths stay on the CPU
+        kwargs={},
+    )
+    return args, lambda d_args: []
+
+
+def _convert_lm_outputs(model: Model, inputs_outputs, is_train: bool) -> Tuple[List[Floats1d], Callable]:
+    ids, Y_torch = inputs_outputs
+    Y = torch2xp(Y_torch, ops=model.ops)  # (n_tokens,)
+    ends = numpy.cumsum([len(x) for x in ids])[:-1].tolist()
+    outputs = model.ops.xp.split(Y, ends)
+
+    def backprop(d_outputs: List[Floats1d]) -> ArgsKwargs:
+        dY = model.ops.xp.concatenate(d_outputs) if d_outputs else Y * 0
+        return ArgsKwargs(args=(Y_torch,), kwargs={"grad_tensors": xp2torch(dY.reshape(Y.shape), device=Y_torch.device)})
+
+    return outputs, backprop
+
+
+def wrap_sequence_log_probs(module: SequenceLogProbs) -> Model[List[Ints1d], List[Floats1d]]:
+    """Wrap a SequenceLogProbs: one int array of word ids per doc in, one
+    array of log p(token | the tokens before it) per doc out."""
+    return PyTorchWrapper_v2(module, convert_inputs=_convert_lm_inputs, convert_outputs=_convert_lm_outputs)
+
+
+def _lm_module(model: Model) -> SequenceLogProbs:
+    for node in model.walk():
+        for shim in node.shims:
+            if isinstance(shim._model, SequenceLogProbs):
+                return shim._model
+    raise ValueError(f"{model.name} holds no language model")
+
+
+def torch_language_model(model: Model) -> RNNLanguageModel:
+    """The torch RNNLanguageModel inside a model made by spacy_rnn.RNNLanguageModel.v1."""
+    return _lm_module(model).lm
+
+
+def vocab_rows_in_use(model: Model) -> int:
+    return int(torch_language_model(model).n_words)
+
+
+def set_vocab_rows_in_use(model: Model, n_words: int) -> None:
+    """Tell the model how many vocabulary rows are real words; the others get no probability."""
+    lm = torch_language_model(model)
+    if not 0 < n_words <= lm.vocab_size:
+        raise ValueError(f"the vocabulary has {n_words} words; the model has room for 1 to {lm.vocab_size}")
+    lm.n_words.fill_(n_words)
+
+
+def load_language_model_state(model: Model, state_dict) -> None:
+    """Copy the weights of a trained RNNLanguageModel (e.g. from spacy_rnn.lm.train_lm) into the model."""
+    torch_language_model(model).load_state_dict(state_dict)
+
+
+def sample_from_model(model: Model, prompt_ids: Sequence[int], n_words: int, *, temperature: float, seed: int, banned_ids: Sequence[int] = ()) -> List[int]:
+    """Word ids sampled after the prompt (see spacy_rnn.lm.sample_words)."""
+    return sample_words(
+        torch_language_model(model), prompt_ids, n_words, temperature=temperature, seed=seed, banned_ids=banned_ids
+    )

@@ -1,0 +1,250 @@
+"""Command-line use of the language model: train on a tokenized corpus with
+truncated BPTT, evaluate perplexity on text files, and generate text.
+
+The commands are registered twice: as ``python -m spacy_rnn train-lm |
+evaluate-lm | generate`` and, through the ``spacy_cli`` entry point, as
+``python -m spacy rnn-lm-train | rnn-lm-evaluate | rnn-lm-generate``.
+"""
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import spacy
+import srsly
+import typer
+from spacy.cli._util import app as spacy_app
+from spacy.language import Language
+
+from ..layers import load_language_model_state, torch_language_model
+from ..lm import LMConfig, Vocabulary, evaluate_file, read_lines, stream_words, train_lm
+from ..torch_modules import RNNLanguageModel
+
+COMPONENT = "rnn_lm"
+
+
+def build_pipeline(model: RNNLanguageModel, vocab: Vocabulary, config: LMConfig, lang: str = "en") -> Language:
+    """A blank pipeline with an rnn_lm that holds the trained model's weights."""
+    nlp = spacy.blank(lang)
+    pipe = nlp.add_pipe(
+        COMPONENT,
+        config={
+            "model": {
+                "@architectures": "spacy_rnn.RNNLanguageModel.v1",
+                "cell": config.cell,
+                "width": config.width,
+                "depth": config.depth,
+                "word_width": config.embed_width,
+                "vocab_size": len(vocab),
+                "embed_dropout": config.embed_dropout,
+                "dropout": config.dropout,
+                "output_dropout": config.output_dropout,
+                "tie_weights": config.tie_weights,
+            },
+            "lowercase": vocab.lowercase,
+            "number_token": vocab.number_token,
+        },
+    )
+    pipe.set_vocabulary(vocab.words)
+    load_language_model_state(pipe.model, model.state_dict())
+    return nlp
+
+
+def language_model_from_pipeline(nlp: Language, component: Optional[str] = None) -> Tuple[RNNLanguageModel, Vocabulary]:
+    """The torch model and vocabulary of a pipeline's rnn_lm."""
+    from ..components.lm import RNNLM
+
+    names = [component] if component else [name for name, pipe in nlp.pipeline if isinstance(pipe, RNNLM)]
+    if not names:
+        raise ValueError(f"the pipeline has no rnn_lm component: {nlp.pipe_names}")
+    pipe = nlp.get_pipe(names[0])
+    return torch_language_model(pipe.model), pipe.word_vocab
+
+
+def run_training(
+    train_path: Path,
+    valid_path: Path,
+    output_dir: Path,
+    config: LMConfig,
+    *,
+    resume: bool = False,
+    max_minutes: Optional[float] = None,
+    max_steps: Optional[int] = None,
+    limit_tokens: Optional[int] = None,
+    checkpoint_minutes: float = 5.0,
+    progress: bool = True,
+) -> Dict:
+    """Train, saving output_dir/model-best (the best validation perplexity so
+    far, as a spaCy pipeline), output_dir/model-last, output_dir/checkpoint.pt
+    (for resume) and output_dir/training.json (per-epoch log)."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    train_words = stream_words(read_lines(train_path))
+    valid_words = stream_words(read_lines(valid_path))
+    if limit_tokens:
+        train_words = train_words[:limit_tokens]
+        valid_words = valid_words[: max(limit_tokens // 10, 2000)]
+
+    def save_best(model: RNNLanguageModel, vocab: Vocabulary, info: Dict) -> None:
+        build_pipeline(model, vocab, config_used(model)).to_disk(output_dir / "model-best")
+        srsly.write_json(output_dir / "model-best" / "lm_training.json", info)
+
+    saved_config: Dict = {}
+
+    def config_used(model: RNNLanguageModel) -> LMConfig:
+        return saved_config.get("config", config)
+
+    if resume and (output_dir / "checkpoint.pt").exists():
+        from ..lm import load_checkpoint
+
+        saved_config["config"] = LMConfig.from_dict(load_checkpoint(output_dir / "checkpoint.pt")["config"])
+    started = time.perf_counter()
+    model, vocab, result = train_lm(
+        train_words,
+        valid_words,
+        config,
+        checkpoint=output_dir / "checkpoint.pt",
+        resume=resume,
+        on_best=save_best,
+        max_minutes=max_minutes,
+        max_steps=max_steps,
+        checkpoint_minutes=checkpoint_minutes,
+        progress=progress,
+    )
+    build_pipeline(model, vocab, config_used(model)).to_disk(output_dir / "model-last")
+    summary = {
+        "config": asdict(config_used(model)),
+        "vocab_size": len(vocab),
+        "best_valid_perplexity": result.best_val_perplexity,
+        "epochs_done": result.epochs_done,
+        "steps": result.steps,
+        "train_tokens": result.train_tokens,
+        "train_seconds": round(result.train_seconds, 1),
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        "tokens_per_second": round(result.tokens_per_second, 1),
+        "stopped_by_budget": result.stopped_early,
+        "history": result.history,
+    }
+    srsly.write_json(output_dir / "training.json", summary)
+    return summary
+
+
+def evaluate_pipeline(model_path: Path, text_paths: List[Path], *, batch_size: int = 10, bptt: int = 35) -> Dict[str, Dict]:
+    """Perplexity and out-of-vocabulary rate of a saved pipeline's rnn_lm on tokenized text files."""
+    model, vocab = language_model_from_pipeline(spacy.load(model_path))
+    results = {}
+    for path in text_paths:
+        tic = time.perf_counter()
+        result = evaluate_file(model, vocab, path, batch_size=batch_size, bptt=bptt)
+        results[str(path)] = {
+            "perplexity": result.perplexity,
+            "tokens": result.n_tokens,
+            "oov_rate": result.oov_rate,
+            "unk_rate": result.unk_rate,
+            "seconds": round(time.perf_counter() - tic, 1),
+        }
+    return results
+
+
+# Typer commands, shared by `python -m spacy_rnn` and `python -m spacy`.
+
+
+def train_lm_command(
+    train_path: Path = typer.Argument(..., help="Tokenized training text, one sentence per line (e.g. ptb.train.txt)", exists=True),
+    valid_path: Path = typer.Argument(..., help="Tokenized validation text", exists=True),
+    output_dir: Path = typer.Argument(..., help="Where model-best/, model-last/, checkpoint.pt and training.json go"),
+    cell: str = typer.Option("lstm", help="rnn, lstm or gru"),
+    depth: int = typer.Option(2, help="Recurrent layers (1-4)"),
+    width: int = typer.Option(200, help="Hidden width"),
+    embed_width: int = typer.Option(200, help="Word embedding width"),
+    embed_dropout: float = typer.Option(0.0, help="Dropout on the embeddings"),
+    dropout: float = typer.Option(0.0, help="Dropout between recurrent layers"),
+    output_dropout: float = typer.Option(0.0, help="Dropout before the output layer"),
+    tie_weights: bool = typer.Option(False, "--tie-weights/--no-tie-weights", help="Share input and output embeddings"),
+    max_vocab: int = typer.Option(10_000, help="Vocabulary size, <unk> and <eos> included"),
+    optimizer: str = typer.Option("sgd", help="sgd or adam"),
+    lr: float = typer.Option(20.0, help="Learning rate (on the mean per-token loss)"),
+    clip: float = typer.Option(0.25, help="Global gradient-norm clipping; 0 disables"),
+    decay_start: int = typer.Option(5, help="From this epoch on, multiply lr by --decay-factor every epoch"),
+    decay_factor: float = typer.Option(0.5, help="Per-epoch lr decay from --decay-start; 1 disables"),
+    plateau_factor: float = typer.Option(4.0, help="Divide lr by this when validation does not improve; 1 disables"),
+    epochs: int = typer.Option(13, help="Epochs"),
+    batch_size: int = typer.Option(20, help="Columns of the training stream"),
+    bptt: int = typer.Option(20, help="Steps per truncated-BPTT chunk"),
+    seed: int = typer.Option(0, help="Random seed"),
+    resume: bool = typer.Option(False, "--resume", help="Continue from output_dir/checkpoint.pt (its settings win)"),
+    max_minutes: Optional[float] = typer.Option(None, help="Stop after this much wall time"),
+    max_steps: Optional[int] = typer.Option(None, help="Stop after this many TBPTT steps"),
+    limit_tokens: Optional[int] = typer.Option(None, help="Smoke test: use only the first N training tokens"),
+    checkpoint_minutes: float = typer.Option(5.0, help="Also checkpoint within an epoch this often"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar"),
+) -> None:
+    """Train a word-level recurrent language model with truncated BPTT and
+    save the best one as a spaCy pipeline with an rnn_lm component."""
+    config = LMConfig(
+        cell=cell, depth=depth, width=width, embed_width=embed_width, embed_dropout=embed_dropout,
+        dropout=dropout, output_dropout=output_dropout, tie_weights=tie_weights, max_vocab=max_vocab,
+        optimizer=optimizer, lr=lr, clip=clip, decay_start=decay_start, decay_factor=decay_factor,
+        plateau_factor=plateau_factor, epochs=epochs, batch_size=batch_size, bptt=bptt, seed=seed,
+    )
+    summary = run_training(
+        train_path, valid_path, output_dir, config, resume=resume, max_minutes=max_minutes,
+        max_steps=max_steps, limit_tokens=limit_tokens, checkpoint_minutes=checkpoint_minutes, progress=progress,
+    )
+    typer.echo(
+        f"best valid perplexity {summary['best_valid_perplexity']:.2f} after {summary['epochs_done']} epochs, "
+        f"{summary['tokens_per_second']:,.0f} tok/s, {summary['wall_seconds']:.0f} s; saved {output_dir / 'model-best'}"
+    )
+
+
+def evaluate_lm_command(
+    model_path: Path = typer.Argument(..., help="A pipeline with an rnn_lm", exists=True),
+    text_paths: List[Path] = typer.Argument(..., help="Tokenized text files (one sentence/paragraph per line)", exists=True),
+    batch_size: int = typer.Option(10, help="Columns the stream is read in (1 is exact, slower)"),
+    bptt: int = typer.Option(35, help="Steps per chunk"),
+    output: Optional[Path] = typer.Option(None, help="Write the results as JSON"),
+) -> None:
+    """Perplexity of a saved rnn_lm on text files, with the out-of-vocabulary rate."""
+    results = evaluate_pipeline(model_path, list(text_paths), batch_size=batch_size, bptt=bptt)
+    for path, result in results.items():
+        typer.echo(
+            f"{path}: perplexity {result['perplexity']:.2f} on {result['tokens']:,} tokens, "
+            f"OOV {100 * result['oov_rate']:.2f}% (<unk> {100 * result['unk_rate']:.2f}%)"
+        )
+    if output is not None:
+        srsly.write_json(output, results)
+
+
+def generate_command(
+    model_path: Path = typer.Argument(..., help="A pipeline with an rnn_lm", exists=True),
+    prompt: str = typer.Option("", help="Text to continue"),
+    n_words: int = typer.Option(50, help="Words to generate"),
+    temperature: float = typer.Option(1.0, help="Sampling temperature; 0 takes the most likely word"),
+    seed: int = typer.Option(0, help="Random seed: the same seed gives the same text"),
+) -> None:
+    """Sample text from a saved rnn_lm."""
+    from ..components.lm import generate
+
+    typer.echo(generate(spacy.load(model_path), prompt, n_words, temperature, seed))
+
+
+COMMANDS = {
+    "train-lm": train_lm_command,
+    "evaluate-lm": evaluate_lm_command,
+    "generate": generate_command,
+}
+
+
+def make_app() -> typer.Typer:
+    """The `python -m spacy_rnn` application."""
+    app = typer.Typer(name="spacy_rnn", help="spacy-rnn language model commands", no_args_is_help=True)
+    for name, function in COMMANDS.items():
+        app.command(name)(function)
+    return app
+
+
+for _name, _function in COMMANDS.items():
+    spacy_app.command(f"rnn-lm-{_name.replace('-lm', '')}")(_function)
+
+
+def setup_lm_cli() -> None:
+    """The spacy_cli entry point: importing this module added the commands to spaCy's CLI."""
