@@ -21,3 +21,18 @@ def test_tagger_workflow_smoke(tmp_path):
     project_run(root, "tagger", overrides=overrides)
     assert (root / "metrics" / "tagger.json").exists()
     assert (root / "training" / "tagger" / "model-best").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (DATA / "conll2003").exists(), reason="needs ../shared/data")
+def test_ner_workflow_smoke(tmp_path):
+    root = tmp_path / "project"
+    root.mkdir()
+    for name in ("project.yml", "configs", "scripts"):
+        source = REPO / name
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, root / name)
+    overrides = {"vars.data_dir": str(DATA), "vars.max_steps": 20}
+    project_run(root, "ner", overrides=overrides)
+    for name in ("ner_conll2003_valid.json", "ner_uner_dev.json", "ner_uner_test.json"):
+        assert (root / "metrics" / name).exists()
+    assert "<mark" in (root / "ner_samples.html").read_text()
