@@ -2,7 +2,7 @@
 
 Never change a released ``.vN``: add ``.vN+1`` beside it.
 """
-from typing import List, Optional
+from typing import List, Literal, Optional
 
 from spacy.tokens import Doc
 from spacy.util import registry
@@ -17,7 +17,7 @@ from .torch_modules import CELL_TYPES, RNNLanguageModel, SequenceLogProbs, Token
 
 @registry.architectures("spacy_rnn.RNNEncoder.v1")
 def build_rnn_encoder_v1(
-    cell: str = "lstm",
+    cell: Literal["rnn", "lstm", "gru"] = "lstm",
     width: int = 128,
     depth: int = 2,
     bidirectional: bool = True,

@@ -158,8 +158,14 @@ def test_bad_settings_are_reported():
     nlp = spacy.blank("en")
     with pytest.raises(ValueError, match=r"\[rnn_tagger\] token_attr must be one of"):
         nlp.add_pipe("rnn_tagger", config={"token_attr": "lemma"})
-    with pytest.raises(Exception, match="unknown cell 'transformer'"):
+    # Through a config, validation names the factory, the setting and the allowed values.
+    with pytest.raises(ValueError, match=r"rnn_tagger\.model\.encoder -> cell.*'transformer'.*'rnn', 'lstm', 'gru'"):
         nlp.add_pipe("rnn_tagger", name="t2", config={"model": {"encoder": {"cell": "transformer"}}})
+    # Called directly, the builder checks it too.
+    from spacy_rnn.architectures import build_rnn_encoder_v1
+
+    with pytest.raises(ValueError, match="unknown cell 'transformer'"):
+        build_rnn_encoder_v1(cell="transformer")
 
 
 def test_no_annotation_gives_clear_error():
