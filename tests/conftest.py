@@ -22,6 +22,23 @@ TRAIN_DATA = [
     ),
 ]
 
+# A tiny spacy_rnn.RNNEncoder.v1 for tests that train on TRAIN_DATA-sized data.
+SMALL_ENCODER = {
+    "@architectures": "spacy_rnn.RNNEncoder.v1",
+    "cell": "lstm",
+    "width": 16,
+    "depth": 1,
+    "dropout": 0.0,
+    "word_dropout": 0.0,
+    "vocab_size": 100,
+    "min_word_freq": 1,
+    "word_width": 16,
+    "rows": [100, 200, 50],
+    "embed_widths": [4, 8, 4],
+    "char_width": 8,
+    "char_filters": 8,
+}
+
 
 def pytest_addoption(parser):
     parser.addoption("--slow", action="store_true", default=False, help="also run slow tests")

@@ -6,32 +6,20 @@ from spacy.tokens import Span
 from spacy.training import Example
 from thinc.api import fix_random_seed
 
+from .conftest import SMALL_ENCODER
+
 NER_DATA = [
     ("Peter Blackburn visited New York City today .", [(0, 15, "PER"), (24, 37, "LOC")]),
     ("The EU rejects German calls .", [(4, 6, "ORG"), (15, 21, "MISC")]),
     ("Nothing happened here .", []),
 ]
 
-ENCODER = {
-    "@architectures": "spacy_rnn.RNNEncoder.v1",
-    "width": 16,
-    "depth": 1,
-    "dropout": 0.0,
-    "word_dropout": 0.0,
-    "vocab_size": 100,
-    "min_word_freq": 1,
-    "word_width": 16,
-    "rows": [100, 200, 50],
-    "embed_widths": [4, 8, 4],
-    "char_width": 8,
-    "char_filters": 8,
-}
 
 
 def make_nlp(decoder="crf", scheme="BIO", cell="lstm", seed=0):
     fix_random_seed(seed)
     nlp = spacy.blank("en")
-    model = {"@architectures": "spacy_rnn.RNNEntityRecognizer.v1", "encoder": dict(ENCODER, cell=cell)}
+    model = {"@architectures": "spacy_rnn.RNNEntityRecognizer.v1", "encoder": dict(SMALL_ENCODER, cell=cell)}
     nlp.add_pipe("rnn_ner", config={"decoder": decoder, "scheme": scheme, "model": model})
     return nlp
 

@@ -9,14 +9,19 @@ REPO = Path(__file__).parent.parent
 DATA = (REPO.parent / "shared" / "data").resolve()
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(not (DATA / "ud_english_ewt").exists(), reason="needs ../shared/data")
-def test_tagger_workflow_smoke(tmp_path):
-    root = tmp_path / "project"
+def copy_project(root: Path) -> Path:
+    """The project files (not the package, which is installed) in a fresh folder."""
     root.mkdir()
     for name in ("project.yml", "configs", "scripts"):
         source = REPO / name
         (shutil.copytree if source.is_dir() else shutil.copy)(source, root / name)
+    return root
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (DATA / "ud_english_ewt").exists(), reason="needs ../shared/data")
+def test_tagger_workflow_smoke(tmp_path):
+    root = copy_project(tmp_path / "project")
     overrides = {"vars.data_dir": str(DATA), "vars.max_steps": 20}
     project_run(root, "tagger", overrides=overrides)
     assert (root / "metrics" / "tagger.json").exists()
@@ -26,11 +31,7 @@ def test_tagger_workflow_smoke(tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(not (DATA / "conll2003").exists(), reason="needs ../shared/data")
 def test_ner_workflow_smoke(tmp_path):
-    root = tmp_path / "project"
-    root.mkdir()
-    for name in ("project.yml", "configs", "scripts"):
-        source = REPO / name
-        (shutil.copytree if source.is_dir() else shutil.copy)(source, root / name)
+    root = copy_project(tmp_path / "project")
     overrides = {"vars.data_dir": str(DATA), "vars.max_steps": 20}
     project_run(root, "ner", overrides=overrides)
     for name in ("ner_conll2003_valid.json", "ner_uner_dev.json", "ner_uner_test.json"):

@@ -10,23 +10,8 @@ from thinc.api import fix_random_seed
 
 from spacy_rnn.gradients import clip_global_grad_norm, global_grad_norm
 
-from .conftest import TRAIN_DATA, make_examples
+from .conftest import SMALL_ENCODER, TRAIN_DATA, make_examples
 
-SMALL_ENCODER = {
-    "@architectures": "spacy_rnn.RNNEncoder.v1",
-    "cell": "lstm",
-    "width": 16,
-    "depth": 1,
-    "dropout": 0.0,
-    "word_dropout": 0.0,
-    "vocab_size": 100,
-    "min_word_freq": 1,
-    "word_width": 16,
-    "rows": [100, 200, 50],
-    "embed_widths": [4, 8, 4],
-    "char_width": 8,
-    "char_filters": 8,
-}
 
 
 def make_nlp(token_attr="tag", cell="lstm", seed=0):
