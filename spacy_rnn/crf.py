@@ -6,6 +6,7 @@ Array code only (numpy or cupy through ``xp``); the Thinc layer that holds the
 transition scores is ``crf_transitions`` at the bottom. Shapes: ``emissions``
 is (batch_size, seq_len, n_tags), padded; ``lengths`` is (batch_size,).
 """
+from functools import lru_cache
 from typing import List, Optional, Sequence, Tuple
 
 import numpy
@@ -24,7 +25,17 @@ def tag_names(labels: Sequence[str], scheme: str) -> List[str]:
     return ["O"] + [f"{p}-{label}" for label in labels for p in prefixes]
 
 
+@lru_cache(maxsize=32)
+def _allowed_transitions(names: Tuple[str, ...]) -> Tuple[numpy.ndarray, numpy.ndarray, numpy.ndarray]:
+    return _compute_allowed_transitions(names)
+
+
 def allowed_transitions(names: Sequence[str]) -> Tuple[numpy.ndarray, numpy.ndarray, numpy.ndarray]:
+    """Cached by tag set; see _compute_allowed_transitions. Callers must not modify the arrays."""
+    return _allowed_transitions(tuple(names))
+
+
+def _compute_allowed_transitions(names: Sequence[str]) -> Tuple[numpy.ndarray, numpy.ndarray, numpy.ndarray]:
     """Which tags may start a sequence, follow each tag, and end a sequence.
 
     BIO: I-X only after B-X or I-X (never at the start). BILUO additionally:

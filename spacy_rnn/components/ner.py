@@ -1,7 +1,7 @@
 """The ``rnn_ner`` component: BIO (or BILUO) entity tagging with a recurrent
 encoder and a linear-chain CRF (or a softmax with constrained Viterbi)."""
 from itertools import islice
-from typing import Callable, Iterable, List, Optional
+from typing import Callable, Dict, Iterable, List, Optional
 
 import numpy
 from spacy.language import Language
@@ -180,10 +180,9 @@ class RNNEntityRecognizer(NeuralPipeMixin, TrainablePipe):
             new = [s for s in predicted if not any(i in taken for i in range(s.start, s.end))]
             doc.set_ents(filter_spans(preset + new), default="outside")
 
-    def _gold_tag_ids(self, example: Example) -> List[int]:
+    def _gold_tag_ids(self, example: Example, index: Dict[str, int]) -> List[int]:
         """Gold tag id per predicted token; -1 where the annotation is missing
         (or misaligned, or a label the component does not know)."""
-        index = {name: i for i, name in enumerate(self.tag_names)}
         biluo = example.get_aligned_ner()
         tags = []
         for tag in biluo:
@@ -202,7 +201,8 @@ class RNNEntityRecognizer(NeuralPipeMixin, TrainablePipe):
         validate_examples(examples, "RNNEntityRecognizer.get_loss")
         xp = self.model.ops.xp
         n_tags = len(self.tag_names)
-        gold = [xp.asarray(self._gold_tag_ids(eg), dtype="int64") for eg in examples]
+        index = {name: i for i, name in enumerate(self.tag_names)}
+        gold = [xp.asarray(self._gold_tag_ids(eg, index), dtype="int64") for eg in examples]
         d_emissions = [self.model.ops.alloc2f(*e.shape) for e in emissions]
         nonempty = [i for i, e in enumerate(emissions) if len(e)]
         if not nonempty:

@@ -3,7 +3,7 @@ choice of the annotated attribute (PTB ``tag_`` or UPOS ``pos_``) and
 global-norm gradient clipping."""
 from functools import partial
 from itertools import islice
-from typing import Callable, Iterable, List, Optional
+from typing import Callable, Iterable, List, Optional, Set
 
 from spacy.language import Language
 from spacy.pipeline import Tagger
@@ -131,12 +131,11 @@ class RNNTagger(NeuralPipeMixin, Tagger):
     def _n_outputs(self) -> int:
         return len(self.labels)
 
-    def _gold_labels(self, example: Example) -> List[Optional[str]]:
+    def _gold_labels(self, example: Example, known: Set[str]) -> List[Optional[str]]:
         """Gold labels aligned to the predicted tokens; None where missing,
         and also for a label the tagger does not know (one never seen in
         training, e.g. at evaluation time), which has no output to train."""
         aligned = example.get_aligned(self.token_attr.upper(), as_string=True)
-        known = set(self.labels)
         neg_prefix = self.cfg["neg_prefix"]
         gold = []
         for label in aligned:
@@ -164,7 +163,8 @@ class RNNTagger(NeuralPipeMixin, Tagger):
             neg_prefix=self.cfg["neg_prefix"],
             label_smoothing=self.cfg["label_smoothing"],
         )
-        truths = [self._gold_labels(eg) for eg in examples]
+        known = set(self.labels)
+        truths = [self._gold_labels(eg, known) for eg in examples]
         d_scores, loss = loss_func(scores, truths)
         if self.model.ops.xp.isnan(loss):
             raise ValueError(
