@@ -2,7 +2,7 @@
 
 Never change a released ``.vN``: add ``.vN+1`` beside it.
 """
-from typing import List, Literal, Optional
+from typing import List, Optional
 
 from spacy.tokens import Doc
 from spacy.util import registry
@@ -10,6 +10,7 @@ from thinc.api import Linear, Model, Softmax_v2, chain, with_array
 from thinc.types import Floats1d, Floats2d, Ints1d
 
 from .crf import crf_transitions
+from .errors import setting_error
 from .layers import doc_features, wrap_sequence_log_probs, wrap_token_encoder
 from .lm import EOS_ID
 from .torch_modules import CELL_TYPES, RNNLanguageModel, SequenceLogProbs, TokenEncoder
@@ -17,7 +18,7 @@ from .torch_modules import CELL_TYPES, RNNLanguageModel, SequenceLogProbs, Token
 
 @registry.architectures("spacy_rnn.RNNEncoder.v1")
 def build_rnn_encoder_v1(
-    cell: Literal["rnn", "lstm", "gru"] = "lstm",
+    cell: str = "lstm",
     width: int = 128,
     depth: int = 2,
     bidirectional: bool = True,
@@ -60,13 +61,13 @@ def build_rnn_encoder_v1(
     n_chars (int): Rows of the character table (code points are hashed into it).
     """
     if cell not in CELL_TYPES:
-        raise ValueError(f"spacy_rnn.RNNEncoder.v1: unknown cell {cell!r}; choose one of {CELL_TYPES}")
+        raise setting_error("spacy_rnn.RNNEncoder.v1", "cell", f"unknown cell {cell!r}; choose one of {', '.join(map(repr, CELL_TYPES))}")
     if not 1 <= depth <= 4:
-        raise ValueError(f"spacy_rnn.RNNEncoder.v1: depth must be 1-4, got {depth}")
+        raise setting_error("spacy_rnn.RNNEncoder.v1", "depth", f"must be 1-4, got {depth}")
     if not len(attrs) == len(rows) == len(embed_widths):
-        raise ValueError(
-            "spacy_rnn.RNNEncoder.v1: attrs, rows and embed_widths need the same length, "
-            f"got {len(attrs)}, {len(rows)} and {len(embed_widths)}"
+        raise setting_error(
+            "spacy_rnn.RNNEncoder.v1", "attrs",
+            f"attrs, rows and embed_widths need the same length, got {len(attrs)}, {len(rows)} and {len(embed_widths)}",
         )
     encoder = TokenEncoder(
         n_words=vocab_size + 1,
@@ -157,14 +158,14 @@ def build_rnn_language_model_v1(
     chunk_len (int): Long docs are read in chunks of this many words, the state carried over.
     """
     if cell not in CELL_TYPES:
-        raise ValueError(f"spacy_rnn.RNNLanguageModel.v1: unknown cell {cell!r}; choose one of {CELL_TYPES}")
+        raise setting_error("spacy_rnn.RNNLanguageModel.v1", "cell", f"unknown cell {cell!r}; choose one of {', '.join(map(repr, CELL_TYPES))}")
     if not 1 <= depth <= 4:
-        raise ValueError(f"spacy_rnn.RNNLanguageModel.v1: depth must be 1-4, got {depth}")
+        raise setting_error("spacy_rnn.RNNLanguageModel.v1", "depth", f"must be 1-4, got {depth}")
     if vocab_size < 2:
-        raise ValueError(f"spacy_rnn.RNNLanguageModel.v1: vocab_size must be at least 2 (<unk>, <eos>), got {vocab_size}")
+        raise setting_error("spacy_rnn.RNNLanguageModel.v1", "vocab_size", f"must be at least 2 (<unk>, <eos>), got {vocab_size}")
     if tie_weights and word_width != width:
-        raise ValueError(
-            f"spacy_rnn.RNNLanguageModel.v1: tie_weights needs word_width == width, got {word_width} and {width}"
+        raise setting_error(
+            "spacy_rnn.RNNLanguageModel.v1", "tie_weights", f"needs word_width == width, got {word_width} and {width}"
         )
     lm = RNNLanguageModel(
         vocab_size=vocab_size,

@@ -18,3 +18,19 @@ def test_config_builds_and_predicts(path, tiny_corpus):
     nlp = init_nlp(config)
     doc = nlp("I like green eggs .")
     assert len(doc) == 5
+
+
+def test_spacy_train_names_component_and_file_of_a_bad_setting(tiny_corpus, tmp_path):
+    from spacy.cli.train import train
+
+    train_path, dev_path = tiny_corpus
+    text = (Path(__file__).parent.parent / "configs" / "tagger.cfg").read_text()
+    assert 'cell = "lstm"' in text
+    config_path = tmp_path / "typo.cfg"
+    config_path.write_text(text.replace('cell = "lstm"', 'cell = "lsmt"'))
+    with pytest.raises(ValueError) as info:
+        train(config_path, overrides={"paths.train": str(train_path), "paths.dev": str(dev_path)})
+    message = str(info.value)
+    assert "component 'tagger'" in message, message
+    assert str(config_path) in message, message
+    assert "unknown cell 'lsmt'" in message, message

@@ -143,8 +143,8 @@ def test_bad_settings_are_reported():
     nlp = spacy.blank("en")
     with pytest.raises(ValueError, match=r"\[rnn_tagger\] token_attr must be one of"):
         nlp.add_pipe("rnn_tagger", config={"token_attr": "lemma"})
-    # Through a config, validation names the factory, the setting and the allowed values.
-    with pytest.raises(ValueError, match=r"rnn_tagger\.model\.encoder -> cell.*'transformer'.*'rnn', 'lstm', 'gru'"):
+    # Through a config, the error names the component, the setting and the allowed values.
+    with pytest.raises(ValueError, match=r"\[component 't2'\] spacy_rnn\.RNNEncoder\.v1 setting 'cell': unknown cell 'transformer'; choose one of 'rnn', 'lstm', 'gru'"):
         nlp.add_pipe("rnn_tagger", name="t2", config={"model": {"encoder": {"cell": "transformer"}}})
     # Called directly, the builder checks it too.
     from spacy_rnn.architectures import build_rnn_encoder_v1
