@@ -6,10 +6,11 @@ from typing import Callable, Dict, Iterable, List, Sequence, Tuple
 import numpy
 from spacy.attrs import ORTH, intify_attr
 from spacy.tokens import Doc
-from thinc.api import ArgsKwargs, Model, NumpyOps, PyTorchWrapper_v2, torch2xp, xp2torch
+from thinc.api import ArgsKwargs, Model, NumpyOps, torch2xp, xp2torch
 from thinc.types import Floats1d, Floats2d, Ints1d
 
 from .lm import sample_words
+from .shims import torch_wrapper
 from .torch_modules import RNNLanguageModel, SequenceLogProbs, TokenEncoder
 
 _numpy_ops = NumpyOps()
@@ -208,9 +209,7 @@ def _convert_outputs(model: Model, inputs_outputs, is_train: bool) -> Tuple[List
 def wrap_token_encoder(encoder: TokenEncoder) -> Model[TokenBatch, List[Floats2d]]:
     """Wrap a TokenEncoder so that it reads a TokenBatch and returns one
     (n_tokens, width) array per doc."""
-    model = PyTorchWrapper_v2(
-        encoder, convert_inputs=_convert_inputs, convert_outputs=_convert_outputs
-    )
+    model = torch_wrapper(encoder, convert_inputs=_convert_inputs, convert_outputs=_convert_outputs)
     model.set_dim("nO", encoder.output_width)
     return model
 
@@ -244,7 +243,7 @@ def _convert_lm_outputs(model: Model, inputs_outputs, is_train: bool) -> Tuple[L
 def wrap_sequence_log_probs(module: SequenceLogProbs) -> Model[List[Ints1d], List[Floats1d]]:
     """Wrap a SequenceLogProbs: one int array of word ids per doc in, one
     array of log p(token | the tokens before it) per doc out."""
-    return PyTorchWrapper_v2(module, convert_inputs=_convert_lm_inputs, convert_outputs=_convert_lm_outputs)
+    return torch_wrapper(module, convert_inputs=_convert_lm_inputs, convert_outputs=_convert_lm_outputs)
 
 
 def _lm_module(model: Model) -> SequenceLogProbs:
