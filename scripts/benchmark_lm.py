@@ -145,6 +145,16 @@ def make_table(rows: List[Dict], base: Dict) -> List[str]:
     return table
 
 
+def curve_table(rows: List[Dict]) -> List[str]:
+    """PTB valid perplexity after each epoch (as validated during training)."""
+    n = max(len(r["history"]) for r in rows)
+    table = ["| system | " + " | ".join(f"epoch {i + 1}" for i in range(n)) + " |", "|---|" + "---:|" * n]
+    for r in rows:
+        cells = [f"{h['valid_perplexity']:.1f}" for h in r["history"]] + [""] * (n - len(r["history"]))
+        table.append(f"| {r['system']} | " + " | ".join(cells) + " |")
+    return table
+
+
 def main(
     system: Optional[List[str]] = typer.Option(None, help="NAME or NAME:key=value,...; repeat for several (default: the README table)"),
     lanes: int = typer.Option(2, help="Systems trained at the same time, each in its own process"),
@@ -171,7 +181,17 @@ def main(
     eval_batch_size: int = typer.Option(1, help="Columns for the final evaluation; 1 is exact"),
     resume: bool = typer.Option(False, "--resume", help="Continue each system from its checkpoint"),
     progress: bool = typer.Option(False, "--progress/--no-progress"),
+    report: Optional[Path] = typer.Option(None, help="Print the tables of an earlier run's JSON and stop"),
 ) -> None:
+    if report is not None:
+        saved = json.loads(report.read_text())
+        typer.echo(f"{saved['command']}  ({saved['lanes']} lanes x {saved['threads_per_lane']} torch thread(s), "
+                   f"{saved['machine']['cpus']} CPUs, torch {saved['machine']['torch']}, "
+                   f"{saved['total_wall_seconds'] / 60:.0f} min in all)\n")
+        typer.echo("\n".join(make_table(saved["results"], saved["shared_recipe"])))
+        typer.echo("\nPTB valid perplexity after each epoch:\n")
+        typer.echo("\n".join(curve_table(saved["results"])))
+        return
     base = asdict(LMConfig(
         depth=depth, width=width, embed_width=embed_width, lr=lr, clip=clip, decay_start=decay_start,
         decay_factor=decay_factor, plateau_factor=plateau_factor, epochs=epochs, batch_size=batch_size,
@@ -204,6 +224,7 @@ def main(
         rows = [run_system({**job, "threads": threads}) for job in jobs]
     table = make_table(rows, base)
     typer.echo("\n".join(table))
+    typer.echo("\n".join(["", "PTB valid perplexity after each epoch:", ""] + curve_table(rows)))
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps({
         "command": " ".join(sys.argv),

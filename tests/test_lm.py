@@ -1,8 +1,10 @@
 """The recurrent language model (issue 6): the torch model, TBPTT training
 with resume, the rnn_lm component, generation and the command line."""
+import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy
 import pytest
@@ -309,3 +311,29 @@ def test_training_command_saves_a_pipeline_and_resumes(tmp_path):
     runs = [subprocess.run(cmd, capture_output=True, text=True, timeout=60) for _ in range(2)]
     assert runs[0].returncode == 0, runs[0].stderr[-2000:]
     assert runs[0].stdout == runs[1].stdout and runs[0].stdout.strip()
+
+
+def test_benchmark_script_trains_systems_side_by_side_into_one_table(tmp_path):
+    text = "\n".join(["the cat sat on the mat", "a dog sat on a log", "the dog saw the cat"] * 20) + "\n"
+    for folder, names in (("ptb", ["ptb.train.txt", "ptb.valid.txt", "ptb.test.txt"]), ("wt2", ["valid.txt", "test.txt"])):
+        (tmp_path / folder).mkdir()
+        for name in names:
+            (tmp_path / folder / name).write_text(text)
+    script = Path(__file__).resolve().parent.parent / "scripts" / "benchmark_lm.py"
+    output = tmp_path / "result.json"
+    run = subprocess.run(
+        [sys.executable, str(script), "--system", "lstm", "--system", "rnn_slow:cell=rnn,lr=1",
+         "--lanes", "2", "--epochs", "2", "--depth", "1", "--width", "8", "--embed-width", "8", "--bptt", "5",
+         "--batch-size", "4", "--ptb-dir", str(tmp_path / "ptb"), "--wikitext-dir", str(tmp_path / "wt2"),
+         "--out-dir", str(tmp_path / "runs"), "--output", str(output)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(output.read_text())
+    rows = {row["system"]: row for row in result["results"]}
+    assert list(rows) == ["lstm", "rnn_slow"]
+    assert rows["rnn_slow"]["config"]["cell"] == "rnn" and rows["rnn_slow"]["config"]["lr"] == 1.0
+    assert rows["lstm"]["config"]["lr"] == 20.0 and rows["lstm"]["torch_threads"] == 1
+    assert all(len(row["history"]) == 2 and math.isfinite(row["ptb_test_ppl"]) for row in rows.values())
+    assert "| rnn_slow | cell=rnn, lr=1.0 | 2 |" in run.stdout
+    assert (tmp_path / "runs" / "rnn_slow" / "log.txt").read_text().startswith("== rnn_slow")
