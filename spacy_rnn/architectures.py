@@ -16,6 +16,13 @@ from .lm import EOS_ID
 from .torch_modules import CELL_TYPES, RNNLanguageModel, SequenceLogProbs, TokenEncoder
 
 
+def _check_recurrence(architecture: str, cell: str, depth: int) -> None:
+    if cell not in CELL_TYPES:
+        raise setting_error(architecture, "cell", f"unknown cell {cell!r}; choose one of {', '.join(map(repr, CELL_TYPES))}")
+    if not 1 <= depth <= 4:
+        raise setting_error(architecture, "depth", f"must be 1-4, got {depth}")
+
+
 @registry.architectures("spacy_rnn.RNNEncoder.v1")
 def build_rnn_encoder_v1(
     cell: str = "lstm",
@@ -60,10 +67,7 @@ def build_rnn_encoder_v1(
     max_word_chars (int): Characters read per word (start and end of long words).
     n_chars (int): Rows of the character table (code points are hashed into it).
     """
-    if cell not in CELL_TYPES:
-        raise setting_error("spacy_rnn.RNNEncoder.v1", "cell", f"unknown cell {cell!r}; choose one of {', '.join(map(repr, CELL_TYPES))}")
-    if not 1 <= depth <= 4:
-        raise setting_error("spacy_rnn.RNNEncoder.v1", "depth", f"must be 1-4, got {depth}")
+    _check_recurrence("spacy_rnn.RNNEncoder.v1", cell, depth)
     if not len(attrs) == len(rows) == len(embed_widths):
         raise setting_error(
             "spacy_rnn.RNNEncoder.v1", "attrs",
@@ -157,10 +161,7 @@ def build_rnn_language_model_v1(
     tie_weights (bool): Share the embedding matrix with the output layer; needs word_width == width.
     chunk_len (int): Long docs are read in chunks of this many words, the state carried over.
     """
-    if cell not in CELL_TYPES:
-        raise setting_error("spacy_rnn.RNNLanguageModel.v1", "cell", f"unknown cell {cell!r}; choose one of {', '.join(map(repr, CELL_TYPES))}")
-    if not 1 <= depth <= 4:
-        raise setting_error("spacy_rnn.RNNLanguageModel.v1", "depth", f"must be 1-4, got {depth}")
+    _check_recurrence("spacy_rnn.RNNLanguageModel.v1", cell, depth)
     if vocab_size < 2:
         raise setting_error("spacy_rnn.RNNLanguageModel.v1", "vocab_size", f"must be at least 2 (<unk>, <eos>), got {vocab_size}")
     if tie_weights and word_width != width:

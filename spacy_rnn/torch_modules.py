@@ -10,7 +10,26 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
-CELL_TYPES = ("rnn", "lstm", "gru")
+CELL_CLASSES = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+CELL_TYPES = tuple(CELL_CLASSES)
+
+
+def stacked_rnn(
+    cell: str, input_width: int, hidden_width: int, n_layers: int, dropout_prob: float, bidirectional: bool = False
+) -> nn.RNNBase:
+    """A batch-first torch RNN/LSTM/GRU of n_layers, dropout_prob between layers."""
+    if cell not in CELL_CLASSES:
+        raise ValueError(f"Unknown recurrent cell {cell!r}; choose one of {CELL_TYPES}")
+    if n_layers < 1:
+        raise ValueError(f"n_layers must be at least 1, got {n_layers}")
+    return CELL_CLASSES[cell](
+        input_width,
+        hidden_width,
+        num_layers=n_layers,
+        batch_first=True,
+        bidirectional=bidirectional,
+        dropout=dropout_prob if n_layers > 1 else 0.0,
+    )
 
 
 class HashEmbedding(nn.Module):
@@ -107,19 +126,7 @@ class RecurrentEncoder(nn.Module):
         dropout_prob: dropout between layers and on the output.
         """
         super().__init__()
-        if cell not in CELL_TYPES:
-            raise ValueError(f"Unknown recurrent cell {cell!r}; choose one of {CELL_TYPES}")
-        if n_layers < 1:
-            raise ValueError(f"n_layers must be at least 1, got {n_layers}")
-        rnn_class = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[cell]
-        self.rnn = rnn_class(
-            input_width,
-            hidden_width,
-            num_layers=n_layers,
-            batch_first=True,
-            bidirectional=bidirectional,
-            dropout=dropout_prob if n_layers > 1 else 0.0,
-        )
+        self.rnn = stacked_rnn(cell, input_width, hidden_width, n_layers, dropout_prob, bidirectional)
         self.dropout = nn.Dropout(dropout_prob)
         self.output_width = hidden_width * (2 if bidirectional else 1)
 
@@ -273,10 +280,6 @@ class RNNLanguageModel(nn.Module):
             Inan et al. 2017); needs embed_width == hidden_width.
         """
         super().__init__()
-        if cell not in CELL_TYPES:
-            raise ValueError(f"Unknown recurrent cell {cell!r}; choose one of {CELL_TYPES}")
-        if n_layers < 1:
-            raise ValueError(f"n_layers must be at least 1, got {n_layers}")
         if tie_weights and embed_width != hidden_width:
             raise ValueError(
                 f"tie_weights needs embed_width == hidden_width, got {embed_width} and {hidden_width}"
@@ -285,14 +288,7 @@ class RNNLanguageModel(nn.Module):
         self.n_layers = n_layers
         self.hidden_width = hidden_width
         self.embed = nn.Embedding(vocab_size, embed_width)
-        rnn_class = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[cell]
-        self.rnn = rnn_class(
-            embed_width,
-            hidden_width,
-            num_layers=n_layers,
-            batch_first=True,
-            dropout=dropout_prob if n_layers > 1 else 0.0,
-        )
+        self.rnn = stacked_rnn(cell, embed_width, hidden_width, n_layers, dropout_prob)
         self.embed_dropout = nn.Dropout(embed_dropout_prob)
         self.output_dropout = nn.Dropout(output_dropout_prob)
         self.decoder = nn.Linear(hidden_width, vocab_size)
