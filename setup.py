@@ -23,17 +23,17 @@ setup(
     ],
     entry_points={
         "spacy_factories": [
-            "rnn_tagger = spacy_rnn.components.tagger:make_rnn_tagger",
-            "most_frequent_tagger = spacy_rnn.components.baselines:make_most_frequent_tagger",
-            "hmm_tagger = spacy_rnn.components.baselines:make_hmm_tagger",
-            "rnn_ner = spacy_rnn.components.ner:make_rnn_ner",
-            "rnn_lm = spacy_rnn.components.lm:make_rnn_lm",
+            "rnn_tagger = spacy_rnn.pipeline.tagger:make_rnn_tagger",
+            "most_frequent_tagger = spacy_rnn.classic.pipes:make_most_frequent_tagger",
+            "hmm_tagger = spacy_rnn.classic.pipes:make_hmm_tagger",
+            "rnn_ner = spacy_rnn.pipeline.ner:make_rnn_ner",
+            "rnn_lm = spacy_rnn.pipeline.lm:make_rnn_lm",
         ],
         "spacy_architectures": [
-            "spacy_rnn.RNNEncoder.v1 = spacy_rnn.architectures:build_rnn_encoder_v1",
-            "spacy_rnn.RNNTagger.v1 = spacy_rnn.architectures:build_rnn_tagger_v1",
-            "spacy_rnn.RNNEntityRecognizer.v1 = spacy_rnn.architectures:build_rnn_entity_recognizer_v1",
-            "spacy_rnn.RNNLanguageModel.v1 = spacy_rnn.architectures:build_rnn_language_model_v1",
+            "spacy_rnn.RNNEncoder.v1 = spacy_rnn.models.architectures:build_rnn_encoder_v1",
+            "spacy_rnn.RNNTagger.v1 = spacy_rnn.models.architectures:build_rnn_tagger_v1",
+            "spacy_rnn.RNNEntityRecognizer.v1 = spacy_rnn.models.architectures:build_rnn_entity_recognizer_v1",
+            "spacy_rnn.RNNLanguageModel.v1 = spacy_rnn.models.architectures:build_rnn_language_model_v1",
         ],
         "spacy_cli": [
             "rnn_lm = spacy_rnn.cli.lm:setup_lm_cli",

@@ -33,7 +33,7 @@ import torch
 import typer
 
 from spacy_rnn.cli.lm import evaluate_pipeline, run_training
-from spacy_rnn.lm import LMConfig
+from spacy_rnn.training.lm import LMConfig
 
 DATA = Path(__file__).parent.parent.parent / "shared" / "data"
 

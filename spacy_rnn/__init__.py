@@ -1,14 +1,15 @@
 """spacy-rnn: recurrent sequence models as spaCy pipeline components."""
 from .about import __version__
-from .architectures import build_rnn_encoder_v1, build_rnn_tagger_v1
-from .components import RNNTagger, make_rnn_tagger
-from .components.lm import RNNLM, generate, make_rnn_lm
+from .models.architectures import build_rnn_encoder_v1, build_rnn_tagger_v1
+from .pipeline import RNNLM, RNNEntityRecognizer, RNNTagger, generate, make_rnn_lm, make_rnn_ner, make_rnn_tagger
 
 __all__ = [
     "__version__",
     "build_rnn_encoder_v1",
     "build_rnn_tagger_v1",
+    "RNNEntityRecognizer",
     "RNNTagger",
+    "make_rnn_ner",
     "make_rnn_tagger",
     "RNNLM",
     "generate",

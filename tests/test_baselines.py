@@ -11,7 +11,7 @@ from spacy.training import Example
 from spacy.util import load_model_from_path
 
 from spacy_rnn.data import CorpusFormatError
-from spacy_rnn.hmm import HMM, MostFrequentTagModel, SuffixModel, deleted_interpolation
+from spacy_rnn.classic.hmm import HMM, MostFrequentTagModel, SuffixModel, deleted_interpolation
 
 from .conftest import TRAIN_DATA, make_examples
 

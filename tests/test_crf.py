@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spacy_rnn.crf import allowed_transitions, forward_backward, log_mask, tag_names, viterbi
+from spacy_rnn.models.crf import allowed_transitions, forward_backward, log_mask, tag_names, viterbi
 
 NAMES = tag_names(["LOC", "PER"], "BIO")  # O B-LOC I-LOC B-PER I-PER
 

@@ -1,8 +1,8 @@
 import numpy
 from thinc.api import fix_random_seed
 
-from spacy_rnn.architectures import build_rnn_encoder_v1
-from spacy_rnn.layers import doc_features, init_word_vocab
+from spacy_rnn.models.architectures import build_rnn_encoder_v1
+from spacy_rnn.models.featurize import doc_features, init_word_vocab
 
 
 def small_encoder(**kwargs):

@@ -15,18 +15,17 @@ from thinc.api import fix_random_seed
 
 from spacy_rnn import generate
 from spacy_rnn.cli.lm import build_pipeline, evaluate_pipeline, language_model_from_pipeline, run_training
-from spacy_rnn.lm import (
+from spacy_rnn.training.lm import (
     LMConfig,
     batchify,
     evaluate_ids,
     evaluate_words,
     get_chunk,
-    sample_words,
     stream_words,
     train_lm,
 )
-from spacy_rnn.torch_modules import RNNLanguageModel, SequenceLogProbs, detach_state
-from spacy_rnn.vocab import EOS, EOS_ID, UNK, UNK_ID, Vocabulary
+from spacy_rnn.models.pytorch import RNNLanguageModel, SequenceLogProbs, detach_state, sample_words
+from spacy_rnn.models.lm_vocab import EOS, EOS_ID, UNK, UNK_ID, Vocabulary
 
 SENTENCES = [
     "the cat sat on the mat",
@@ -255,8 +254,8 @@ def test_generation_is_reproducible(lm_nlp):
     assert UNK not in a
     greedy = generate(nlp, "a cat and a", n_words=1, temperature=0, seed=1)
     assert greedy == "dog"
-    assert sample_words(model, vocab.encode(["the"]), 5, temperature=0.0) == sample_words(
-        model, vocab.encode(["the"]), 5, temperature=0.0, seed=99
+    assert sample_words(model, vocab.encode(["the"]), 5, start_id=EOS_ID, temperature=0.0) == sample_words(
+        model, vocab.encode(["the"]), 5, start_id=EOS_ID, temperature=0.0, seed=99
     )
 
 

@@ -5,7 +5,7 @@ import torch
 from spacy.tokens import Doc
 from thinc.api import Adam
 
-from spacy_rnn.shims import AveragingPyTorchShim
+from spacy_rnn.models.wrappers import AveragingPyTorchShim
 
 from .conftest import SMALL_ENCODER, TRAIN_DATA, make_examples
 

@@ -8,7 +8,7 @@ from spacy.util import load_model_from_path
 from spacy.training import Example
 from thinc.api import fix_random_seed
 
-from spacy_rnn.gradients import clip_global_grad_norm, global_grad_norm
+from spacy_rnn.models.gradients import clip_global_grad_norm, global_grad_norm
 
 from .conftest import SMALL_ENCODER, TRAIN_DATA, make_examples
 
@@ -147,7 +147,7 @@ def test_bad_settings_are_reported():
     with pytest.raises(ValueError, match=r"\[component 't2'\] spacy_rnn\.RNNEncoder\.v1 setting 'cell': unknown cell 'transformer'; choose one of 'rnn', 'lstm', 'gru'"):
         nlp.add_pipe("rnn_tagger", name="t2", config={"model": {"encoder": {"cell": "transformer"}}})
     # Called directly, the builder checks it too.
-    from spacy_rnn.architectures import build_rnn_encoder_v1
+    from spacy_rnn.models.architectures import build_rnn_encoder_v1
 
     with pytest.raises(ValueError, match="unknown cell 'transformer'"):
         build_rnn_encoder_v1(cell="transformer")

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from spacy_rnn.torch_modules import CharCNN, HashEmbedding, RecurrentEncoder, TokenEncoder, packing_order
+from spacy_rnn.models.pytorch import CharCNN, HashEmbedding, RecurrentEncoder, TokenEncoder, packing_order
 
 
 def make_encoder(cell="lstm", bidirectional=True, seed=0, dropout=0.0):

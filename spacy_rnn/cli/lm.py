@@ -16,9 +16,9 @@ import typer
 from spacy.cli._util import app as spacy_app
 from spacy.language import Language
 
-from ..layers import load_language_model_state, torch_language_model
-from ..lm import LMConfig, Vocabulary, evaluate_file, read_lines, stream_words, train_lm
-from ..torch_modules import RNNLanguageModel
+from ..models.wrappers import load_language_model_state, torch_language_model
+from ..training.lm import LMConfig, Vocabulary, evaluate_file, read_lines, stream_words, train_lm
+from ..models.pytorch import RNNLanguageModel
 
 COMPONENT = "rnn_lm"
 
@@ -52,7 +52,7 @@ def build_pipeline(model: RNNLanguageModel, vocab: Vocabulary, config: LMConfig,
 
 def language_model_from_pipeline(nlp: Language, component: Optional[str] = None) -> Tuple[RNNLanguageModel, Vocabulary]:
     """The torch model and vocabulary of a pipeline's rnn_lm."""
-    from ..components.lm import RNNLM
+    from ..pipeline.lm import RNNLM
 
     names = [component] if component else [name for name, pipe in nlp.pipeline if isinstance(pipe, RNNLM)]
     if not names:
@@ -94,7 +94,7 @@ def run_training(
         return saved_config.get("config", config)
 
     if resume and (output_dir / "checkpoint.pt").exists():
-        from ..lm import load_checkpoint
+        from ..training.lm import load_checkpoint
 
         saved_config["config"] = LMConfig.from_dict(load_checkpoint(output_dir / "checkpoint.pt")["config"])
     started = time.perf_counter()
@@ -222,7 +222,7 @@ def generate_command(
     seed: int = typer.Option(0, help="Random seed: the same seed gives the same text"),
 ) -> None:
     """Sample text from a saved rnn_lm."""
-    from ..components.lm import generate
+    from ..pipeline.lm import generate
 
     typer.echo(generate(spacy.load(model_path), prompt, n_words, temperature, seed))
 

@@ -5,7 +5,7 @@ Both learn everything by counting in `initialize`, which `spacy train` calls
 before its first step, so `update` is a no-op and one step of `spacy train`
 is enough. They write `Token.tag_` or `Token.pos_`, score with spaCy's token
 attribute scorer and serialize with srsly (msgpack, no pickle). The numpy
-models are in `spacy_rnn.hmm`.
+models are in `spacy_rnn.classic.hmm`.
 """
 from functools import partial
 from pathlib import Path
@@ -20,9 +20,9 @@ from spacy.util import ensure_path
 from spacy.vocab import Vocab
 from thinc.api import Model
 
-from ..hmm import HMM, MostFrequentTagModel
-from .serialization import load_error, read_json_file, read_msgpack_file, require_examples
-from .tagger import TOKEN_ATTRS, score_token_attr
+from .hmm import HMM, MostFrequentTagModel
+from ..pipeline.base import load_error, read_json_file, read_msgpack_file, require_examples
+from ..pipeline.tagger import TOKEN_ATTRS, score_token_attr
 
 CountModel = Union[HMM, MostFrequentTagModel]
 

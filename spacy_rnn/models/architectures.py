@@ -10,10 +10,11 @@ from thinc.api import Linear, Model, Softmax_v2, chain, with_array
 from thinc.types import Floats1d, Floats2d, Ints1d
 
 from .crf import crf_transitions
-from .errors import setting_error
-from .layers import doc_features, wrap_sequence_log_probs, wrap_token_encoder
-from .lm import EOS_ID
-from .torch_modules import CELL_TYPES, RNNLanguageModel, SequenceLogProbs, TokenEncoder
+from ..errors import setting_error
+from .featurize import doc_features
+from .wrappers import wrap_sequence_log_probs, wrap_token_encoder
+from .lm_vocab import EOS_ID
+from .pytorch import CELL_TYPES, RNNLanguageModel, SequenceLogProbs, TokenEncoder
 
 
 def _check_recurrence(architecture: str, cell: str, depth: int) -> None:

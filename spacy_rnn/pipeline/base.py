@@ -14,7 +14,7 @@ from typing import Callable, Iterable, List, Sequence, Union
 import srsly
 from spacy.util import ensure_path
 
-from ..gradients import clip_global_grad_norm, discard_gradients
+from ..models.gradients import clip_global_grad_norm, discard_gradients
 from ..runtime import limit_torch_threads_in_worker
 
 _LOCKS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()

@@ -7,7 +7,7 @@ doc's perplexity is None. Each doc is read on its own, from the zero state
 after an ``<eos>`` (as if it began a new sentence); the ``<eos>`` after its
 last token is not scored.
 
-Words map to the model's closed vocabulary as spacy_rnn.vocab.Vocabulary
+Words map to the model's closed vocabulary as spacy_rnn.models.lm_vocab.Vocabulary
 does: the token text as it is, else lowercased (``lowercase``) with
 number-like tokens replaced by ``number_token`` (the conventions of
 Mikolov's PTB: lower case, numbers as ``N``), else ``<unk>``.
@@ -28,14 +28,14 @@ from spacy.training import Example, validate_examples, validate_get_examples
 from spacy.vocab import Vocab
 from thinc.api import Config, Model
 
-from ..layers import (
+from ..models.wrappers import (
     sample_from_model,
     set_vocab_rows_in_use,
     torch_language_model,
     vocab_rows_in_use,
 )
-from ..vocab import EOS, EOS_ID, UNK, UNK_ID, Vocabulary
-from .serialization import NeuralPipeMixin, model_lock, require_examples
+from ..models.lm_vocab import EOS, EOS_ID, UNK, UNK_ID, Vocabulary
+from .base import NeuralPipeMixin, model_lock, require_examples
 
 DEFAULT_CONFIG = """
 [model]
@@ -168,7 +168,7 @@ class RNNLM(NeuralPipeMixin, TrainablePipe):
 
     def set_vocabulary(self, words: Sequence[str]) -> None:
         """Use this vocabulary (starting with <unk>, <eos>), e.g. that of a
-        model trained by spacy_rnn.lm, and initialize the model for it."""
+        model trained by spacy_rnn.training.lm, and initialize the model for it."""
         vocab = Vocabulary(words, lowercase=self.cfg["lowercase"], number_token=self.cfg["number_token"])
         capacity = torch_language_model(self.model).vocab_size
         if len(vocab) > capacity:

@@ -1,17 +1,12 @@
-"""Thinc glue: turn Docs into the integer tensors the torch modules read, and
-the torch outputs back into one array per Doc."""
+"""Docs -> the integer batches the token encoder reads, and the encoder's word
+vocabulary (which words get their own row)."""
 from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, List, Sequence, Tuple
 
 import numpy
 from spacy.attrs import ORTH, intify_attr
 from spacy.tokens import Doc
-from thinc.api import ArgsKwargs, Model, NumpyOps, torch2xp, xp2torch
-from thinc.types import Floats1d, Floats2d, Ints1d
-
-from .lm import sample_words
-from .shims import torch_wrapper
-from .torch_modules import RNNLanguageModel, SequenceLogProbs, TokenEncoder
+from thinc.api import Model, NumpyOps
 
 _numpy_ops = NumpyOps()
 
@@ -173,111 +168,4 @@ def _docs_to_batch(docs: List[Doc], attr_ids: List[int], word_keys, cache: _Code
         word_index=word_index.reshape(-1).astype("int64"),
         code_points=code_points,
         lengths=lengths,
-    )
-
-
-def _convert_inputs(model: Model, batch: TokenBatch, is_train: bool) -> Tuple[ArgsKwargs, Callable]:
-    device = model.shims[0].device
-    args = ArgsKwargs(
-        args=(
-            xp2torch(batch.word_ids, device=device),
-            xp2torch(batch.hashes.astype("int64"), device=device),
-            xp2torch(batch.word_index, device=device),
-            xp2torch(batch.code_points, device=device),
-            xp2torch(batch.lengths),  # packing wants lengths on the CPU
-        ),
-        kwargs={},
-    )
-    # Integer inputs have no gradient.
-    return args, lambda d_args: []
-
-
-def _convert_outputs(model: Model, inputs_outputs, is_train: bool) -> Tuple[List[Floats2d], Callable]:
-    batch, Y_torch = inputs_outputs
-    Y = torch2xp(Y_torch, ops=model.ops)  # (n_tokens, width)
-    ends = numpy.cumsum(batch.lengths)[:-1].tolist()
-    outputs = model.ops.xp.split(Y, ends)
-
-    def backprop(d_outputs: List[Floats2d]) -> ArgsKwargs:
-        dY = model.ops.xp.concatenate(d_outputs) if d_outputs else Y * 0
-        dY_torch = xp2torch(dY.reshape(Y.shape), device=Y_torch.device)
-        return ArgsKwargs(args=(Y_torch,), kwargs={"grad_tensors": dY_torch})
-
-    return outputs, backprop
-
-
-def wrap_token_encoder(encoder: TokenEncoder) -> Model[TokenBatch, List[Floats2d]]:
-    """Wrap a TokenEncoder so that it reads a TokenBatch and returns one
-    (n_tokens, width) array per doc."""
-    model = torch_wrapper(encoder, convert_inputs=_convert_inputs, convert_outputs=_convert_outputs)
-    model.set_dim("nO", encoder.output_width)
-    return model
-
-
-# The language model: per-doc word ids in, per-token log-probabilities out.
-
-
-def _convert_lm_inputs(model: Model, ids: List[Ints1d], is_train: bool) -> Tuple[ArgsKwargs, Callable]:
-    lengths = numpy.array([len(x) for x in ids], dtype="int64")
-    flat = numpy.concatenate([numpy.asarray(x, dtype="int64") for x in ids]) if ids else numpy.zeros((0,), dtype="int64")
-    args = ArgsKwargs(
-        args=(xp2torch(flat, device=model.shims[0].device), xp2torch(lengths)),  # lengths stay on the CPU
-        kwargs={},
-    )
-    return args, lambda d_args: []
-
-
-def _convert_lm_outputs(model: Model, inputs_outputs, is_train: bool) -> Tuple[List[Floats1d], Callable]:
-    ids, Y_torch = inputs_outputs
-    Y = torch2xp(Y_torch, ops=model.ops)  # (n_tokens,)
-    ends = numpy.cumsum([len(x) for x in ids])[:-1].tolist()
-    outputs = model.ops.xp.split(Y, ends)
-
-    def backprop(d_outputs: List[Floats1d]) -> ArgsKwargs:
-        dY = model.ops.xp.concatenate(d_outputs) if d_outputs else Y * 0
-        return ArgsKwargs(args=(Y_torch,), kwargs={"grad_tensors": xp2torch(dY.reshape(Y.shape), device=Y_torch.device)})
-
-    return outputs, backprop
-
-
-def wrap_sequence_log_probs(module: SequenceLogProbs) -> Model[List[Ints1d], List[Floats1d]]:
-    """Wrap a SequenceLogProbs: one int array of word ids per doc in, one
-    array of log p(token | the tokens before it) per doc out."""
-    return torch_wrapper(module, convert_inputs=_convert_lm_inputs, convert_outputs=_convert_lm_outputs)
-
-
-def _lm_module(model: Model) -> SequenceLogProbs:
-    for node in model.walk():
-        for shim in node.shims:
-            if isinstance(shim._model, SequenceLogProbs):
-                return shim._model
-    raise ValueError(f"{model.name} holds no language model")
-
-
-def torch_language_model(model: Model) -> RNNLanguageModel:
-    """The torch RNNLanguageModel inside a model made by spacy_rnn.RNNLanguageModel.v1."""
-    return _lm_module(model).lm
-
-
-def vocab_rows_in_use(model: Model) -> int:
-    return int(torch_language_model(model).n_words)
-
-
-def set_vocab_rows_in_use(model: Model, n_words: int) -> None:
-    """Tell the model how many vocabulary rows are real words; the others get no probability."""
-    lm = torch_language_model(model)
-    if not 0 < n_words <= lm.vocab_size:
-        raise ValueError(f"the vocabulary has {n_words} words; the model has room for 1 to {lm.vocab_size}")
-    lm.n_words.fill_(n_words)
-
-
-def load_language_model_state(model: Model, state_dict) -> None:
-    """Copy the weights of a trained RNNLanguageModel (e.g. from spacy_rnn.lm.train_lm) into the model."""
-    torch_language_model(model).load_state_dict(state_dict)
-
-
-def sample_from_model(model: Model, prompt_ids: Sequence[int], n_words: int, *, temperature: float, seed: int, banned_ids: Sequence[int] = ()) -> List[int]:
-    """Word ids sampled after the prompt (see spacy_rnn.lm.sample_words)."""
-    return sample_words(
-        torch_language_model(model), prompt_ids, n_words, temperature=temperature, seed=seed, banned_ids=banned_ids
     )

@@ -14,10 +14,10 @@ from spacy.util import filter_spans
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, set_dropout_rate
 
-from ..crf import SCHEMES, allowed_transitions, forward_backward, log_mask, pad, tag_names, viterbi
-from ..layers import init_word_vocab
+from ..models.crf import SCHEMES, allowed_transitions, forward_backward, log_mask, pad, tag_names, viterbi
+from ..models.featurize import init_word_vocab
 from .defaults import DEFAULT_ENCODER_CONFIG
-from .serialization import NeuralPipeMixin, require_examples
+from .base import NeuralPipeMixin, require_examples
 
 DECODERS = ("crf", "softmax")
 

@@ -12,9 +12,9 @@ from spacy.training import Example, validate_examples, validate_get_examples
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, SequenceCategoricalCrossentropy
 
-from ..layers import init_word_vocab
+from ..models.featurize import init_word_vocab
 from .defaults import DEFAULT_ENCODER_CONFIG
-from .serialization import NeuralPipeMixin, require_examples
+from .base import NeuralPipeMixin, require_examples
 
 TOKEN_ATTRS = ("tag", "pos")
 

@@ -1,7 +1,7 @@
 """Word-level language modelling on the torch side (no spaCy here): the
 vocabulary, the corpus as one stream of ids in `batch_size` columns,
 training with truncated backpropagation through time (TBPTT), perplexity,
-checkpoints that a run resumes from, and sampling.
+checkpoints that a run resumes from.
 
 The recipe follows pytorch/examples `word_language_model` and Zaremba et al.
 (2014): the training text is one stream, cut into `batch_size` equal columns
@@ -22,8 +22,8 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Un
 import torch
 from torch import nn
 
-from .torch_modules import RNNLanguageModel, detach_state
-from .vocab import EOS, EOS_ID, UNK, UNK_ID, Vocabulary
+from ..models.pytorch import RNNLanguageModel, detach_state
+from ..models.lm_vocab import EOS, EOS_ID, UNK, UNK_ID, Vocabulary
 
 def read_lines(path: Union[str, Path]) -> List[List[str]]:
     """The words of each non-blank line of a tokenized text file (PTB and
@@ -432,49 +432,3 @@ def train_lm(
         history=history,
     )
     return model, vocab, result
-
-
-@torch.no_grad()
-def sample_words(
-    model: RNNLanguageModel,
-    prompt_ids: Sequence[int],
-    n_words: int,
-    *,
-    temperature: float = 1.0,
-    seed: int = 0,
-    banned_ids: Sequence[int] = (),
-) -> List[int]:
-    """Sample n_words ids after the prompt, starting from the zero state
-    after `<eos>`. temperature 0 takes the most likely word; a private
-    torch.Generator seeded with seed makes the same seed give the same words."""
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
-    was_training = model.training
-    model.eval()
-    try:
-        generator = torch.Generator().manual_seed(seed)
-        inputs = torch.tensor([[EOS_ID] + list(prompt_ids)], dtype=torch.int64)
-        logits, state = model(inputs, None)
-        last = logits[0, -1]
-        out: List[int] = []
-        for _ in range(n_words):
-            if banned_ids:
-                last = last.clone()
-                last[list(banned_ids)] = float("-inf")
-            if temperature == 0:
-                word = int(torch.argmax(last))
-            else:
-                probs = torch.softmax(last.double() / temperature, dim=-1)
-                word = int(torch.multinomial(probs, 1, generator=generator))
-            out.append(word)
-            logits, state = model(torch.tensor([[word]], dtype=torch.int64), state)
-            last = logits[0, -1]
-        return out
-    finally:
-        model.train(was_training)
-
-
-def ids_to_text(vocab: Vocabulary, ids: Sequence[int]) -> str:
-    """Words joined by spaces; `<eos>` ends a line."""
-    text = " ".join(vocab.words[i] for i in ids)
-    return text.replace(f" {EOS} ", "\n").replace(f" {EOS}", "\n").replace(f"{EOS} ", "\n").replace(EOS, "\n")

@@ -1,0 +1,77 @@
+"""Bloom (hashed) embeddings of token attributes and a character CNN."""
+from typing import Sequence
+
+import torch
+from torch import nn
+
+
+class HashEmbedding(nn.Module):
+    """Bloom embeddings: each feature value is hashed to several rows of its own
+    table, the rows are summed, and the features are concatenated."""
+
+    def __init__(self, *, n_rows: Sequence[int], widths: Sequence[int]) -> None:
+        """
+        n_rows: number of rows of each feature's table.
+        widths: embedding width of each feature.
+        """
+        super().__init__()
+        if len(n_rows) != len(widths):
+            raise ValueError(
+                f"HashEmbedding needs one width per table: got {len(n_rows)} row "
+                f"counts and {len(widths)} widths"
+            )
+        self.tables = nn.ModuleList(
+            nn.Embedding(rows, width) for rows, width in zip(n_rows, widths)
+        )
+        for table in self.tables:
+            nn.init.uniform_(table.weight, -0.1, 0.1)
+        self.output_width = sum(widths)
+
+    def forward(self, hashes: torch.Tensor) -> torch.Tensor:
+        """
+        hashes: (n_tokens, n_features, n_hashes) non-negative int64.
+        returns: (n_tokens, output_width)
+        """
+        embedded = []
+        for i, table in enumerate(self.tables):
+            rows = hashes[:, i, :] % table.num_embeddings
+            embedded.append(table(rows).sum(dim=1))
+        return torch.cat(embedded, dim=-1)
+
+
+class CharCNN(nn.Module):
+    """A character convolution, max-pooled over each word (Ma & Hovy 2016)."""
+
+    def __init__(
+        self, *, n_chars: int, char_width: int, n_filters: int, kernel_size: int = 3
+    ) -> None:
+        """
+        n_chars: rows of the character table; row 0 is padding, code points are
+            mapped to rows 1..n_chars-1 by their value modulo n_chars - 1.
+        char_width: width of a character embedding.
+        n_filters: number of convolution filters, the output width.
+        kernel_size: width of the convolution window, in characters.
+        """
+        super().__init__()
+        self.n_chars = n_chars
+        self.embed = nn.Embedding(n_chars, char_width, padding_idx=0)
+        self.conv = nn.Conv1d(char_width, n_filters, kernel_size, padding=kernel_size // 2)
+        self.output_width = n_filters
+
+    def forward(self, code_points: torch.Tensor) -> torch.Tensor:
+        """
+        code_points: (n_words, max_chars) int64, code point + 1, 0 for padding.
+        returns: (n_words, n_filters)
+        """
+        rows = torch.where(
+            code_points > 0, 1 + (code_points - 1) % (self.n_chars - 1), 0
+        )
+        chars = self.embed(rows).transpose(1, 2)  # (n_words, char_width, max_chars)
+        features = self.conv(chars)  # (n_words, n_filters, max_chars)
+        padding = (rows == 0).unsqueeze(1)
+        features = features.masked_fill(padding, float("-inf"))
+        pooled = features.max(dim=2).values
+        # A word with no characters (only possible for padding) pools to -inf.
+        return torch.where(torch.isfinite(pooled), pooled, torch.zeros_like(pooled))
+
+

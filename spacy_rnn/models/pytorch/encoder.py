@@ -1,0 +1,92 @@
+"""The token encoder: word, hashed-feature and character embeddings, then a recurrent stack."""
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from .embeddings import CharCNN, HashEmbedding
+from .recurrent import RecurrentEncoder
+
+
+class TokenEncoder(nn.Module):
+    """Word embeddings from a closed vocabulary (row 0 = unknown word), hashed
+    token features and a character CNN, then a recurrent encoder."""
+
+    def __init__(
+        self,
+        *,
+        n_words: int,
+        word_width: int,
+        feature_rows: Sequence[int],
+        feature_widths: Sequence[int],
+        n_chars: int,
+        char_width: int,
+        char_filters: int,
+        cell: str,
+        hidden_width: int,
+        n_layers: int,
+        bidirectional: bool,
+        dropout_prob: float,
+        word_dropout_prob: float,
+    ) -> None:
+        """
+        n_words, word_width: the word table; row 0 is the unknown word.
+        feature_rows, feature_widths: table sizes of the hashed token features.
+        n_chars, char_width, char_filters: the character CNN (char_filters=0
+            disables it).
+        cell, hidden_width, n_layers, bidirectional: the recurrent encoder.
+        dropout_prob: dropout on the embeddings, between layers and on the output.
+        word_dropout_prob: in training, the probability of replacing a word by
+            the unknown word, so that the model learns to tag from spelling,
+            as it must for words unseen in training.
+        """
+        super().__init__()
+        self.words = nn.Embedding(n_words, word_width)
+        nn.init.uniform_(self.words.weight, -0.1, 0.1)
+        self.features = HashEmbedding(n_rows=feature_rows, widths=feature_widths)
+        self.chars = (
+            CharCNN(n_chars=n_chars, char_width=char_width, n_filters=char_filters)
+            if char_filters > 0
+            else None
+        )
+        input_width = word_width + self.features.output_width + (char_filters if self.chars else 0)
+        self.embed_dropout = nn.Dropout(dropout_prob)
+        self.word_dropout_prob = word_dropout_prob
+        self.encoder = RecurrentEncoder(
+            cell=cell,
+            input_width=input_width,
+            hidden_width=hidden_width,
+            n_layers=n_layers,
+            bidirectional=bidirectional,
+            dropout_prob=dropout_prob,
+        )
+        self.output_width = self.encoder.output_width
+
+    def forward(
+        self,
+        word_ids: torch.Tensor,
+        hashes: torch.Tensor,
+        word_index: torch.Tensor,
+        code_points: torch.Tensor,
+        lengths: torch.Tensor,
+    ) -> torch.Tensor:
+        """
+        word_ids: (n_tokens,) int64 rows of the word table (0 = unknown), all
+            sequences' tokens one after another.
+        hashes: (n_tokens, n_features, n_hashes) int64.
+        word_index: (n_tokens,) int64, the row of code_points of each token.
+        code_points: (n_unique_words, max_chars) int64.
+        lengths: (batch_size,) int64 on the CPU, summing to n_tokens.
+        returns: (n_tokens, output_width)
+        """
+        if self.training and self.word_dropout_prob > 0:
+            dropped = torch.rand(word_ids.shape, device=word_ids.device) < self.word_dropout_prob
+            word_ids = word_ids.masked_fill(dropped, 0)
+        parts = [self.words(word_ids % self.words.num_embeddings), self.features(hashes)]
+        if self.chars is not None:
+            char_vectors = self.chars(code_points)  # (n_unique_words, char_filters)
+            parts.append(char_vectors[word_index])
+        embedded = torch.cat(parts, dim=-1)  # (n_tokens, input_width)
+        return self.encoder(self.embed_dropout(embedded), lengths)
+
+

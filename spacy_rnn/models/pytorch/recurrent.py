@@ -1,0 +1,91 @@
+"""Stacked recurrent layers over packed variable-length sequences."""
+
+import torch
+from torch import nn
+
+from torch.nn.utils.rnn import PackedSequence
+
+CELL_CLASSES = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+CELL_TYPES = tuple(CELL_CLASSES)
+
+
+def stacked_rnn(
+    cell: str, input_width: int, hidden_width: int, n_layers: int, dropout_prob: float, bidirectional: bool = False
+) -> nn.RNNBase:
+    """A batch-first torch RNN/LSTM/GRU of n_layers, dropout_prob between layers."""
+    if cell not in CELL_CLASSES:
+        raise ValueError(f"Unknown recurrent cell {cell!r}; choose one of {CELL_TYPES}")
+    if n_layers < 1:
+        raise ValueError(f"n_layers must be at least 1, got {n_layers}")
+    return CELL_CLASSES[cell](
+        input_width,
+        hidden_width,
+        num_layers=n_layers,
+        batch_first=True,
+        bidirectional=bidirectional,
+        dropout=dropout_prob if n_layers > 1 else 0.0,
+    )
+
+
+
+class RecurrentEncoder(nn.Module):
+    """A stack of recurrent layers over a batch of variable-length sequences.
+    The sequences are packed by length, so padding never enters the
+    computation: a sequence gets the same output alone and inside any batch."""
+
+    def __init__(
+        self,
+        *,
+        cell: str,
+        input_width: int,
+        hidden_width: int,
+        n_layers: int,
+        bidirectional: bool,
+        dropout_prob: float,
+    ) -> None:
+        """
+        cell: "rnn" (tanh), "lstm" or "gru".
+        input_width: width of each input vector.
+        hidden_width: width of the hidden state of each direction.
+        n_layers: number of stacked recurrent layers.
+        bidirectional: also run a right-to-left pass and concatenate.
+        dropout_prob: dropout between layers and on the output.
+        """
+        super().__init__()
+        self.rnn = stacked_rnn(cell, input_width, hidden_width, n_layers, dropout_prob, bidirectional)
+        self.dropout = nn.Dropout(dropout_prob)
+        self.output_width = hidden_width * (2 if bidirectional else 1)
+
+    def forward(self, inputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """
+        inputs: (n_tokens, input_width), the tokens of all sequences one after
+            another, n_tokens = lengths.sum().
+        lengths: (batch_size,) int64 on the CPU; zero lengths are allowed.
+        returns: (n_tokens, output_width), in the order of the inputs.
+        """
+        if inputs.shape[0] == 0:
+            return inputs.new_zeros((0, self.output_width))
+        packed_index, batch_sizes = packing_order(lengths)
+        packed = PackedSequence(inputs[packed_index.to(inputs.device)], batch_sizes)
+        outputs, _ = self.rnn(packed)
+        flat = torch.empty_like(outputs.data)  # (n_tokens, output_width)
+        flat[packed_index.to(flat.device)] = outputs.data
+        return self.dropout(flat)
+
+
+def packing_order(lengths: torch.Tensor):
+    """Where each packed (time-major, longest sequence first) row comes from.
+
+    lengths: (batch_size,) int64 on the CPU; zero lengths are allowed.
+    returns: packed_index, (n_tokens,) int64: the position in the flat input of
+        each row of PackedSequence.data; batch_sizes, (max_len,) int64 on the CPU.
+    """
+    order = torch.argsort(lengths, descending=True, stable=True)
+    sorted_lengths = lengths[order]
+    starts = torch.cumsum(lengths, 0) - lengths
+    steps = torch.arange(int(sorted_lengths[0]))
+    index = starts[order][None, :] + steps[:, None]  # (max_len, batch_size)
+    mask = steps[:, None] < sorted_lengths[None, :]
+    return index[mask], mask.sum(dim=1)
+
+

@@ -1,0 +1,167 @@
+"""Thinc glue for the torch modules: the PyTorch shim, and the converters that
+turn a TokenBatch (or per-doc word ids) into torch inputs and the torch outputs
+back into one array per Doc. All access to the wrapped torch modules goes
+through the functions here.
+
+Parameter averaging that takes effect:
+
+With `use_averages = true` in a `spacy train` config, Thinc's optimizer keeps
+a running average of every parameter, and spaCy evaluates and saves the model
+inside `nlp.use_params(optimizer.averages)`. Thinc 8.3's `PyTorchShim` stores
+those averages under the key `(shim.id, parameter name)` but its `use_params`
+looks for string keys `"pytorch_{id}_{name}"`, so for a PyTorch model the
+averages are computed and then silently never used. `AveragingPyTorchShim`
+reads the keys the optimizer writes (and still the string ones).
+"""
+import contextlib
+from typing import Callable, Dict, List, Sequence, Tuple
+
+import numpy
+from thinc.api import ArgsKwargs, Model, PyTorchShim, torch2xp, xp2torch
+from thinc.layers.pytorchwrapper import forward as pytorch_forward
+from thinc.types import Floats1d, Floats2d, Ints1d
+from torch import nn
+
+from .featurize import TokenBatch
+from .lm_vocab import EOS_ID
+from .pytorch import RNNLanguageModel, SequenceLogProbs, TokenEncoder, sample_words
+
+
+class AveragingPyTorchShim(PyTorchShim):
+    @contextlib.contextmanager
+    def use_params(self, params: Dict):
+        state = {}
+        prefix = f"pytorch_{self.id}_"
+        for name, _ in self._model.named_parameters():
+            value = params.get((self.id, name), params.get(prefix + name))
+            if value is not None:
+                state[name] = xp2torch(value, device=self.device)
+        if not state:
+            yield
+            return
+        backup = {name: tensor.clone() for name, tensor in self._model.state_dict().items()}
+        self._model.load_state_dict(state, strict=False)
+        try:
+            yield
+        finally:
+            self._model.load_state_dict(backup)
+
+
+def torch_wrapper(module: nn.Module, convert_inputs: Callable, convert_outputs: Callable) -> Model:
+    """`PyTorchWrapper_v2(module, convert_inputs, convert_outputs)`, with the
+    averaging shim; same forward pass, same serialization."""
+    return Model(
+        "pytorch",
+        pytorch_forward,
+        attrs={"convert_inputs": convert_inputs, "convert_outputs": convert_outputs},
+        shims=[AveragingPyTorchShim(module)],
+        dims={"nI": None, "nO": None},
+    )
+
+
+def _convert_inputs(model: Model, batch: TokenBatch, is_train: bool) -> Tuple[ArgsKwargs, Callable]:
+    device = model.shims[0].device
+    args = ArgsKwargs(
+        args=(
+            xp2torch(batch.word_ids, device=device),
+            xp2torch(batch.hashes.astype("int64"), device=device),
+            xp2torch(batch.word_index, device=device),
+            xp2torch(batch.code_points, device=device),
+            xp2torch(batch.lengths),  # packing wants lengths on the CPU
+        ),
+        kwargs={},
+    )
+    # Integer inputs have no gradient.
+    return args, lambda d_args: []
+
+
+def _convert_outputs(model: Model, inputs_outputs, is_train: bool) -> Tuple[List[Floats2d], Callable]:
+    batch, Y_torch = inputs_outputs
+    Y = torch2xp(Y_torch, ops=model.ops)  # (n_tokens, width)
+    ends = numpy.cumsum(batch.lengths)[:-1].tolist()
+    outputs = model.ops.xp.split(Y, ends)
+
+    def backprop(d_outputs: List[Floats2d]) -> ArgsKwargs:
+        dY = model.ops.xp.concatenate(d_outputs) if d_outputs else Y * 0
+        dY_torch = xp2torch(dY.reshape(Y.shape), device=Y_torch.device)
+        return ArgsKwargs(args=(Y_torch,), kwargs={"grad_tensors": dY_torch})
+
+    return outputs, backprop
+
+
+def wrap_token_encoder(encoder: TokenEncoder) -> Model[TokenBatch, List[Floats2d]]:
+    """Wrap a TokenEncoder so that it reads a TokenBatch and returns one
+    (n_tokens, width) array per doc."""
+    model = torch_wrapper(encoder, convert_inputs=_convert_inputs, convert_outputs=_convert_outputs)
+    model.set_dim("nO", encoder.output_width)
+    return model
+
+
+# The language model: per-doc word ids in, per-token log-probabilities out.
+
+
+def _convert_lm_inputs(model: Model, ids: List[Ints1d], is_train: bool) -> Tuple[ArgsKwargs, Callable]:
+    lengths = numpy.array([len(x) for x in ids], dtype="int64")
+    flat = numpy.concatenate([numpy.asarray(x, dtype="int64") for x in ids]) if ids else numpy.zeros((0,), dtype="int64")
+    args = ArgsKwargs(
+        args=(xp2torch(flat, device=model.shims[0].device), xp2torch(lengths)),  # lengths stay on the CPU
+        kwargs={},
+    )
+    return args, lambda d_args: []
+
+
+def _convert_lm_outputs(model: Model, inputs_outputs, is_train: bool) -> Tuple[List[Floats1d], Callable]:
+    ids, Y_torch = inputs_outputs
+    Y = torch2xp(Y_torch, ops=model.ops)  # (n_tokens,)
+    ends = numpy.cumsum([len(x) for x in ids])[:-1].tolist()
+    outputs = model.ops.xp.split(Y, ends)
+
+    def backprop(d_outputs: List[Floats1d]) -> ArgsKwargs:
+        dY = model.ops.xp.concatenate(d_outputs) if d_outputs else Y * 0
+        return ArgsKwargs(args=(Y_torch,), kwargs={"grad_tensors": xp2torch(dY.reshape(Y.shape), device=Y_torch.device)})
+
+    return outputs, backprop
+
+
+def wrap_sequence_log_probs(module: SequenceLogProbs) -> Model[List[Ints1d], List[Floats1d]]:
+    """Wrap a SequenceLogProbs: one int array of word ids per doc in, one
+    array of log p(token | the tokens before it) per doc out."""
+    return torch_wrapper(module, convert_inputs=_convert_lm_inputs, convert_outputs=_convert_lm_outputs)
+
+
+def _lm_module(model: Model) -> SequenceLogProbs:
+    for node in model.walk():
+        for shim in node.shims:
+            if isinstance(shim._model, SequenceLogProbs):
+                return shim._model
+    raise ValueError(f"{model.name} holds no language model")
+
+
+def torch_language_model(model: Model) -> RNNLanguageModel:
+    """The torch RNNLanguageModel inside a model made by spacy_rnn.RNNLanguageModel.v1."""
+    return _lm_module(model).lm
+
+
+def vocab_rows_in_use(model: Model) -> int:
+    return int(torch_language_model(model).n_words)
+
+
+def set_vocab_rows_in_use(model: Model, n_words: int) -> None:
+    """Tell the model how many vocabulary rows are real words; the others get no probability."""
+    lm = torch_language_model(model)
+    if not 0 < n_words <= lm.vocab_size:
+        raise ValueError(f"the vocabulary has {n_words} words; the model has room for 1 to {lm.vocab_size}")
+    lm.n_words.fill_(n_words)
+
+
+def load_language_model_state(model: Model, state_dict) -> None:
+    """Copy the weights of a trained RNNLanguageModel (e.g. from spacy_rnn.training.lm.train_lm) into the model."""
+    torch_language_model(model).load_state_dict(state_dict)
+
+
+def sample_from_model(model: Model, prompt_ids: Sequence[int], n_words: int, *, temperature: float, seed: int, banned_ids: Sequence[int] = ()) -> List[int]:
+    """Word ids sampled after the prompt (see spacy_rnn.models.pytorch.sample_words)."""
+    return sample_words(
+        torch_language_model(model), prompt_ids, n_words, start_id=EOS_ID, temperature=temperature, seed=seed,
+        banned_ids=banned_ids,
+    )
