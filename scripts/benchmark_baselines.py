@@ -95,6 +95,29 @@ def tagger_rows(path: Path) -> Dict[str, Dict]:
     return rows
 
 
+def render_markdown(data: Dict) -> str:
+    """The markdown table of this script's JSON: {"machine": str, "systems": {"dataset/system":
+    {"dataset", "system", "description", "attr", "dev": {"token_acc"}, "test": {"token_acc",
+    "sentence_acc", "unseen_acc", "n_unseen"}, "words_per_second", "train_seconds"}}}, with rows
+    grouped by dataset in DATASETS order (the copied benchmark_tagger.py rows included)."""
+    lines = [
+        f"Machine: {data['machine']}",
+        "",
+        "| dataset | system | attr | dev acc | test acc | test sentence acc | test unseen-word acc (n) | words/s (nlp.pipe, test) | train time |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    order = {d.name: i for i, d in enumerate(DATASETS)}
+    for row in sorted(data["systems"].values(), key=lambda r: order.get(r["dataset"], len(order))):
+        test = row["test"]
+        lines.append(
+            f"| {row['dataset']} | {row['system']} ({row['description']}) | {row['attr']} | "
+            f"{100 * row['dev']['token_acc']:.2f} | {100 * test['token_acc']:.2f} | {100 * test['sentence_acc']:.2f} | "
+            f"{100 * test['unseen_acc']:.2f} ({test['n_unseen']}) | {row['words_per_second']:,.0f} | "
+            f"{row['train_seconds']:.1f} s |"
+        )
+    return "\n".join(lines)
+
+
 def main(
     corpus: Path = typer.Argument(..., help="Folder with wsj_sample-*.spacy and en_ewt-ud-*.spacy"),
     output: Path = typer.Argument(..., help="JSON file for the results"),
@@ -127,22 +150,7 @@ def main(
         f"{platform.machine()}, {platform.processor() or 'cpu'}; "
         f"numpy {numpy.__version__}, spaCy {spacy.__version__}, Python {platform.python_version()}"
     )
-    lines = [
-        f"Machine: {machine}",
-        "",
-        "| dataset | system | attr | dev acc | test acc | test sentence acc | test unseen-word acc (n) | words/s (nlp.pipe, test) | train time |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    order = [d.name for d in DATASETS]
-    for row in sorted(results.values(), key=lambda r: order.index(r["dataset"])):
-        test = row["test"]
-        lines.append(
-            f"| {row['dataset']} | {row['system']} ({row['description']}) | {row['attr']} | "
-            f"{100 * row['dev']['token_acc']:.2f} | {100 * test['token_acc']:.2f} | {100 * test['sentence_acc']:.2f} | "
-            f"{100 * test['unseen_acc']:.2f} ({test['n_unseen']}) | {row['words_per_second']:,.0f} | "
-            f"{row['train_seconds']:.1f} s |"
-        )
-    report(output, machine, results, lines)
+    report(output, {"machine": machine, "systems": results}, render_markdown)
 
 
 if __name__ == "__main__":

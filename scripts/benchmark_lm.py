@@ -155,6 +155,19 @@ def curve_table(rows: List[Dict]) -> List[str]:
     return table
 
 
+def render_markdown(data: Dict) -> str:
+    """The tables of this script's JSON: {"shared_recipe": {LMConfig field: value}, "results":
+    [{"system", "config", "epochs", "ptb_valid_ppl", "tokens_per_second", "train_wall_seconds",
+    "history": [{"valid_perplexity"}], and with the test sets "ptb_test_ppl", "wt2_valid_ppl",
+    "wt2_valid_oov", "wt2_test_ppl", "wt2_test_oov"}]}. The results table, then, when a system
+    ran more than one epoch, PTB valid perplexity after each epoch."""
+    rows = data["results"]
+    lines = make_table(rows, data["shared_recipe"])
+    if any(len(r.get("history", [])) > 1 for r in rows):
+        lines += ["", "PTB valid perplexity after each epoch:", ""] + curve_table(rows)
+    return "\n".join(lines)
+
+
 def main(
     system: Optional[List[str]] = typer.Option(None, help="NAME or NAME:key=value,...; repeat for several (default: the README table)"),
     lanes: int = typer.Option(2, help="Systems trained at the same time, each in its own process"),
@@ -188,9 +201,7 @@ def main(
         typer.echo(f"{saved['command']}  ({saved['lanes']} lanes x {saved['threads_per_lane']} torch thread(s), "
                    f"{saved['machine']['cpus']} CPUs, torch {saved['machine']['torch']}, "
                    f"{saved['total_wall_seconds'] / 60:.0f} min in all)\n")
-        typer.echo("\n".join(make_table(saved["results"], saved["shared_recipe"])))
-        typer.echo("\nPTB valid perplexity after each epoch:\n")
-        typer.echo("\n".join(curve_table(saved["results"])))
+        typer.echo(render_markdown(saved))
         return
     base = asdict(LMConfig(
         depth=depth, width=width, embed_width=embed_width, lr=lr, clip=clip, decay_start=decay_start,
@@ -222,11 +233,8 @@ def main(
                 rows.append(row)
     else:
         rows = [run_system({**job, "threads": threads}) for job in jobs]
-    table = make_table(rows, base)
-    typer.echo("\n".join(table))
-    typer.echo("\n".join(["", "PTB valid perplexity after each epoch:", ""] + curve_table(rows)))
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps({
+    saved = {
         "command": " ".join(sys.argv),
         "shared_recipe": base,
         "lanes": lanes,
@@ -236,8 +244,10 @@ def main(
         "total_wall_seconds": round(time.perf_counter() - started, 1),
         "machine": {"cpus": multiprocessing.cpu_count(), "torch": torch.__version__, "platform": platform.platform()},
         "results": rows,
-        "table": table,
-    }, indent=2))
+        "table": make_table(rows, base),  # for older readers; scripts/render_readme.py renders from "results"
+    }
+    typer.echo(render_markdown(saved))
+    output.write_text(json.dumps(saved, indent=2))
     typer.echo(f"wrote {output}")
 
 

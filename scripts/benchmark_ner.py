@@ -61,6 +61,34 @@ def speed(nlp, references, repeats: int = 3) -> Dict[str, float]:
     return {"words_per_second": n_words / best, "entities_per_second": n_ents / best}
 
 
+def render_markdown(data: Dict) -> str:
+    """The markdown table of this script's JSON: {"machine": str, "systems": {"dataset/system":
+    {"dataset", "description", SET: {"ents_p", "ents_r", "ents_f", "ents_per_type": {TYPE: {"f"}}}
+    for each scored set, "words_per_second", "entities_per_second", "train_seconds"}}}: one line per
+    system and scored set (the values holding "ents_f", in the file's order)."""
+    lines = [
+        f"Machine: {data['machine']}",
+        "",
+        "| dataset | system | set | P | R | F1 | PER F1 | LOC F1 | ORG F1 | MISC F1 | words/s | entities/s | train time |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, row in data["systems"].items():
+        for split, s in row.items():
+            if not (isinstance(s, dict) and "ents_f" in s):
+                continue
+            per_type = [
+                f"{100 * s['ents_per_type'][t]['f']:.1f}" if t in s["ents_per_type"] else "–"
+                for t in ("PER", "LOC", "ORG", "MISC")
+            ]
+            lines.append(
+                f"| {row['dataset']} | {name.split('/', 1)[-1]} ({row['description']}) | {split} | "
+                f"{100 * s['ents_p']:.2f} | {100 * s['ents_r']:.2f} | {100 * s['ents_f']:.2f} | "
+                + " | ".join(per_type)
+                + f" | {row['words_per_second']:,.0f} | {row['entities_per_second']:,.0f} | {row['train_seconds'] / 60:.1f} min |"
+            )
+    return "\n".join(lines)
+
+
 def main(
     corpus: Path = typer.Argument(..., help="Folder with conll2003/ and uner/ .spacy files"),
     training_dir: Path = typer.Argument(..., help="Where trained pipelines are (or go)"),
@@ -92,27 +120,7 @@ def main(
         row["train_seconds"] = json.loads((out_dir / "train_time.json").read_text())["seconds"]
         results[f"{dataset}/{system.name}"] = row
         print(f"measured {dataset}/{system.name}", flush=True)
-    machine = machine_description()
-    lines = [
-        f"Machine: {machine}",
-        "",
-        "| dataset | system | set | P | R | F1 | PER F1 | LOC F1 | ORG F1 | MISC F1 | words/s | entities/s | train time |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for name, row in results.items():
-        for split in DATASETS[row["dataset"]]["eval"]:
-            s = row[split]
-            per_type = [
-                f"{100 * s['ents_per_type'][t]['f']:.1f}" if t in s["ents_per_type"] else "–"
-                for t in ("PER", "LOC", "ORG", "MISC")
-            ]
-            lines.append(
-                f"| {row['dataset']} | {name.split('/')[1]} ({row['description']}) | {split} | "
-                f"{100 * s['ents_p']:.2f} | {100 * s['ents_r']:.2f} | {100 * s['ents_f']:.2f} | "
-                + " | ".join(per_type)
-                + f" | {row['words_per_second']:,.0f} | {row['entities_per_second']:,.0f} | {row['train_seconds'] / 60:.1f} min |"
-            )
-    report(output, machine, results, lines)
+    report(output, {"machine": machine_description(), "systems": results}, render_markdown)
 
 
 if __name__ == "__main__":

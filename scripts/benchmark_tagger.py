@@ -133,12 +133,36 @@ def machine_description() -> str:
     )
 
 
-def report(output: Path, machine: str, results: Dict, lines: List[str]) -> None:
-    """Print the markdown table and write it with the raw results to output (JSON)."""
-    table = "\n".join(lines)
+def render_markdown(data: Dict) -> str:
+    """The markdown table of this script's JSON: {"machine": str, "systems": {name: {"description",
+    "attr", "dev": {"token_acc"}, "test": {"token_acc", "sentence_acc", "unseen_acc"},
+    "words_per_second", "train_seconds"}}}. Speed ratios are against the spacy_cnn row, if any."""
+    results = data["systems"]
+    baseline_wps = results.get("spacy_cnn", {}).get("words_per_second")
+    lines = [
+        f"Machine: {data['machine']}",
+        "",
+        "| system | attr | dev acc | test acc | test sentence acc | test unseen-word acc | words/s (nlp.pipe, test) | speed vs spacy_cnn | train time |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, row in results.items():
+        ratio = f"{row['words_per_second'] / baseline_wps:.2f}x" if baseline_wps else "n/a"
+        lines.append(
+            f"| {name} ({row['description']}) | {row['attr']} | {100 * row['dev']['token_acc']:.2f} | "
+            f"{100 * row['test']['token_acc']:.2f} | {100 * row['test']['sentence_acc']:.2f} | "
+            f"{100 * row['test']['unseen_acc']:.2f} | {row['words_per_second']:,.0f} | {ratio} | "
+            f"{row['train_seconds'] / 60:.1f} min |"
+        )
+    return "\n".join(lines)
+
+
+def report(output: Path, data: Dict, render) -> None:
+    """Print render(data), the markdown, and write data to output (JSON). The JSON keeps a "table"
+    copy of the markdown for older readers; scripts/render_readme.py renders from the data."""
+    table = render(data)
     print(table)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps({"machine": machine, "systems": results, "table": table}, indent=2))
+    output.write_text(json.dumps({**data, "table": table}, indent=2))
 
 
 def main(
@@ -175,23 +199,7 @@ def main(
         row["train_seconds"] = json.loads((out_dir / "train_time.json").read_text())["seconds"]
         results[system.name] = row
         print(f"measured {system.name}", flush=True)
-    baseline_wps = results.get("spacy_cnn", {}).get("words_per_second")
-    machine = machine_description()
-    lines = [
-        f"Machine: {machine}",
-        "",
-        "| system | attr | dev acc | test acc | test sentence acc | test unseen-word acc | words/s (nlp.pipe, test) | speed vs spacy_cnn | train time |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for name, row in results.items():
-        ratio = f"{row['words_per_second'] / baseline_wps:.2f}x" if baseline_wps else "n/a"
-        lines.append(
-            f"| {name} ({row['description']}) | {row['attr']} | {100 * row['dev']['token_acc']:.2f} | "
-            f"{100 * row['test']['token_acc']:.2f} | {100 * row['test']['sentence_acc']:.2f} | "
-            f"{100 * row['test']['unseen_acc']:.2f} | {row['words_per_second']:,.0f} | {ratio} | "
-            f"{row['train_seconds'] / 60:.1f} min |"
-        )
-    report(output, machine, results, lines)
+    report(output, {"machine": machine_description(), "systems": results}, render_markdown)
 
 
 if __name__ == "__main__":

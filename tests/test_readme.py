@@ -1,0 +1,238 @@
+"""README.md's result tables agree with the committed benchmark JSON files (scripts/render_readme.py)."""
+import importlib.util
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+README = REPO / "README.md"
+
+_spec = importlib.util.spec_from_file_location("render_readme", REPO / "scripts" / "render_readme.py")
+render_readme = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(render_readme)
+
+
+def test_readme_tables_match_their_results_files():
+    # A marker naming a missing file raises RegionError, which fails this test with the file's name.
+    diff = render_readme.readme_diff(README)
+    assert diff == "", "README.md differs from its results files; run python scripts/render_readme.py\n" + diff
+
+
+def test_marked_results_files_are_in_git():
+    files = render_readme.marked_files(README.read_text(encoding="utf8"))
+    if not files:
+        return  # no marked regions: nothing can be uncommitted
+    if shutil.which("git") is None or not (REPO / ".git").exists():
+        pytest.skip(f"not a git checkout, cannot check that {files} are committed")
+    run = subprocess.run(["git", "ls-files", "--error-unmatch", *files], cwd=README.parent, capture_output=True, text=True)
+    assert run.returncode == 0, f"results files named in README.md are not in git: {run.stderr}"
+
+
+TWO_REGIONS = """# Title
+
+Intro.
+
+<!-- results: metrics/a.json -->
+old table of a
+<!-- /results -->
+
+Between.
+<!-- results: metrics/b.json -->
+<!-- /results -->
+End.
+"""
+
+
+def fake_render(path: Path) -> str:
+    return f"| {path.stem} |\n|---|\n| {json.loads(path.read_text())['n']} |\n"
+
+
+def test_render_regions_replaces_each_region(tmp_path):
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "a.json").write_text(json.dumps({"n": 11}))
+    (tmp_path / "metrics" / "b.json").write_text(json.dumps({"n": 22}))
+    rendered = render_readme.render_regions(TWO_REGIONS, tmp_path, render=fake_render)
+    assert rendered == """# Title
+
+Intro.
+
+<!-- results: metrics/a.json -->
+
+| a |
+|---|
+| 11 |
+
+<!-- /results -->
+
+Between.
+<!-- results: metrics/b.json -->
+
+| b |
+|---|
+| 22 |
+
+<!-- /results -->
+End.
+"""
+    assert render_readme.render_regions(rendered, tmp_path, render=fake_render) == rendered
+    assert render_readme.marked_files(TWO_REGIONS) == ["metrics/a.json", "metrics/b.json"]
+
+
+def test_missing_results_file_is_an_error_naming_it(tmp_path):
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "a.json").write_text(json.dumps({"n": 11}))
+    with pytest.raises(render_readme.RegionError, match="metrics/b.json") as error:
+        render_readme.render_regions(TWO_REGIONS, tmp_path, render=fake_render)
+    assert "metrics/a.json" not in str(error.value)
+
+
+@pytest.mark.parametrize("text,message", [
+    ("<!-- results: a.json -->\ntable\n", "no <!-- /results -->"),
+    ("table\n<!-- /results -->\n", "without an opening"),
+    ("<!-- results: a.json -->\n<!-- results: b.json -->\n<!-- /results -->\n", "inside the region of a.json"),
+])
+def test_unpaired_markers_are_errors(tmp_path, text, message):
+    with pytest.raises(render_readme.RegionError, match=message):
+        render_readme.render_regions(text, tmp_path, render=fake_render)
+
+
+def test_unknown_results_file_name_is_an_error(tmp_path):
+    (tmp_path / "tagger.json").write_text("{}")
+    with pytest.raises(render_readme.RegionError, match="tagger.json: no renderer"):
+        render_readme.render_file(tmp_path / "tagger.json")
+
+
+def test_check_reports_and_the_command_rewrites(tmp_path, capsys):
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "benchmark_threads.json").write_text(json.dumps(THREADS))
+    readme = tmp_path / "README.md"
+    readme.write_text("Intro.\n<!-- results: metrics/benchmark_threads.json -->\nstale\n<!-- /results -->\nEnd.\n")
+    assert render_readme.main(["--check", "--readme", str(readme)]) == 1
+    assert "-stale" in capsys.readouterr().out
+    assert "stale" in readme.read_text()
+    assert render_readme.main(["--readme", str(readme)]) == 0
+    assert "stale" not in readme.read_text() and "| 1,234 |" in readme.read_text()
+    assert render_readme.main(["--check", "--readme", str(readme)]) == 0
+    (tmp_path / "metrics" / "benchmark_threads.json").unlink()
+    assert render_readme.main(["--check", "--readme", str(readme)]) == 2
+    assert "metrics/benchmark_threads.json" in capsys.readouterr().err
+
+
+# Results files as the scripts write them (trimmed), with a stale "table" that must not be used.
+ACCURACY = {"token_acc": 0.9485, "sentence_acc": 0.6355, "unseen_acc": 0.7814, "n_tokens": 25094, "n_sentences": 2077, "n_unseen": 2292}
+TAGGER = {
+    "machine": "x86_64, 2 torch threads, cpu",
+    "systems": {
+        "spacy_cnn": {"description": "spaCy tagger", "attr": "tag", "dev": dict(ACCURACY, token_acc=0.9394),
+                      "test": dict(ACCURACY, token_acc=0.9425), "words_per_second": 20000.0, "train_seconds": 1110.0},
+        "rnn_lstm": {"description": "rnn_tagger, cell=lstm", "attr": "tag", "dev": dict(ACCURACY, token_acc=0.9447),
+                     "test": ACCURACY, "words_per_second": 56423.2, "train_seconds": 858.0},
+    },
+    "table": "STALE",
+}
+BASELINES = {
+    "machine": "x86_64, cpu; numpy 2.4.6",
+    "systems": {
+        "ewt_upos/rnn_lstm_upos": {"dataset": "ewt_upos", "system": "rnn_lstm_upos", "description": "rnn_tagger, UPOS",
+                                   "attr": "pos", "dev": ACCURACY, "test": dict(ACCURACY, token_acc=0.9546),
+                                   "words_per_second": 57028.0, "train_seconds": 1012.8},
+        "wsj_sample/hmm_order2": {"dataset": "wsj_sample", "system": "hmm_order2", "description": "hmm_tagger, order 2",
+                                  "attr": "tag", "dev": ACCURACY, "test": dict(ACCURACY, token_acc=0.9495, n_unseen=643),
+                                  "words_per_second": 42653.0, "train_seconds": 3.4},
+    },
+    "table": "STALE",
+}
+PRF = {"ents_p": 0.9105, "ents_r": 0.9079, "ents_f": 0.9092,
+       "ents_per_type": {t: {"p": 0.9, "r": 0.9, "f": f} for t, f in (("PER", 0.926), ("LOC", 0.935), ("ORG", 0.872), ("MISC", 0.876))}}
+NER = {
+    "machine": "x86_64, 2 torch threads, cpu",
+    "systems": {
+        "conll2003/rnn_ner_crf_lstm": {"dataset": "conll2003", "description": "rnn_ner, lstm + CRF", "valid": PRF,
+                                       "words_per_second": 51742.0, "entities_per_second": 5969.0, "train_seconds": 1110.0},
+        "uner/rnn_ner_crf_lstm": {"dataset": "uner", "description": "rnn_ner, lstm + CRF",
+                                  "dev": dict(PRF, ents_f=0.655), "test": dict(PRF, ents_f=0.6821),
+                                  "words_per_second": 53516.0, "entities_per_second": 2000.0, "train_seconds": 1128.0},
+    },
+    "table": "STALE",
+}
+RECIPE = {"cell": "lstm", "lr": 20.0, "tie_weights": False}
+LM = {
+    "command": "scripts/benchmark_lm.py", "shared_recipe": RECIPE, "lanes": 2, "threads_per_lane": 1,
+    "max_minutes": 30.0, "limit_tokens": None, "total_wall_seconds": 5000.0,
+    "machine": {"cpus": 2, "torch": "2.13.0+cpu", "platform": "Linux"},
+    "results": [
+        {"system": "lstm", "cell": "lstm", "epochs": 6.0, "train_tokens": 929589, "tokens_per_second": 4219.4,
+         "train_wall_seconds": 1362.0, "eval_wall_seconds": 60.0, "torch_threads": 1, "config": RECIPE,
+         "history": [{"epoch": 1, "valid_perplexity": 188.4}, {"epoch": 2, "valid_perplexity": 148.2}],
+         "ptb_valid_ppl": 116.93, "ptb_valid_oov": 0.0, "ptb_test_ppl": 113.31, "ptb_test_oov": 0.0,
+         "wt2_valid_ppl": 162.8, "wt2_valid_oov": 0.2251, "wt2_test_ppl": 148.3, "wt2_test_oov": 0.2299},
+        {"system": "lstm_tied", "cell": "lstm", "epochs": 6.0, "train_tokens": 929589, "tokens_per_second": 3933.0,
+         "train_wall_seconds": 1458.0, "eval_wall_seconds": 60.0, "torch_threads": 1, "config": dict(RECIPE, tie_weights=True),
+         "history": [{"epoch": 1, "valid_perplexity": 169.4}, {"epoch": 2, "valid_perplexity": 137.8}],
+         "ptb_valid_ppl": 110.9, "ptb_valid_oov": 0.0, "ptb_test_ppl": 106.4, "ptb_test_oov": 0.0,
+         "wt2_valid_ppl": 154.8, "wt2_valid_oov": 0.2251, "wt2_test_ppl": 141.7, "wt2_test_oov": 0.2299},
+    ],
+    "table": ["STALE"],
+}
+THREADS = {
+    "machine": "x86_64, cpu; torch 2.13.0+cpu",
+    "config": "configs/tagger.cfg",
+    "rows": [
+        {"task": task, "machine": load, "processes": processes, "threads": threads,
+         "words_per_second_per_process": wps, "raw": [{"words_per_second": wps}] * processes}
+        for task, load, processes, threads, wps in (
+            ("train", "idle", 1, 1, 1234.0), ("train", "idle", 1, 2, 1851.0),
+            ("train", "busy", 2, 1, 1100.0), ("train", "busy", 2, 2, 880.0),
+            ("predict", "idle", 1, 1, 50000.0), ("predict", "idle", 1, 2, 75000.0),
+            ("predict", "busy", 2, 1, 45000.0), ("predict", "busy", 2, 2, 40000.0),
+        )
+    ],
+}
+
+
+@pytest.mark.parametrize("name,data,expected", [
+    ("benchmark_tagger.json", TAGGER, ["| rnn_lstm (rnn_tagger, cell=lstm) | tag | 94.47 | 94.85 | 63.55 | 78.14 | 56,423 | 2.82x | 14.3 min |"]),
+    ("benchmark_baselines.json", BASELINES, ["| wsj_sample | hmm_order2 (hmm_tagger, order 2) | tag |", "94.95", "78.14 (643)", "95.46"]),
+    ("benchmark_ner.json", NER, ["| conll2003 | rnn_ner_crf_lstm (rnn_ner, lstm + CRF) | valid | 91.05 | 90.79 | 90.92 | 92.6 | 93.5 | 87.2 | 87.6 | 51,742 | 5,969 | 18.5 min |",
+                                 "| uner | rnn_ner_crf_lstm (rnn_ner, lstm + CRF) | test |", "68.21"]),
+    ("lm_benchmark.json", LM, ["| lstm | shared recipe | 6 | 116.9 | 113.3 | 162.8 (22.5%) | 148.3 (23.0%) | 4,219 | 22.7 min |",
+                               "| lstm_tied | tie_weights=True |", "| lstm_tied | 169.4 | 137.8 |"]),
+    ("benchmark_threads.json", THREADS, ["| train | idle | 1 | 1,234 | 1,851 | 1.50x |", "| predict | busy | 2 | 45,000 | 40,000 | 0.89x |",
+                                         "2 threads vs 1"]),
+])
+def test_each_script_renders_its_results_file(tmp_path, name, data, expected):
+    path = tmp_path / name
+    path.write_text(json.dumps(data))
+    table = render_readme.render_file(path)
+    for text in expected:
+        assert text in table, table
+    assert "STALE" not in table
+    blocks, block = [], []  # each markdown table: its lines have as many cells as its header
+    for line in table.splitlines() + [""]:
+        if line.startswith("|"):
+            block.append(line)
+        elif block:
+            blocks, block = blocks + [block], []
+    assert blocks and all(len({line.count("|") for line in b}) == 1 and set(b[1]) <= set("|-:") for b in blocks), table
+
+
+def test_baselines_rows_follow_the_dataset_order(tmp_path):
+    path = tmp_path / "benchmark_baselines.json"
+    path.write_text(json.dumps(BASELINES))
+    table = render_readme.render_file(path)
+    assert table.index("| wsj_sample |") < table.index("| ewt_upos |")
+
+
+def test_lm_run_of_one_epoch_has_no_curve_table(tmp_path):
+    rows = [dict(row, epochs=1.0, history=row["history"][:1]) for row in LM["results"]]
+    for row in rows:
+        for key in ("ptb_test_ppl", "wt2_valid_ppl", "wt2_test_ppl"):
+            del row[key]
+    path = tmp_path / "lm_rnn_lr.json"
+    path.write_text(json.dumps(dict(LM, results=rows)))
+    table = render_readme.render_file(path)
+    assert "| lstm | shared recipe | 1 | 116.9 | 4,219 | 22.7 min |" in table
+    assert "after each epoch" not in table and "PTB test" not in table
