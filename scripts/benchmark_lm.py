@@ -32,8 +32,8 @@ from typing import Dict, List, Optional, Tuple
 import torch
 import typer
 
-from spacy_rnn.cli.lm import evaluate_pipeline, run_training
 from spacy_rnn.training.lm import LMConfig
+from spacy_rnn.training.lm_pipeline import evaluate_pipeline, run_training
 
 DATA = Path(__file__).parent.parent.parent / "shared" / "data"
 

@@ -14,7 +14,6 @@ from spacy.training import Example
 from thinc.api import fix_random_seed
 
 from spacy_rnn import generate
-from spacy_rnn.cli.lm import build_pipeline, evaluate_pipeline, language_model_from_pipeline, run_training
 from spacy_rnn.training.lm import (
     LMConfig,
     batchify,
@@ -24,6 +23,7 @@ from spacy_rnn.training.lm import (
     stream_words,
     train_lm,
 )
+from spacy_rnn.training.lm_pipeline import build_pipeline, evaluate_pipeline, language_model_from_pipeline, run_training
 from spacy_rnn.models.pytorch import RNNLanguageModel, SequenceLogProbs, detach_state, sample_words
 from spacy_rnn.models.lm_vocab import EOS, EOS_ID, UNK, UNK_ID, Vocabulary
 

@@ -1,148 +1,21 @@
 """Command-line use of the language model: train on a tokenized corpus with
-truncated BPTT, evaluate perplexity on text files, and generate text.
+truncated BPTT, evaluate perplexity on text files, and generate text. Thin
+typer commands over spacy_rnn.training.lm_pipeline.
 
 The commands are registered twice: as ``python -m spacy_rnn train-lm |
 evaluate-lm | generate`` and, through the ``spacy_cli`` entry point, as
 ``python -m spacy rnn-lm-train | rnn-lm-evaluate | rnn-lm-generate``.
 """
-import time
-from dataclasses import asdict
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional
 
 import spacy
 import srsly
 import typer
 from spacy.cli._util import app as spacy_app
-from spacy.language import Language
 
-from ..models.wrappers import load_language_model_state, torch_language_model
-from ..training.lm import LMConfig, Vocabulary, evaluate_file, read_lines, stream_words, train_lm
-from ..models.pytorch import RNNLanguageModel
-
-COMPONENT = "rnn_lm"
-
-
-def build_pipeline(model: RNNLanguageModel, vocab: Vocabulary, config: LMConfig, lang: str = "en") -> Language:
-    """A blank pipeline with an rnn_lm that holds the trained model's weights."""
-    nlp = spacy.blank(lang)
-    pipe = nlp.add_pipe(
-        COMPONENT,
-        config={
-            "model": {
-                "@architectures": "spacy_rnn.RNNLanguageModel.v1",
-                "cell": config.cell,
-                "width": config.width,
-                "depth": config.depth,
-                "word_width": config.embed_width,
-                "vocab_size": len(vocab),
-                "embed_dropout": config.embed_dropout,
-                "dropout": config.dropout,
-                "output_dropout": config.output_dropout,
-                "tie_weights": config.tie_weights,
-            },
-            "lowercase": vocab.lowercase,
-            "number_token": vocab.number_token,
-        },
-    )
-    pipe.set_vocabulary(vocab.words)
-    load_language_model_state(pipe.model, model.state_dict())
-    return nlp
-
-
-def language_model_from_pipeline(nlp: Language, component: Optional[str] = None) -> Tuple[RNNLanguageModel, Vocabulary]:
-    """The torch model and vocabulary of a pipeline's rnn_lm."""
-    from ..pipeline.lm import RNNLM
-
-    names = [component] if component else [name for name, pipe in nlp.pipeline if isinstance(pipe, RNNLM)]
-    if not names:
-        raise ValueError(f"the pipeline has no rnn_lm component: {nlp.pipe_names}")
-    pipe = nlp.get_pipe(names[0])
-    return torch_language_model(pipe.model), pipe.word_vocab
-
-
-def run_training(
-    train_path: Path,
-    valid_path: Path,
-    output_dir: Path,
-    config: LMConfig,
-    *,
-    resume: bool = False,
-    max_minutes: Optional[float] = None,
-    max_steps: Optional[int] = None,
-    limit_tokens: Optional[int] = None,
-    checkpoint_minutes: float = 5.0,
-    progress: bool = True,
-) -> Dict:
-    """Train, saving output_dir/model-best (the best validation perplexity so
-    far, as a spaCy pipeline), output_dir/model-last, output_dir/checkpoint.pt
-    (for resume) and output_dir/training.json (per-epoch log)."""
-    output_dir.mkdir(parents=True, exist_ok=True)
-    train_words = stream_words(read_lines(train_path))
-    valid_words = stream_words(read_lines(valid_path))
-    if limit_tokens:
-        train_words = train_words[:limit_tokens]
-        valid_words = valid_words[: max(limit_tokens // 10, 2000)]
-
-    def save_best(model: RNNLanguageModel, vocab: Vocabulary, info: Dict) -> None:
-        build_pipeline(model, vocab, config_used(model)).to_disk(output_dir / "model-best")
-        srsly.write_json(output_dir / "model-best" / "lm_training.json", info)
-
-    saved_config: Dict = {}
-
-    def config_used(model: RNNLanguageModel) -> LMConfig:
-        return saved_config.get("config", config)
-
-    if resume and (output_dir / "checkpoint.pt").exists():
-        from ..training.lm import load_checkpoint
-
-        saved_config["config"] = LMConfig.from_dict(load_checkpoint(output_dir / "checkpoint.pt")["config"])
-    started = time.perf_counter()
-    model, vocab, result = train_lm(
-        train_words,
-        valid_words,
-        config,
-        checkpoint=output_dir / "checkpoint.pt",
-        resume=resume,
-        on_best=save_best,
-        max_minutes=max_minutes,
-        max_steps=max_steps,
-        checkpoint_minutes=checkpoint_minutes,
-        progress=progress,
-    )
-    build_pipeline(model, vocab, config_used(model)).to_disk(output_dir / "model-last")
-    summary = {
-        "config": asdict(config_used(model)),
-        "vocab_size": len(vocab),
-        "best_valid_perplexity": result.best_val_perplexity,
-        "epochs_done": result.epochs_done,
-        "steps": result.steps,
-        "train_tokens": result.train_tokens,
-        "train_seconds": round(result.train_seconds, 1),
-        "wall_seconds": round(time.perf_counter() - started, 1),
-        "tokens_per_second": round(result.tokens_per_second, 1),
-        "stopped_by_budget": result.stopped_early,
-        "history": result.history,
-    }
-    srsly.write_json(output_dir / "training.json", summary)
-    return summary
-
-
-def evaluate_pipeline(model_path: Path, text_paths: List[Path], *, batch_size: int = 10, bptt: int = 35) -> Dict[str, Dict]:
-    """Perplexity and out-of-vocabulary rate of a saved pipeline's rnn_lm on tokenized text files."""
-    model, vocab = language_model_from_pipeline(spacy.load(model_path))
-    results = {}
-    for path in text_paths:
-        tic = time.perf_counter()
-        result = evaluate_file(model, vocab, path, batch_size=batch_size, bptt=bptt)
-        results[str(path)] = {
-            "perplexity": result.perplexity,
-            "tokens": result.n_tokens,
-            "oov_rate": result.oov_rate,
-            "unk_rate": result.unk_rate,
-            "seconds": round(time.perf_counter() - tic, 1),
-        }
-    return results
+from ..training.lm import LMConfig
+from ..training.lm_pipeline import evaluate_pipeline, run_training
 
 
 # Typer commands, shared by `python -m spacy_rnn` and `python -m spacy`.

@@ -21,9 +21,11 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Un
 
 import torch
 from torch import nn
+from tqdm import tqdm
 
-from ..models.pytorch import RNNLanguageModel, detach_state
-from ..models.lm_vocab import EOS, EOS_ID, UNK, UNK_ID, Vocabulary
+from ..models.lm_vocab import EOS, UNK, UNK_ID, Vocabulary
+from ..models.pytorch import LMState, RNNLanguageModel, detach_state
+
 
 def read_lines(path: Union[str, Path]) -> List[List[str]]:
     """The words of each non-blank line of a tokenized text file (PTB and
@@ -104,11 +106,13 @@ class LMConfig:
 
     @classmethod
     def from_dict(cls, data: Dict) -> "LMConfig":
+        """The config from asdict() output; unknown keys are ignored."""
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
 def build_model(config: LMConfig, vocab_size: int) -> RNNLanguageModel:
+    """The torch language model the config describes, for vocab_size words."""
     return RNNLanguageModel(
         vocab_size=vocab_size,
         embed_width=config.embed_width,
@@ -124,6 +128,8 @@ def build_model(config: LMConfig, vocab_size: int) -> RNNLanguageModel:
 
 @dataclass
 class EvalResult:
+    """Cross-entropy of a text and how many of its words were unknown."""
+
     loss: float  # mean natural-log cross-entropy per token
     n_tokens: int
     n_unk: int  # tokens that are <unk> after the lookup (targets only)
@@ -175,6 +181,8 @@ def evaluate_file(
 
 
 def evaluate_words(model: RNNLanguageModel, vocab: Vocabulary, words: Sequence[str], *, batch_size: int = 10, bptt: int = 35) -> EvalResult:
+    """Perplexity of a word stream, with the <unk> and out-of-vocabulary
+    counts over the tokens that are predicted."""
     ids = vocab.encode(words)
     batch_size = max(1, min(batch_size, len(ids) // 2))
     scored = (len(ids) // batch_size) * batch_size  # the tokens batchify keeps
@@ -187,28 +195,11 @@ def evaluate_words(model: RNNLanguageModel, vocab: Vocabulary, words: Sequence[s
     return EvalResult(loss=loss, n_tokens=len(targets), n_unk=n_unk, n_oov=n_oov)
 
 
-class Progress:
-    """A progress bar (tqdm) with tokens/s and the running loss, or nothing."""
-
-    def __init__(self, total: int, initial: int, desc: str, enabled: bool) -> None:
-        self.bar = None
-        if enabled:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, initial=initial, desc=desc, unit="batch", file=sys.stderr, mininterval=1.0, dynamic_ncols=True)
-
-    def update(self, tokens_per_s: float, loss: float, lr: float) -> None:
-        if self.bar is not None:
-            self.bar.update(1)
-            self.bar.set_postfix_str(f"{tokens_per_s:,.0f} tok/s, loss {loss:.3f} (ppl {math.exp(min(loss, 50)):.1f}), lr {lr:.3g}", refresh=False)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
 @dataclass
 class TrainResult:
+    """What train_lm reports: the best validation loss, how far the run got
+    (epochs, TBPTT steps, tokens, training seconds) and the per-epoch log."""
+
     best_val_loss: float
     epochs_done: int
     steps: int
@@ -226,20 +217,280 @@ class TrainResult:
         return self.train_tokens / self.train_seconds if self.train_seconds > 0 else 0.0
 
 
+@dataclass
+class TrainState:
+    """Everything a run carries from step to step: the model and optimizer,
+    where it is (epoch, TBPTT step within it), the recurrent state, lr,
+    validation losses, counters and the per-epoch log. A checkpoint is this
+    plus torch's (global) RNG state; see save_checkpoint."""
+
+    config: LMConfig
+    vocab: Vocabulary
+    model: RNNLanguageModel
+    optimizer: torch.optim.Optimizer
+    hidden: LMState
+    lr: float
+    epoch: int = 1
+    position: int = 0  # TBPTT steps of the current epoch done
+    best_val: float = float("inf")
+    last_val: float = float("inf")  # the previous epoch's validation loss
+    steps: int = 0
+    train_tokens: int = 0
+    train_seconds: float = 0.0
+    history: List[Dict] = field(default_factory=list)
+
+    def result(self, stopped: bool) -> TrainResult:
+        """The summary train_lm returns."""
+        return TrainResult(
+            best_val_loss=self.best_val,
+            epochs_done=sum(1 for entry in self.history if entry["complete"]),
+            steps=self.steps,
+            train_tokens=self.train_tokens,
+            train_seconds=self.train_seconds,
+            stopped_early=stopped,
+            history=self.history,
+        )
+
+
 def _make_optimizer(config: LMConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """SGD or Adam at config.lr."""
     if config.optimizer == "adam":
         return torch.optim.Adam(model.parameters(), lr=config.lr)
     return torch.optim.SGD(model.parameters(), lr=config.lr)
 
 
 def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Set every parameter group's learning rate."""
     for group in optimizer.param_groups:
         group["lr"] = lr
 
 
+def build_vocab(train_words: Sequence[str], config: LMConfig) -> Vocabulary:
+    """The config.max_vocab most frequent normalized training words."""
+    probe = Vocabulary([UNK, EOS], lowercase=config.lowercase, number_token=config.number_token)
+    counts = Counter(probe.normalize(w) for w in train_words)
+    return Vocabulary.from_counts(
+        counts, max_size=config.max_vocab, min_freq=config.min_freq,
+        lowercase=config.lowercase, number_token=config.number_token,
+    )
+
+
+def new_train_state(config: LMConfig, vocab: Vocabulary) -> TrainState:
+    """A fresh run: seed torch, build the model and its optimizer, start at
+    epoch 1 from the zero state."""
+    torch.manual_seed(config.seed)
+    model = build_model(config, len(vocab))
+    optimizer = _make_optimizer(config, model)
+    return TrainState(config, vocab, model, optimizer, model.init_state(config.batch_size), lr=config.lr)
+
+
 def load_checkpoint(path: Union[str, Path]) -> Dict:
+    """A checkpoint file's contents, as save_checkpoint wrote them."""
     # Only tensors, numbers, strings, lists and dicts: no pickled objects.
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def checkpoint_payload(state: TrainState) -> Dict:
+    """A checkpoint's contents: the state, with the vocabulary and config as
+    plain data, the recurrent state as a list and torch's RNG state."""
+    hidden = state.hidden
+    return {
+        "model": state.model.state_dict(),
+        "optimizer": state.optimizer.state_dict(),
+        "epoch": state.epoch,
+        "position": state.position,
+        "lr": state.lr,
+        "best_val": state.best_val,
+        "last_val": state.last_val,
+        "steps": state.steps,
+        "train_tokens": state.train_tokens,
+        "train_seconds": state.train_seconds,
+        "history": state.history,
+        "hidden": list(hidden) if isinstance(hidden, tuple) else [hidden],
+        "rng": torch.get_rng_state(),
+        "vocab": state.vocab.to_dict(),
+        "config": asdict(state.config),
+    }
+
+
+def save_checkpoint(state: TrainState, path: Path) -> None:
+    """Write the checkpoint to a temporary file, then move it over path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(checkpoint_payload(state), tmp)
+    tmp.replace(path)  # a crash while writing keeps the previous checkpoint
+
+
+def restore_train_state(saved: Dict) -> TrainState:
+    """The run a checkpoint was written by, at the point it was written,
+    with torch's RNG state set back to what it was then."""
+    config = LMConfig.from_dict(saved["config"])
+    state = new_train_state(config, Vocabulary.from_dict(saved["vocab"]))
+    state.model.load_state_dict(saved["model"])
+    state.optimizer.load_state_dict(saved["optimizer"])
+    state.hidden = tuple(saved["hidden"]) if config.cell == "lstm" else saved["hidden"][0]
+    for name in ("epoch", "position", "lr", "best_val", "last_val", "steps", "train_tokens", "train_seconds"):
+        setattr(state, name, saved[name])
+    state.history = list(saved["history"])
+    torch.set_rng_state(saved["rng"])
+    return state
+
+
+class Checkpointer:
+    """Saves the state to a checkpoint file (nothing without one): on request,
+    and every `minutes` within an epoch (never with minutes < 0)."""
+
+    def __init__(self, path: Optional[Path], minutes: float) -> None:
+        self.path, self.minutes = path, minutes
+        self.last = time.perf_counter()
+
+    def save(self, state: TrainState) -> None:
+        """Write the checkpoint now."""
+        if self.path is not None:
+            save_checkpoint(state, self.path)
+        self.last = time.perf_counter()
+
+    def save_if_due(self, state: TrainState) -> None:
+        """Write the checkpoint if `minutes` have passed since the last one."""
+        if self.minutes >= 0 and time.perf_counter() - self.last >= self.minutes * 60:
+            self.save(state)
+
+
+@dataclass
+class Budget:
+    """When a run has to stop: after max_steps TBPTT steps or max_minutes of
+    wall time since `start` (None: no limit)."""
+
+    start: float
+    max_steps: Optional[int] = None
+    max_minutes: Optional[float] = None
+
+    def exhausted(self, steps: int) -> bool:
+        """Whether either limit is reached."""
+        if self.max_steps is not None and steps >= self.max_steps:
+            return True
+        return self.max_minutes is not None and time.perf_counter() - self.start >= self.max_minutes * 60
+
+
+class EpochProgress:
+    """A tqdm bar over the TBPTT steps of an epoch with tokens/s, the running
+    loss and lr; disabled when not wanted or stdout is not a terminal."""
+
+    def __init__(self, state: TrainState, n_steps: int, enabled: bool) -> None:
+        self.bar = tqdm(
+            total=n_steps, initial=state.position, desc=f"epoch {state.epoch}/{state.config.epochs}",
+            unit="step", file=sys.stdout, mininterval=1.0, dynamic_ncols=True,
+            disable=not (enabled and sys.stdout.isatty()),
+        )
+        self.start, self.tokens = time.perf_counter(), 0
+        self.loss, self.loss_tokens = 0.0, 0.0
+
+    def update(self, loss: torch.Tensor, n_tokens: int, lr: float) -> None:
+        """Count one step of n_tokens with its mean loss."""
+        if self.bar.disable:
+            return
+        self.tokens += n_tokens
+        # Running loss over about the last 200 steps.
+        self.loss = self.loss * 0.995 + loss.item() * n_tokens
+        self.loss_tokens = self.loss_tokens * 0.995 + n_tokens
+        mean = self.loss / self.loss_tokens
+        tokens_per_s = self.tokens / max(time.perf_counter() - self.start, 1e-9)
+        self.bar.update(1)
+        self.bar.set_postfix_str(
+            f"{tokens_per_s:,.0f} tok/s, loss {mean:.3f} (ppl {math.exp(min(mean, 50)):.1f}), lr {lr:.3g}", refresh=False
+        )
+
+    def close(self) -> None:
+        """Leave the finished bar on the terminal."""
+        self.bar.close()
+
+
+def train_step(state: TrainState, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """One TBPTT step: carry the state over (detached), backpropagate the
+    mean cross-entropy, clip, update. Returns the loss (detached)."""
+    model, optimizer = state.model, state.optimizer
+    state.hidden = detach_state(state.hidden)
+    optimizer.zero_grad()
+    logits, state.hidden = model(inputs, state.hidden)
+    loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+    loss.backward()
+    if state.config.clip > 0:
+        nn.utils.clip_grad_norm_(model.parameters(), state.config.clip)
+    optimizer.step()
+    return loss.detach()
+
+
+def train_epoch(
+    state: TrainState, train_data: torch.Tensor, starts: List[int], budget: Budget, checkpointer: Checkpointer, progress: bool
+) -> bool:
+    """Train from state.position to the end of the epoch, checkpointing when
+    due; returns True if the budget stopped it first."""
+    state.model.train()
+    bar = EpochProgress(state, len(starts), progress)
+    try:
+        while state.position < len(starts):
+            if budget.exhausted(state.steps):
+                return True
+            tic = time.perf_counter()
+            inputs, targets = get_chunk(train_data, starts[state.position], state.config.bptt)
+            loss = train_step(state, inputs, targets)
+            state.position += 1
+            state.steps += 1
+            state.train_tokens += targets.numel()
+            state.train_seconds += time.perf_counter() - tic
+            bar.update(loss, targets.numel(), state.lr)
+            checkpointer.save_if_due(state)
+        return False
+    finally:
+        bar.close()
+
+
+def validate_epoch(
+    state: TrainState, valid_ids: Sequence[int], stopped: bool, start_time: float,
+    on_best: Optional[Callable[[RNNLanguageModel, Vocabulary, Dict], None]], log: Callable[[str], None],
+) -> Dict:
+    """Validate after an epoch (or the part of one a budget allowed), log the
+    summary line, record the best loss and call on_best when it improved.
+    Returns the epoch's history entry."""
+    val = evaluate_ids(state.model, valid_ids, batch_size=state.config.eval_batch_size, bptt=state.config.bptt)
+    entry = {
+        "epoch": state.epoch,
+        "complete": not stopped,
+        "lr": state.lr,
+        "valid_loss": val,
+        "valid_perplexity": math.exp(val),
+        "seconds": round(time.perf_counter() - start_time, 1),
+        "tokens_per_second": round(state.train_tokens / state.train_seconds, 1) if state.train_seconds else 0.0,
+    }
+    log(
+        f"epoch {state.epoch}{' (stopped by the budget)' if stopped else ''} | lr {state.lr:.4g} | "
+        f"valid ppl {entry['valid_perplexity']:.2f} | {entry['tokens_per_second']:,.0f} tok/s | {entry['seconds']:.0f} s"
+    )
+    if val < state.best_val:
+        state.best_val = val
+        if on_best is not None:
+            # Whatever on_best does with torch's RNG (e.g. build a
+            # pipeline), training goes on as if it had not run.
+            with torch.random.fork_rng(devices=[]):
+                on_best(state.model, state.vocab, entry)
+    return entry
+
+
+def next_epoch(state: TrainState, val: float) -> None:
+    """Apply the lr schedule after a complete epoch with validation loss val
+    and move to the start of the next epoch, from the zero state. The lr is
+    divided on a plateau (validation no better than the previous epoch's)
+    and decayed every epoch from decay_start on."""
+    config = state.config
+    if math.isfinite(state.last_val) and val >= state.last_val and config.plateau_factor > 1:
+        state.lr /= config.plateau_factor
+    if state.epoch + 1 >= config.decay_start:
+        state.lr *= config.decay_factor
+    state.last_val = val
+    _set_lr(state.optimizer, state.lr)
+    state.epoch += 1
+    state.position = 0
+    state.hidden = state.model.init_state(config.batch_size)
 
 
 def train_lm(
@@ -270,165 +521,33 @@ def train_lm(
     max_minutes, max_steps: budgets (training wall time, TBPTT steps); when
         one runs out the run stops mid-epoch, checkpoints, validates, and
         calls on_best if the partial epoch improved validation.
+    progress: a progress bar per epoch (only when stdout is a terminal).
     Returns the model as it is at the end (not necessarily the best), the
     vocabulary and a summary.
     """
     start_time = time.perf_counter()
+    budget = Budget(start_time, max_steps, max_minutes)
     state_file = Path(checkpoint) if checkpoint else None
-    saved = load_checkpoint(state_file) if resume and state_file and state_file.exists() else None
-    if saved is not None:
-        config = LMConfig.from_dict(saved["config"])
-        vocab = Vocabulary.from_dict(saved["vocab"])
+    resuming = bool(resume and state_file and state_file.exists())
+    if resuming:
+        state = restore_train_state(load_checkpoint(state_file))
     else:
-        probe = Vocabulary([UNK, EOS], lowercase=config.lowercase, number_token=config.number_token)
-        counts = Counter(probe.normalize(w) for w in train_words)
-        vocab = Vocabulary.from_counts(
-            counts, max_size=config.max_vocab, min_freq=config.min_freq,
-            lowercase=config.lowercase, number_token=config.number_token,
-        )
-    torch.manual_seed(config.seed)
-    model = build_model(config, len(vocab))
-    optimizer = _make_optimizer(config, model)
-    train_data = batchify(vocab.encode(train_words), config.batch_size)
-    valid_ids = vocab.encode(valid_words)
-    starts = chunk_starts(train_data.shape[1], config.bptt)
-    epoch, position, lr = 1, 0, config.lr
-    best_val, last_val = float("inf"), float("inf")
-    steps, train_tokens, train_seconds = 0, 0, 0.0
-    history: List[Dict] = []
-    hidden = model.init_state(config.batch_size)
-    if saved is not None:
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        epoch, position, lr = saved["epoch"], saved["position"], saved["lr"]
-        best_val, last_val = saved["best_val"], saved["last_val"]
-        steps, train_tokens, train_seconds = saved["steps"], saved["train_tokens"], saved["train_seconds"]
-        history = list(saved["history"])
-        hidden = tuple(saved["hidden"]) if config.cell == "lstm" else saved["hidden"][0]
-        torch.set_rng_state(saved["rng"])
-        log(f"Resuming from {state_file}: epoch {epoch}, step {position} of {len(starts)}, lr {lr:.4g}")
-    _set_lr(optimizer, lr)
-
-    def write_checkpoint() -> None:
-        if state_file is None:
-            return
-        state_file.parent.mkdir(parents=True, exist_ok=True)
-        payload = {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "epoch": epoch,
-            "position": position,
-            "lr": lr,
-            "best_val": best_val,
-            "last_val": last_val,
-            "steps": steps,
-            "train_tokens": train_tokens,
-            "train_seconds": train_seconds,
-            "history": history,
-            "hidden": list(hidden) if isinstance(hidden, tuple) else [hidden],
-            "rng": torch.get_rng_state(),
-            "vocab": vocab.to_dict(),
-            "config": asdict(config),
-        }
-        tmp = state_file.with_name(state_file.name + ".tmp")
-        torch.save(payload, tmp)
-        tmp.replace(state_file)  # a crash while writing keeps the previous checkpoint
-
-    def validate() -> float:
-        return evaluate_ids(model, valid_ids, batch_size=config.eval_batch_size, bptt=config.bptt)
-
-    def budget_left() -> bool:
-        if max_steps is not None and steps >= max_steps:
-            return False
-        if max_minutes is not None and time.perf_counter() - start_time >= max_minutes * 60:
-            return False
-        return True
-
+        state = new_train_state(config, build_vocab(train_words, config))
+    train_data = batchify(state.vocab.encode(train_words), state.config.batch_size)
+    valid_ids = state.vocab.encode(valid_words)
+    starts = chunk_starts(train_data.shape[1], state.config.bptt)
+    if resuming:
+        log(f"Resuming from {state_file}: epoch {state.epoch}, step {state.position} of {len(starts)}, lr {state.lr:.4g}")
+    _set_lr(state.optimizer, state.lr)
+    checkpointer = Checkpointer(state_file, checkpoint_minutes)
     stopped = False
-    last_checkpoint = time.perf_counter()
-    while epoch <= config.epochs and not stopped:
-        model.train()
-        bar = Progress(len(starts), position, f"epoch {epoch}/{config.epochs}", progress)
-        window_loss, window_tokens = 0.0, 0
-        epoch_tic = time.perf_counter()
-        epoch_tokens = 0
-        while position < len(starts):
-            if not budget_left():
-                stopped = True
-                break
-            tic = time.perf_counter()
-            inputs, targets = get_chunk(train_data, starts[position], config.bptt)
-            hidden = detach_state(hidden)
-            optimizer.zero_grad()
-            logits, hidden = model(inputs, hidden)
-            loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
-            loss.backward()
-            if config.clip > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), config.clip)
-            optimizer.step()
-            position += 1
-            steps += 1
-            n = targets.numel()
-            train_tokens += n
-            epoch_tokens += n
-            train_seconds += time.perf_counter() - tic
-            # Running loss over about the last 200 steps.
-            window_loss = window_loss * 0.995 + loss.detach().item() * n
-            window_tokens = window_tokens * 0.995 + n
-            bar.update(epoch_tokens / max(time.perf_counter() - epoch_tic, 1e-9), window_loss / window_tokens, lr)
-            if checkpoint_minutes >= 0 and time.perf_counter() - last_checkpoint >= checkpoint_minutes * 60:
-                write_checkpoint()
-                last_checkpoint = time.perf_counter()
-        bar.close()
+    while state.epoch <= state.config.epochs and not stopped:
+        stopped = train_epoch(state, train_data, starts, budget, checkpointer, progress)
         if stopped:
-            write_checkpoint()
-        val = validate()
-        val_ppl = math.exp(val)
-        entry = {
-            "epoch": epoch,
-            "complete": not stopped,
-            "lr": lr,
-            "valid_loss": val,
-            "valid_perplexity": val_ppl,
-            "seconds": round(time.perf_counter() - start_time, 1),
-            "tokens_per_second": round(train_tokens / train_seconds, 1) if train_seconds else 0.0,
-        }
-        log(
-            f"epoch {epoch}{' (stopped by the budget)' if stopped else ''} | lr {lr:.4g} | "
-            f"valid ppl {val_ppl:.2f} | {entry['tokens_per_second']:,.0f} tok/s | {entry['seconds']:.0f} s"
-        )
-        if val < best_val:
-            best_val = val
-            if on_best is not None:
-                # Whatever on_best does with torch's RNG (e.g. build a
-                # pipeline), training goes on as if it had not run.
-                with torch.random.fork_rng(devices=[]):
-                    on_best(model, vocab, entry)
-        if stopped:
-            history.append(entry)
-            write_checkpoint()
-            break
-        # Schedule: divide on a plateau (validation no better than the
-        # previous epoch's), and decay every epoch from decay_start on.
-        if math.isfinite(last_val) and val >= last_val and config.plateau_factor > 1:
-            lr /= config.plateau_factor
-        if epoch + 1 >= config.decay_start:
-            lr *= config.decay_factor
-        last_val = val
-        history.append(entry)
-        _set_lr(optimizer, lr)
-        epoch += 1
-        position = 0
-        hidden = model.init_state(config.batch_size)
-        write_checkpoint()
-        last_checkpoint = time.perf_counter()
-    result = TrainResult(
-        best_val_loss=best_val,
-        epochs_done=sum(1 for entry in history if entry["complete"]),
-        steps=steps,
-        train_tokens=train_tokens,
-        train_seconds=train_seconds,
-        stopped_early=stopped,
-        history=history,
-    )
-    return model, vocab, result
+            checkpointer.save(state)  # before validating, in case that fails
+        entry = validate_epoch(state, valid_ids, stopped, start_time, on_best, log)
+        state.history.append(entry)
+        if not stopped:
+            next_epoch(state, entry["valid_loss"])
+        checkpointer.save(state)
+    return state.model, state.vocab, state.result(stopped)
