@@ -16,10 +16,14 @@ setup(
     python_requires=">=3.9",
     install_requires=[
         "spacy>=3.8.0,<3.9.0",
+        # Setting ranges are checked by confection's validation (spacy_rnn.models.types).
+        "confection>=1.3.4,<2.0.0",
         "thinc>=8.3.0,<8.4.0",
         "torch>=2.1.0,<2.14.0",
         "numpy>=1.19.0",
         "typer>=0.9.0",
+        "tqdm>=4.38.0",
+        "wasabi>=0.9.1,<1.2.0",
     ],
     entry_points={
         "spacy_factories": [
@@ -31,9 +35,13 @@ setup(
         ],
         "spacy_architectures": [
             "spacy_rnn.RNNEncoder.v1 = spacy_rnn.models.architectures:build_rnn_encoder_v1",
+            "spacy_rnn.RNNEncoder.v2 = spacy_rnn.models.architectures:build_rnn_encoder_v2",
             "spacy_rnn.RNNTagger.v1 = spacy_rnn.models.architectures:build_rnn_tagger_v1",
             "spacy_rnn.RNNEntityRecognizer.v1 = spacy_rnn.models.architectures:build_rnn_entity_recognizer_v1",
             "spacy_rnn.RNNLanguageModel.v1 = spacy_rnn.models.architectures:build_rnn_language_model_v1",
+        ],
+        "spacy_callbacks": [
+            "spacy_rnn.init_word_vocabularies.v1 = spacy_rnn.pipeline.vocabulary:make_init_word_vocabularies",
         ],
         "spacy_cli": [
             "rnn_lm = spacy_rnn.cli.lm:setup_lm_cli",

@@ -25,9 +25,9 @@ CONFIG = REPO / "configs" / "tagger.cfg"
 
 def measure(corpus: Path, task: str, threads: int, steps: int) -> Dict[str, float]:
     """Runs inside a worker process."""
-    import torch
+    import os
 
-    torch.set_num_threads(threads)
+    os.environ["SPACY_RNN_NUM_THREADS"] = str(threads)  # spacy_rnn's thread policy applies it
     import spacy
     from spacy.training import Corpus
     from spacy.util import load_config, minibatch

@@ -1,10 +1,21 @@
-"""Process-level torch settings that the pipeline components apply.
+"""How many torch threads a process uses: one setting, applied in one place.
 
-The recurrent layers step through time with small matrix products, which
-torch's intra-op threads do not speed up; several processes that each start
-one thread per core only wait for each other (on a busy machine a 20,000-token
-doc can then take minutes instead of a second). `nlp.pipe(n_process=N)`
-already runs one process per core, so each of its workers uses one torch thread.
+Measured on a 2-core machine (`scripts/benchmark_threads.py`, results in
+metrics/benchmark_threads.json and the README): with two torch threads
+instead of one, training the shipped tagger is about 1.2x faster and tagging
+about 1.2x faster when the process has the machine to itself, but when two
+such processes run at once, two threads each make training about 2x slower
+and tagging about 18x slower than one thread each, because the threads of one
+process spin while waiting for cores the other holds. The recurrent layers
+step through time with small matrix products, which gain little from more
+threads. So the default is one torch thread per process, for training and
+prediction alike (spaCy's own CPU models are single-threaded as well).
+
+`SPACY_RNN_NUM_THREADS` changes it: a number of threads, or 0 to leave torch's
+own setting (e.g. on an idle machine running one pipeline). The first
+prediction or update of a spacy_rnn component applies it to the process
+(torch's setting is per process). Worker processes of `nlp.pipe(n_process=N)`
+always use one thread: N processes already use N cores.
 """
 import multiprocessing
 import os
@@ -12,17 +23,34 @@ from typing import Optional
 
 import torch
 
-_checked_pid: Optional[int] = None
+ENV_VAR = "SPACY_RNN_NUM_THREADS"
+DEFAULT_THREADS = 1
+
+_applied_pid: Optional[int] = None
 
 
-def limit_torch_threads_in_worker() -> None:
-    """Use one torch thread if this is a child process (a worker of
-    `nlp.pipe(n_process=N)`); the main process keeps its setting. Cheap after
-    the first call in each process (a forked worker checks again)."""
-    global _checked_pid
+def configured_threads() -> int:
+    """The thread count asked for: SPACY_RNN_NUM_THREADS, else the default (0 = torch's own)."""
+    value = os.environ.get(ENV_VAR, "").strip()
+    if not value:
+        return DEFAULT_THREADS
+    try:
+        threads = int(value)
+    except ValueError:
+        raise ValueError(f"{ENV_VAR} must be a number of threads (0 = torch's default), got {value!r}") from None
+    if threads < 0:
+        raise ValueError(f"{ENV_VAR} must be >= 0, got {threads}")
+    return threads
+
+
+def apply_thread_policy() -> None:
+    """Set this process's torch thread count by the policy above. Cheap after
+    the first call in each process (a forked worker applies it again)."""
+    global _applied_pid
     pid = os.getpid()
-    if _checked_pid == pid:
+    if _applied_pid == pid:
         return
-    _checked_pid = pid
-    if multiprocessing.parent_process() is not None and torch.get_num_threads() > 1:
-        torch.set_num_threads(1)
+    _applied_pid = pid
+    threads = 1 if multiprocessing.parent_process() is not None else configured_threads()
+    if threads and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)

@@ -4,6 +4,8 @@ import pytest
 from spacy.training.initialize import init_nlp
 from spacy.util import load_config
 
+from .conftest import TRAIN_DATA
+
 CONFIGS = sorted((Path(__file__).parent.parent / "configs").rglob("*.cfg"))
 
 
@@ -11,26 +13,54 @@ def test_configs_exist():
     assert any(path.name == "tagger.cfg" for path in CONFIGS)
 
 
+def corpus_labels(attr: str) -> set:
+    """The tags ("tag_") or UPOS tags ("pos_") of the tiny corpus (conftest.tiny_corpus)."""
+    column = 2 if attr == "pos_" else 1
+    return {label for example in TRAIN_DATA for label in example[column]}
+
+
+def check_annotated(nlp, doc) -> None:
+    """Each pipe set what it assigns on every token of the doc."""
+    for name, pipe in nlp.pipeline:
+        assigns = nlp.get_pipe_meta(name).assigns
+        labels = set(getattr(pipe, "labels", ()))
+        if "token.tag" in assigns or "token.pos" in assigns:
+            # spaCy's tagger writes tag; ours write their token_attr (tag or pos).
+            attr = getattr(pipe, "token_attr", "tag") + "_"
+            assert labels == corpus_labels(attr), (name, labels)
+            assert all(getattr(t, attr) in labels for t in doc), (name, [(t.text, getattr(t, attr)) for t in doc])
+        elif "token.ent_iob" in assigns:
+            assert labels == {"FOOD"}, (name, labels)  # the corpus's only entity type
+            assert all(t.ent_iob_ in ("B", "I", "O") for t in doc), (name, [(t.text, t.ent_iob_) for t in doc])
+            assert all(t.ent_type_ in labels for t in doc if t.ent_iob_ != "O")
+        elif assigns == ["doc.tensor"]:
+            assert doc.tensor.shape[0] == len(doc) and doc.tensor.shape[1] > 0, (name, doc.tensor.shape)
+        else:
+            raise AssertionError(f"{name} assigns {assigns}: add a check of them here")
+
+
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_config_builds_and_predicts(path, tiny_corpus):
     train, dev = tiny_corpus
     config = load_config(path, overrides={"paths.train": str(train), "paths.dev": str(dev)}, interpolate=False)
     nlp = init_nlp(config)
-    doc = nlp("I like green eggs .")
-    assert len(doc) == 5
+    # Initialized (not trained) on the tiny corpus: every pipe found its labels
+    # there and annotates every token.
+    check_annotated(nlp, nlp("I like green eggs ."))
+    check_annotated(nlp, nlp("Unseen words : zebras quarrel"))
 
 
-def test_spacy_train_names_component_and_file_of_a_bad_setting(tiny_corpus, tmp_path):
+def test_spacy_train_names_the_setting_and_its_choices(tiny_corpus, tmp_path, capsys):
     from spacy.cli.train import train
 
     train_path, dev_path = tiny_corpus
     text = (Path(__file__).parent.parent / "configs" / "tagger.cfg").read_text()
-    assert 'cell = "lstm"' in text
+    assert 'cell = "lstm"' in text and "depth = 2" in text
     config_path = tmp_path / "typo.cfg"
-    config_path.write_text(text.replace('cell = "lstm"', 'cell = "lsmt"'))
-    with pytest.raises(ValueError) as info:
+    config_path.write_text(text.replace('cell = "lstm"', 'cell = "lsmt"').replace("depth = 2", "depth = 7"))
+    # spacy train prints spaCy's config validation error and exits 1.
+    with pytest.raises(SystemExit):
         train(config_path, overrides={"paths.train": str(train_path), "paths.dev": str(dev_path)})
-    message = str(info.value)
-    assert "component 'tagger'" in message, message
-    assert str(config_path) in message, message
-    assert "unknown cell 'lsmt'" in message, message
+    message = capsys.readouterr().out
+    assert "model.encoder -> cell" in message and "'lsmt'" in message and "'lstm'" in message, message
+    assert "model.encoder -> depth" in message and "7 is not an int from 1 to 4" in message, message

@@ -1,3 +1,4 @@
+import pytest
 import numpy
 from thinc.api import fix_random_seed
 
@@ -16,7 +17,10 @@ def small_encoder(**kwargs):
 
 def test_doc_features(docs):
     layer = doc_features("NORM", ["PREFIX", "SHAPE"], max_word_chars=4, vocab_size=3, min_word_freq=1)
-    assert init_word_vocab(layer, docs) == 3
+    (stats,) = init_word_vocab(layer, docs)
+    # "the" and "." twice each, then one word seen once: 5 of the 18 tokens
+    assert (stats.n_words, stats.n_tokens) == (3, 18)
+    assert stats.coverage == pytest.approx(5 / 18)
     batch, _ = layer(docs, is_train=False)
     n_tokens = sum(len(doc) for doc in docs)
     assert batch.lengths.tolist() == [len(doc) for doc in docs]

@@ -3,6 +3,7 @@ import sys
 
 import numpy
 import pytest
+from confection import ConfigValidationError
 import spacy
 from spacy.util import load_model_from_path
 from spacy.training import Example
@@ -143,14 +144,20 @@ def test_bad_settings_are_reported():
     nlp = spacy.blank("en")
     with pytest.raises(ValueError, match=r"\[rnn_tagger\] token_attr must be one of"):
         nlp.add_pipe("rnn_tagger", config={"token_attr": "lemma"})
-    # Through a config, the error names the component, the setting and the allowed values.
-    with pytest.raises(ValueError, match=r"\[component 't2'\] spacy_rnn\.RNNEncoder\.v1 setting 'cell': unknown cell 'transformer'; choose one of 'rnn', 'lstm', 'gru'"):
+    # Through a config, spaCy's validation names the section, the setting and the allowed values.
+    with pytest.raises(ConfigValidationError, match=r"model\.encoder -> cell\s+at root: 'transformer' is not typing\.Literal\['rnn', 'lstm', 'gru'\]"):
         nlp.add_pipe("rnn_tagger", name="t2", config={"model": {"encoder": {"cell": "transformer"}}})
-    # Called directly, the builder checks it too.
-    from spacy_rnn.models.architectures import build_rnn_encoder_v1
+    with pytest.raises(ConfigValidationError) as info:
+        nlp.add_pipe("rnn_tagger", name="t3", config={"model": {"encoder": {"depth": 0, "dropout": 1.0, "rows": [0, 1, 2]}}})
+    message = str(info.value)
+    assert "-> depth\tat root: 0 is not an int from 1 to 4" in message, message
+    assert "-> dropout\tat root: 1.0 is not a number >= 0.0 and < 1.0" in message, message
+    assert "-> rows\tat 0: 0 is not an int >= 1" in message, message
+    # Built directly, the torch module checks it.
+    from spacy_rnn.models.architectures import build_rnn_encoder_v2
 
-    with pytest.raises(ValueError, match="unknown cell 'transformer'"):
-        build_rnn_encoder_v1(cell="transformer")
+    with pytest.raises(ValueError, match="Unknown recurrent cell 'transformer'"):
+        build_rnn_encoder_v2(cell="transformer")
 
 
 def test_no_annotation_gives_clear_error():

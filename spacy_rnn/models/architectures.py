@@ -1,6 +1,9 @@
 """Registered model architectures referenced from ``spacy train`` configs.
 
-Never change a released ``.vN``: add ``.vN+1`` beside it.
+Never change a released ``.vN``: add ``.vN+1`` beside it. What a setting may
+be is declared in the signature (see types.py), so spaCy's config validation
+reports a bad value with its section and name; the torch modules check their
+own arguments once more for code that builds them directly.
 """
 from typing import List, Optional
 
@@ -10,42 +13,36 @@ from thinc.api import Linear, Model, Softmax_v2, chain, with_array
 from thinc.types import Floats1d, Floats2d, Ints1d
 
 from .crf import crf_transitions
-from ..errors import setting_error
 from .featurize import doc_features
-from .wrappers import wrap_sequence_log_probs, wrap_token_encoder
 from .lm_vocab import EOS_ID
-from .pytorch import CELL_TYPES, RNNLanguageModel, SequenceLogProbs, TokenEncoder
-
-
-def _check_recurrence(architecture: str, cell: str, depth: int) -> None:
-    if cell not in CELL_TYPES:
-        raise setting_error(architecture, "cell", f"unknown cell {cell!r}; choose one of {', '.join(map(repr, CELL_TYPES))}")
-    if not 1 <= depth <= 4:
-        raise setting_error(architecture, "depth", f"must be 1-4, got {depth}")
+from .pytorch import RNNLanguageModel, SequenceLogProbs, TokenEncoder
+from .types import Cell, Depth, DocEncoder, IntRange, NonNegative, Positive, Probability
+from .wrappers import wrap_sequence_log_probs, wrap_token_encoder
 
 
 @registry.architectures("spacy_rnn.RNNEncoder.v1")
 def build_rnn_encoder_v1(
-    cell: str = "lstm",
-    width: int = 128,
-    depth: int = 2,
+    cell: Cell = "lstm",
+    width: Positive = 128,
+    depth: Depth = 2,
     bidirectional: bool = True,
-    dropout: float = 0.25,
+    dropout: Probability = 0.25,
     word_attr: str = "NORM",
-    word_width: int = 96,
-    vocab_size: int = 30000,
-    min_word_freq: int = 2,
-    word_dropout: float = 0.1,
+    word_width: Positive = 96,
+    vocab_size: NonNegative = 30000,
+    min_word_freq: Positive = 2,
+    word_dropout: Probability = 0.1,
     attrs: List[str] = ["PREFIX", "SUFFIX", "SHAPE"],
-    rows: List[int] = [2000, 10000, 1000],
-    embed_widths: List[int] = [16, 48, 16],
-    char_width: int = 32,
-    char_filters: int = 64,
-    max_word_chars: int = 20,
-    n_chars: int = 1024,
-) -> Model[List[Doc], List[Floats2d]]:
+    rows: List[Positive] = [2000, 10000, 1000],
+    embed_widths: List[Positive] = [16, 48, 16],
+    char_width: Positive = 32,
+    char_filters: NonNegative = 64,
+    max_word_chars: Positive = 20,
+    n_chars: IntRange(2) = 1024,
+) -> DocEncoder:
     """Token vectors from a recurrent network over word embeddings, hashed
-    token features and a character CNN. Works as a tok2vec layer for any component.
+    token features and a character CNN. Superseded by v2, kept so that saved
+    pipelines load and predict as before.
 
     cell (str): The recurrent cell: "rnn" (tanh), "lstm" or "gru".
     width (int): Hidden width of each direction.
@@ -56,7 +53,9 @@ def build_rnn_encoder_v1(
     word_attr (str): The token attribute that identifies a word (e.g. NORM, LOWER, ORTH).
     word_width (int): Width of the word embedding.
     vocab_size (int): At most this many training words get their own embedding
-        (chosen by the component's initialize); all others share the unknown-word row.
+        (chosen by rnn_tagger's and rnn_ner's initialize; as the model of
+        another component, e.g. spaCy's tok2vec, the table stays empty: use v2).
+        All others share the unknown-word row.
     min_word_freq (int): Words seen fewer times in training are unknown words.
     word_dropout (float): Probability of replacing a word by the unknown word in
         training, so that unseen words are tagged from their spelling.
@@ -68,11 +67,75 @@ def build_rnn_encoder_v1(
     max_word_chars (int): Characters read per word (start and end of long words).
     n_chars (int): Rows of the character table (code points are hashed into it).
     """
-    _check_recurrence("spacy_rnn.RNNEncoder.v1", cell, depth)
+    return _build_rnn_encoder(**locals(), vocab_from_sample=False)
+
+
+@registry.architectures("spacy_rnn.RNNEncoder.v2")
+def build_rnn_encoder_v2(
+    cell: Cell = "lstm",
+    width: Positive = 128,
+    depth: Depth = 2,
+    bidirectional: bool = True,
+    dropout: Probability = 0.33,
+    word_attr: str = "NORM",
+    word_width: Positive = 96,
+    vocab_size: NonNegative = 30000,
+    min_word_freq: Positive = 2,
+    word_dropout: Probability = 0.1,
+    attrs: List[str] = ["PREFIX", "SUFFIX", "SHAPE"],
+    rows: List[Positive] = [2000, 10000, 1000],
+    embed_widths: List[Positive] = [16, 48, 16],
+    char_width: Positive = 32,
+    char_filters: NonNegative = 64,
+    max_word_chars: Positive = 20,
+    n_chars: IntRange(2) = 1024,
+) -> DocEncoder:
+    """Token vectors from a recurrent network over word embeddings, hashed
+    token features and a character CNN: the model of rnn_tagger and rnn_ner,
+    or of spaCy's `tok2vec` component that other components listen to.
+
+    Its word vocabulary (which words get their own embedding row) is chosen
+    from the whole training corpus at initialize, whichever component owns
+    it: rnn_tagger and rnn_ner count the examples spaCy gives their
+    initialize; for any other owner (spaCy's tok2vec passes its model only a
+    10-doc sample) add the callback spacy_rnn.init_word_vocabularies.v1 to
+    [initialize.before_init]. Without it the vocabulary comes from that
+    sample, with a warning. Initialization prints one line per encoder, e.g.
+    "[tok2vec] word vocabulary: 19,874 words covering 97.1% of training tokens".
+
+    cell (str): The recurrent cell: "rnn" (tanh), "lstm" or "gru".
+    width (int): Hidden width of each direction.
+    depth (int): Number of stacked recurrent layers (1-4).
+    bidirectional (bool): Also read each sequence right to left; the output
+        width (dim nO) is then 2 * width.
+    dropout (float): Dropout on embeddings, between layers and on the output.
+        The torch modules apply it themselves; [training] dropout does not reach them.
+    word_attr (str): The token attribute that identifies a word (e.g. NORM, LOWER, ORTH).
+    word_width (int): Width of the word embedding.
+    vocab_size (int): At most this many training words get their own
+        embedding; all others share the unknown-word row.
+    min_word_freq (int): Words seen fewer times in training are unknown words.
+    word_dropout (float): Probability of replacing a word by the unknown word in
+        training, so that unseen words are tagged from their spelling.
+    attrs (List[str]): Token attributes to embed with hashed (Bloom) embeddings.
+    rows (List[int]): Rows of each attribute's table.
+    embed_widths (List[int]): Width of each attribute's embedding.
+    char_width (int): Width of a character embedding.
+    char_filters (int): Filters of the character CNN; 0 disables it.
+    max_word_chars (int): Characters read per word (start and end of long words).
+    n_chars (int): Rows of the character table (code points are hashed into it).
+    """
+    return _build_rnn_encoder(**locals(), vocab_from_sample=True)
+
+
+def _build_rnn_encoder(
+    *, cell, width, depth, bidirectional, dropout, word_attr, word_width, vocab_size, min_word_freq,
+    word_dropout, attrs, rows, embed_widths, char_width, char_filters, max_word_chars, n_chars, vocab_from_sample,
+) -> DocEncoder:
     if not len(attrs) == len(rows) == len(embed_widths):
-        raise setting_error(
-            "spacy_rnn.RNNEncoder.v1", "attrs",
-            f"attrs, rows and embed_widths need the same length, got {len(attrs)}, {len(rows)} and {len(embed_widths)}",
+        raise ValueError(
+            f"spacy_rnn.RNNEncoder: attrs, rows and embed_widths need the same length, "
+            f"got {len(attrs)}, {len(rows)} and {len(embed_widths)}"
         )
     encoder = TokenEncoder(
         n_words=vocab_size + 1,
@@ -89,7 +152,9 @@ def build_rnn_encoder_v1(
         dropout_prob=dropout,
         word_dropout_prob=word_dropout,
     )
-    features = doc_features(word_attr, attrs, max_word_chars, vocab_size, min_word_freq)
+    features = doc_features(
+        word_attr, attrs, max_word_chars, vocab_size, min_word_freq, vocab_from_sample=vocab_from_sample
+    )
     model = chain(features, wrap_token_encoder(encoder))
     model.set_dim("nO", encoder.output_width)
     return model
@@ -101,7 +166,8 @@ def build_rnn_tagger_v1(
 ) -> Model[List[Doc], List[Floats2d]]:
     """A tagger: the encoder's token vectors, then a softmax over the tag set.
 
-    encoder (Model[List[Doc], List[Floats2d]]): The token encoder, e.g. spacy_rnn.RNNEncoder.v1.
+    encoder (Model[List[Doc], List[Floats2d]]): The token encoder, e.g. spacy_rnn.RNNEncoder.v2,
+        or a spacy.Tok2VecListener.v1 of a shared encoder.
     nO (Optional[int]): Number of tags; inferred from the data at initialize when null.
     """
     t2v_width = encoder.get_dim("nO") if encoder.has_dim("nO") else None
@@ -119,7 +185,8 @@ def build_rnn_entity_recognizer_v1(
     """Per-token tag scores (emissions) for a sequence labeller, plus the
     transition scores of a linear-chain CRF over them.
 
-    encoder (Model[List[Doc], List[Floats2d]]): The token encoder, e.g. spacy_rnn.RNNEncoder.v1.
+    encoder (Model[List[Doc], List[Floats2d]]): The token encoder, e.g. spacy_rnn.RNNEncoder.v2,
+        or a spacy.Tok2VecListener.v1 of a shared encoder.
     nO (Optional[int]): Number of tags; inferred from the data at initialize when null.
     """
     t2v_width = encoder.get_dim("nO") if encoder.has_dim("nO") else None
@@ -134,16 +201,16 @@ def build_rnn_entity_recognizer_v1(
 
 @registry.architectures("spacy_rnn.RNNLanguageModel.v1")
 def build_rnn_language_model_v1(
-    cell: str = "lstm",
-    width: int = 200,
-    depth: int = 2,
-    word_width: int = 200,
-    vocab_size: int = 10000,
-    embed_dropout: float = 0.0,
-    dropout: float = 0.0,
-    output_dropout: float = 0.0,
+    cell: Cell = "lstm",
+    width: Positive = 200,
+    depth: Depth = 2,
+    word_width: Positive = 200,
+    vocab_size: IntRange(2) = 10000,
+    embed_dropout: Probability = 0.0,
+    dropout: Probability = 0.0,
+    output_dropout: Probability = 0.0,
     tie_weights: bool = False,
-    chunk_len: int = 256,
+    chunk_len: Positive = 256,
 ) -> Model[List[Ints1d], List[Floats1d]]:
     """A left-to-right word-level language model: for each doc's word ids
     (0 = <unk>, 1 = <eos>, as the rnn_lm component numbers them), the natural
@@ -162,13 +229,6 @@ def build_rnn_language_model_v1(
     tie_weights (bool): Share the embedding matrix with the output layer; needs word_width == width.
     chunk_len (int): Long docs are read in chunks of this many words, the state carried over.
     """
-    _check_recurrence("spacy_rnn.RNNLanguageModel.v1", cell, depth)
-    if vocab_size < 2:
-        raise setting_error("spacy_rnn.RNNLanguageModel.v1", "vocab_size", f"must be at least 2 (<unk>, <eos>), got {vocab_size}")
-    if tie_weights and word_width != width:
-        raise setting_error(
-            "spacy_rnn.RNNLanguageModel.v1", "tie_weights", f"needs word_width == width, got {word_width} and {width}"
-        )
     lm = RNNLanguageModel(
         vocab_size=vocab_size,
         embed_width=word_width,

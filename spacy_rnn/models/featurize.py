@@ -1,7 +1,8 @@
 """Docs -> the integer batches the token encoder reads, and the encoder's word
 vocabulary (which words get their own row)."""
+import warnings
 from dataclasses import dataclass
-from typing import Callable, Dict, Iterable, List, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy
 from spacy.attrs import ORTH, intify_attr
@@ -84,6 +85,8 @@ def doc_features(
     max_word_chars: int,
     vocab_size: int,
     min_word_freq: int,
+    *,
+    vocab_from_sample: bool = False,
 ) -> Model[List[Doc], TokenBatch]:
     """Extract word ids, hashed token attributes and character code points from docs.
 
@@ -93,6 +96,9 @@ def doc_features(
     vocab_size (int), min_word_freq (int): at most vocab_size words seen at
         least min_word_freq times in training get their own row (see
         init_word_vocab); the rest are the unknown word, row 0.
+    vocab_from_sample (bool): if the vocabulary was not chosen from the
+        training corpus before the model is initialized, choose it from the
+        initialization sample and warn (RNNEncoder.v2); v1 leaves it empty.
     """
     attr_ids = [intify_attr(attr) for attr in [word_attr] + list(attrs)]
     if any(attr_id is None for attr_id in attr_ids):
@@ -100,35 +106,83 @@ def doc_features(
     return Model(
         "doc_features",
         _DocFeaturesForward(attr_ids, max_word_chars),
+        init=_init_vocab_from_sample if vocab_from_sample else None,
         attrs={
             "word_attr": word_attr,
             "feature_attrs": list(attrs),
             "vocab_size": vocab_size,
             "min_word_freq": min_word_freq,
             "word_keys": numpy.zeros((0,), dtype="uint64"),
+            # How the vocabulary was chosen: "" (not yet), "corpus" or "sample".
+            "word_vocab_source": "",
         },
     )
 
 
-def init_word_vocab(model: Model, docs: Iterable[Doc]) -> int:
+@dataclass
+class WordVocabStats:
+    """What choosing a word vocabulary did: n_words words got their own row,
+    covering `coverage` (0-1) of the n_tokens tokens they were counted on."""
+
+    n_words: int
+    n_tokens: int
+    coverage: float
+
+    def describe(self, component: str) -> str:
+        return (
+            f"[{component}] word vocabulary: {self.n_words:,} words covering "
+            f"{100 * self.coverage:.1f}% of training tokens"
+        )
+
+
+def _feature_nodes(model: Model) -> List[Model]:
+    return [node for node in model.walk() if node.name == "doc_features"]
+
+
+def has_word_vocab(model: Model) -> bool:
+    """Whether the model holds an encoder with a word vocabulary to choose."""
+    return bool(_feature_nodes(model))
+
+
+def init_word_vocab(model: Model, docs: Iterable[Doc], *, source: str = "corpus") -> List[WordVocabStats]:
     """Give the most frequent words of `docs` (the training data) their own
-    rows in the model's word table: at most vocab_size words seen at least
-    min_word_freq times. Returns the number of words kept."""
-    docs = list(docs)
-    kept = 0
-    for node in model.walk():
-        if node.name != "doc_features":
-            continue
+    rows in the word table of every encoder in `model`: at most vocab_size
+    words seen at least min_word_freq times. Returns what each encoder got."""
+    nodes = _feature_nodes(model)
+    if not nodes:
+        return []
+    docs = [doc for doc in docs if len(doc)]
+    stats = []
+    for node in nodes:
         attr_id = intify_attr(node.attrs["word_attr"])
-        columns = [doc.to_array([attr_id]).reshape(-1) for doc in docs if len(doc)]
+        columns = [doc.to_array([attr_id]).reshape(-1) for doc in docs]
         values = numpy.concatenate(columns) if columns else numpy.zeros((0,), dtype="uint64")
         keys, counts = numpy.unique(values, return_counts=True)
         frequent = counts >= node.attrs["min_word_freq"]
         keys, counts = keys[frequent], counts[frequent]
         top = numpy.argsort(-counts, kind="stable")[: node.attrs["vocab_size"]]
         node.attrs["word_keys"] = numpy.sort(keys[top]).astype("uint64")
-        kept = len(top)
-    return kept
+        node.attrs["word_vocab_source"] = source
+        covered = int(counts[top].sum())
+        stats.append(WordVocabStats(len(top), len(values), covered / len(values) if len(values) else 0.0))
+    return stats
+
+
+def _init_vocab_from_sample(model: Model, X: Optional[List[Doc]] = None, Y=None) -> None:
+    """Thinc init of RNNEncoder.v2's features: the vocabulary should have
+    been chosen from the whole corpus by now (see init_word_vocab's callers);
+    if not, the sample is all there is, so use it and say so."""
+    if model.attrs["word_vocab_source"] or X is None:
+        return
+    (stats,) = init_word_vocab(model, X, source="sample")
+    warnings.warn(
+        f"spacy_rnn.RNNEncoder.v2: the word vocabulary was chosen from the {len(X)} docs of the "
+        f"initialization sample only ({stats.n_words} words), not from the training corpus, because "
+        "the encoder's component (e.g. spaCy's tok2vec) passes its model only a sample. Add\n"
+        "[initialize.before_init]\n@callbacks = \"spacy_rnn.init_word_vocabularies.v1\"\n"
+        "to the config to choose it from the whole training corpus.",
+        stacklevel=2,
+    )
 
 
 def _word_ids(values: numpy.ndarray, word_keys: numpy.ndarray) -> numpy.ndarray:

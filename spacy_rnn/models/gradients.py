@@ -7,7 +7,9 @@ optimizer step.
 """
 import math
 
-from thinc.api import Model, PyTorchShim
+from thinc.api import Model
+
+from .wrappers import torch_modules
 
 
 def global_grad_norm(model: Model) -> float:
@@ -43,22 +45,20 @@ def _thinc_grads(model: Model):
 
 
 def _torch_grads(model: Model):
-    seen = set()
-    for node in model.walk():
-        for shim in node.shims:
-            if isinstance(shim, PyTorchShim) and id(shim) not in seen:
-                seen.add(id(shim))
-                for param in shim._model.parameters():
-                    if param.grad is not None:
-                        yield param.grad
+    for module in torch_modules(model):
+        for param in module.parameters():
+            if param.grad is not None:
+                yield param.grad
 
 
 def discard_gradients(model: Model) -> None:
-    """Zero every gradient of the model, e.g. after a non-finite one was found,
-    so that the next optimizer step does not apply it."""
+    """Set every gradient of the model to zero, e.g. after a non-finite one was
+    found, so that the next optimizer step does not apply it. Filled with
+    zeros, not multiplied by zero: NaN * 0 is NaN."""
     for node in model.walk():
         for name in node.param_names:
             if node.has_grad(name):
-                node.set_grad(name, node.get_grad(name) * 0)
+                grad = node.get_grad(name)
+                node.set_grad(name, node.ops.alloc(grad.shape, dtype=grad.dtype))
     for grad in _torch_grads(model):
         grad.zero_()

@@ -129,11 +129,21 @@ def wrap_sequence_log_probs(module: SequenceLogProbs) -> Model[List[Ints1d], Lis
     return torch_wrapper(module, convert_inputs=_convert_lm_inputs, convert_outputs=_convert_lm_outputs)
 
 
-def _lm_module(model: Model) -> SequenceLogProbs:
+def torch_modules(model: Model) -> List[nn.Module]:
+    """The torch modules wrapped anywhere in a Thinc model, each once. The
+    one place that reaches into Thinc's PyTorchShim for its module."""
+    found: Dict[int, nn.Module] = {}
     for node in model.walk():
         for shim in node.shims:
-            if isinstance(shim._model, SequenceLogProbs):
-                return shim._model
+            if isinstance(shim, PyTorchShim):
+                found.setdefault(id(shim), shim._model)
+    return list(found.values())
+
+
+def _lm_module(model: Model) -> SequenceLogProbs:
+    for module in torch_modules(model):
+        if isinstance(module, SequenceLogProbs):
+            return module
     raise ValueError(f"{model.name} holds no language model")
 
 

@@ -1,5 +1,8 @@
-"""Shared robustness for the components: loading that fails with a clear error,
-prediction in bounded batches, a model lock, and refusing non-finite updates.
+"""What every neural pipe of spacy_rnn shares: initialize (labels, the word
+vocabulary, the model), update with loss checks and global-norm clipping,
+prediction in bounded batches under a model lock, and loading that fails with
+a clear error. A component adds its own label logic, get_loss and
+set_annotations.
 
 Loading: every failure to read a component's files (missing, truncated or
 corrupt, labels that do not match the weights) raises a ValueError that
@@ -8,14 +11,19 @@ names the component and the file, instead of a msgpack or torch traceback.
 import math
 import threading
 import weakref
+from itertools import islice
 from pathlib import Path
-from typing import Callable, Iterable, List, Sequence, Union
+from typing import Callable, Iterable, List, Optional, Sequence, Union
 
 import srsly
+from spacy.training import Example, validate_examples, validate_get_examples
 from spacy.util import ensure_path
+from thinc.api import set_dropout_rate
 
+from ..models.featurize import init_word_vocab
 from ..models.gradients import clip_global_grad_norm, discard_gradients
-from ..runtime import limit_torch_threads_in_worker
+from ..runtime import apply_thread_policy
+from .vocabulary import report_word_vocab
 
 _LOCKS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 _LOCKS_GUARD = threading.Lock()
@@ -88,25 +96,37 @@ def token_budget_groups(lengths: Sequence[int], max_tokens: int) -> List[List[in
     return groups
 
 
-class NeuralPipeMixin:
-    """Put before the spaCy pipe class: `class RNNTagger(NeuralPipeMixin, Tagger)`.
+def diverged(name: str, what: str) -> ValueError:
+    return ValueError(
+        f"[{name}] {what}: training diverged. The update was not applied, so the model keeps its last "
+        "good weights; lower the learning rate or max_grad_norm."
+    )
 
-    The subclass defines `_n_outputs()`, the output width its labels need,
-    and may define `_predict_batch` and `_update_batch` (called under the
-    lock) instead of overriding `predict` and `update`.
 
+class NeuralPipe:
+    """Put before the spaCy pipe class: `class RNNTagger(NeuralPipe, Tagger)`.
+
+    A subclass defines `_init_labels(get_examples, labels)`, `_n_outputs()`
+    (the output width its labels need), `get_loss` and `set_annotations`,
+    and `_predict_batch` unless the spaCy pipe class's predict does; it may
+    define `_model_inputs` (default: the predicted docs).
+
+    - initialize: labels, then the encoder's word vocabulary from the whole
+      training corpus (one line printed per encoder), then the model on a
+      10-doc sample.
     - predict: docs are processed in groups of at most `max_batch_tokens`
       (padded) tokens, so a large batch or a very long doc never makes a
       (n_docs, longest doc, n_tags) array. A doc is never split: the
       recurrent layers read each doc whole (a bidirectional model needs the
       right context), so the results do not depend on the grouping and
-      memory grows linearly with the longest doc. In a worker process of
-      nlp.pipe(n_process=N), torch uses one thread.
+      memory grows linearly with the longest doc.
     - predict and update hold the model's lock (see `model_lock`), so a
       pipeline can be shared between threads; their calls run one at a time.
-    - update: a NaN loss raises a ValueError naming the component before any
-      gradient is applied. finish_update: a non-finite gradient norm discards
-      the gradients and raises. Either way the model keeps its last good weights.
+      Both apply the process's torch thread policy (spacy_rnn.runtime).
+    - update: a NaN or infinite loss raises a ValueError naming the component
+      before any gradient is applied. finish_update: a non-finite gradient
+      norm discards the gradients and raises. Either way the weights are not
+      changed by that update.
     - from_disk/from_bytes: see the module docstring.
     """
 
@@ -115,8 +135,20 @@ class NeuralPipeMixin:
     def _n_outputs(self) -> int:
         raise NotImplementedError
 
+    def _init_labels(self, get_examples: Callable[[], Iterable[Example]], labels) -> None:
+        raise NotImplementedError
+
+    def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp=None, labels=None) -> None:
+        require_examples(self.name, get_examples)
+        validate_get_examples(get_examples, f"{type(self).__name__}.initialize")
+        self._init_labels(get_examples, labels)
+        report_word_vocab(self.name, init_word_vocab(self.model, (eg.x for eg in get_examples())))
+        doc_sample = [eg.x for eg in islice(get_examples(), 10)]
+        n_outputs = self._n_outputs()
+        self.model.initialize(X=doc_sample, Y=[self.model.ops.alloc2f(len(doc), n_outputs) for doc in doc_sample])
+
     def predict(self, docs):
-        limit_torch_threads_in_worker()
+        apply_thread_policy()
         docs = list(docs)
         results = [None] * len(docs)
         with model_lock(self):
@@ -129,33 +161,39 @@ class NeuralPipeMixin:
         """Predict one bounded group of docs; by default the pipe class's predict."""
         return super().predict(docs)
 
-    def _update_batch(self, examples, **kwargs):
-        """One update; by default the pipe class's update."""
-        return super().update(examples, **kwargs)
+    def _model_inputs(self, examples: List[Example]) -> list:
+        return [eg.predicted for eg in examples]
 
-    def update(self, examples, **kwargs):
+    def update(self, examples: Iterable[Example], *, drop: float = 0.0, sgd=None, losses: Optional[dict] = None):
+        """Learn from a batch of examples; with `sgd` (an optimizer, not None
+        or False) also apply the step. Returns the losses dict."""
+        apply_thread_policy()
+        if losses is None:
+            losses = {}
+        losses.setdefault(self.name, 0.0)
+        examples = list(examples)
+        validate_examples(examples, f"{type(self).__name__}.update")
         with model_lock(self):
-            try:
-                return self._update_batch(examples, **kwargs)
-            except ValueError as err:
-                message = str(err)
-                if "nan" in message.lower() and not message.startswith(f"[{self.name}]"):
-                    raise ValueError(
-                        f"[{self.name}] training diverged: {message} The update was not applied, so the "
-                        "model keeps its last good weights; lower the learning rate or max_grad_norm."
-                    ) from None
-                raise
+            inputs = self._model_inputs(examples)
+            if not any(len(x) for x in inputs):
+                return losses
+            set_dropout_rate(self.model, drop)
+            outputs, backprop = self.model.begin_update(inputs)
+            loss, d_outputs = self.get_loss(examples, outputs)
+            if not math.isfinite(loss):
+                raise diverged(self.name, f"the loss is {loss}")
+            backprop(d_outputs)
+            if sgd not in (None, False):
+                self.finish_update(sgd)
+            losses[self.name] += loss
+        return losses
 
     def finish_update(self, sgd) -> None:
         with model_lock(self):
             norm = clip_global_grad_norm(self.model, self.cfg["max_grad_norm"])
             if not math.isfinite(norm):
                 discard_gradients(self.model)
-                raise ValueError(
-                    f"[{self.name}] the gradient norm is {norm} (NaN or inf): training diverged. The "
-                    "update was not applied, so the model keeps its last good weights; lower the "
-                    "learning rate or max_grad_norm."
-                )
+                raise diverged(self.name, f"the gradient norm is {norm} (NaN or inf)")
             self.model.finish_update(sgd)
 
     def _check_labels_match(self, where: str) -> None:

@@ -1,19 +1,19 @@
-"""The default encoder block shared by the components' default model configs
-(the same settings as configs/tagger.cfg and configs/ner.cfg)."""
+"""The default encoder block of rnn_tagger's and rnn_ner's default model configs:
+spacy_rnn.RNNEncoder.v2 with its own defaults, which are those of configs/tagger.cfg."""
 
 DEFAULT_ENCODER_CONFIG = """
 [model.encoder]
-@architectures = "spacy_rnn.RNNEncoder.v1"
+@architectures = "spacy_rnn.RNNEncoder.v2"
 cell = "lstm"
 width = 128
 depth = 2
 bidirectional = true
-dropout = 0.25
+dropout = 0.33
 word_attr = "NORM"
 word_width = 96
 vocab_size = 30000
 min_word_freq = 2
-word_dropout = 0.05
+word_dropout = 0.1
 attrs = ["PREFIX", "SUFFIX", "SHAPE"]
 rows = [2000, 10000, 1000]
 embed_widths = [16, 48, 16]

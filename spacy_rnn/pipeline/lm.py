@@ -24,7 +24,7 @@ import numpy
 from spacy.language import Language
 from spacy.pipeline import TrainablePipe
 from spacy.tokens import Doc, Token
-from spacy.training import Example, validate_examples, validate_get_examples
+from spacy.training import Example, validate_get_examples
 from spacy.vocab import Vocab
 from thinc.api import Config, Model
 
@@ -35,7 +35,7 @@ from ..models.wrappers import (
     vocab_rows_in_use,
 )
 from ..models.lm_vocab import EOS, EOS_ID, UNK, UNK_ID, Vocabulary
-from .base import NeuralPipeMixin, model_lock, require_examples
+from .base import NeuralPipe, model_lock, require_examples
 
 DEFAULT_CONFIG = """
 [model]
@@ -116,11 +116,11 @@ def make_rnn_lm(
     )
 
 
-class RNNLM(NeuralPipeMixin, TrainablePipe):
+class RNNLM(NeuralPipe, TrainablePipe):
     """A recurrent language model as a pipeline component: annotates
     surprisal and perplexity, trains on raw text, and samples text
     (`generate`). Its labels are the vocabulary, by id: `<unk>`, `<eos>`,
-    then the words. NeuralPipeMixin adds bounded prediction batches, a model
+    then the words. NeuralPipe adds bounded prediction batches, a model
     lock, refusal of NaN updates and clear load errors.
     """
 
@@ -177,9 +177,6 @@ class RNNLM(NeuralPipeMixin, TrainablePipe):
         self.model.initialize()
         set_vocab_rows_in_use(self.model, len(vocab))
 
-    def _n_outputs(self) -> int:
-        return len(self.labels)
-
     def doc_ids(self, doc: Doc) -> numpy.ndarray:
         """(n_tokens,) int64 vocabulary id of each token (0 = <unk>)."""
         lookup = self.word_vocab.lookup
@@ -207,29 +204,11 @@ class RNNLM(NeuralPipeMixin, TrainablePipe):
         if n_tokens == 0:
             return 0.0, [lp * 0 for lp in log_probs]
         loss = -float(sum(float(lp.sum()) for lp in log_probs)) / n_tokens
-        if not math.isfinite(loss):
-            raise ValueError(
-                f"[{self.name}] the loss is {loss} (NaN or inf); lower the learning rate or max_grad_norm."
-            )
         d_log_probs = [xp.full(lp.shape, -1.0 / n_tokens, dtype=lp.dtype) for lp in log_probs]
         return loss, d_log_probs
 
-    def _update_batch(self, examples: Iterable[Example], *, drop: float = 0.0, sgd=None, losses=None):
-        if losses is None:
-            losses = {}
-        losses.setdefault(self.name, 0.0)
-        examples = list(examples)
-        validate_examples(examples, "RNNLM.update")
-        ids = [self.doc_ids(eg.predicted) for eg in examples]
-        if sum(len(x) for x in ids) == 0:
-            return losses
-        log_probs, backprop = self.model.begin_update(ids)
-        loss, d_log_probs = self.get_loss(examples, log_probs)
-        backprop(d_log_probs)
-        if sgd is not None:
-            self.finish_update(sgd)
-        losses[self.name] += loss
-        return losses
+    def _model_inputs(self, examples: List[Example]) -> List[numpy.ndarray]:
+        return [self.doc_ids(eg.predicted) for eg in examples]
 
     def initialize(
         self,

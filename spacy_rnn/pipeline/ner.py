@@ -1,23 +1,21 @@
 """The ``rnn_ner`` component: BIO (or BILUO) entity tagging with a recurrent
 encoder and a linear-chain CRF (or a softmax with constrained Viterbi)."""
-from itertools import islice
-from typing import Callable, Dict, Iterable, List, Optional
+from typing import Callable, Iterable, List, Optional
 
 import numpy
 from spacy.language import Language
 from spacy.pipeline import TrainablePipe
 from spacy.scorer import get_ner_prf
 from spacy.tokens import Doc
-from spacy.training import Example, validate_examples, validate_get_examples
-from spacy.training.iob_utils import biluo_tags_to_spans, iob_to_biluo
+from spacy.training import Example, validate_examples
+from spacy.training.iob_utils import biluo_tags_to_spans, biluo_to_iob, iob_to_biluo
 from spacy.util import filter_spans
 from spacy.vocab import Vocab
-from thinc.api import Config, Model, set_dropout_rate
+from thinc.api import Config, Model, SequenceCategoricalCrossentropy
 
 from ..models.crf import SCHEMES, allowed_transitions, forward_backward, log_mask, pad, tag_names, viterbi
-from ..models.featurize import init_word_vocab
+from .base import NeuralPipe
 from .defaults import DEFAULT_ENCODER_CONFIG
-from .base import NeuralPipeMixin, require_examples
 
 DECODERS = ("crf", "softmax")
 
@@ -28,13 +26,10 @@ DEFAULT_CONFIG = (
 nO = null
 
 """
-    + DEFAULT_ENCODER_CONFIG
+    # configs/ner.cfg's encoder: less dropout than the tagger's (v2's defaults)
+    + DEFAULT_ENCODER_CONFIG.replace("dropout = 0.33", "dropout = 0.25").replace("word_dropout = 0.1", "word_dropout = 0.05")
 )
 DEFAULT_MODEL = Config().from_str(DEFAULT_CONFIG)["model"]
-
-
-def score_entities(examples: Iterable[Example], **kwargs):
-    return get_ner_prf(examples, **kwargs)
 
 
 @Language.factory(
@@ -74,7 +69,7 @@ def make_rnn_ner(
     )
 
 
-class RNNEntityRecognizer(NeuralPipeMixin, TrainablePipe):
+class RNNEntityRecognizer(NeuralPipe, TrainablePipe):
     """Named-entity recognition as constrained sequence labelling.
 
     Transitions the scheme forbids (O → I-X, B-X → I-Y, start → I-X, and in
@@ -91,7 +86,7 @@ class RNNEntityRecognizer(NeuralPipeMixin, TrainablePipe):
         scheme: str = "BIO",
         decoder: str = "crf",
         max_grad_norm: float = 5.0,
-        scorer: Optional[Callable] = score_entities,
+        scorer: Optional[Callable] = None,
     ) -> None:
         if scheme not in SCHEMES:
             raise ValueError(f"[{name}] scheme must be one of {SCHEMES}, got {scheme!r}")
@@ -100,7 +95,7 @@ class RNNEntityRecognizer(NeuralPipeMixin, TrainablePipe):
         self.vocab = vocab
         self.model = model
         self.name = name
-        self.scorer = scorer
+        self.scorer = scorer if scorer is not None else get_ner_prf
         self.cfg = {"labels": [], "scheme": scheme, "decoder": decoder, "max_grad_norm": max_grad_norm}
 
     @property
@@ -145,7 +140,7 @@ class RNNEntityRecognizer(NeuralPipeMixin, TrainablePipe):
         )
 
     def _predict_batch(self, docs: Iterable[Doc]) -> List[numpy.ndarray]:
-        """Decoded tag ids per doc (NeuralPipeMixin.predict calls this per bounded group)."""
+        """Decoded tag ids per doc (NeuralPipe.predict calls this per bounded group)."""
         docs = list(docs)
         if not any(len(doc) for doc in docs):
             return [numpy.zeros((0,), dtype="int64") for _ in docs]
@@ -180,19 +175,16 @@ class RNNEntityRecognizer(NeuralPipeMixin, TrainablePipe):
             new = [s for s in predicted if not any(i in taken for i in range(s.start, s.end))]
             doc.set_ents(filter_spans(preset + new), default="outside")
 
-    def _gold_tag_ids(self, example: Example, index: Dict[str, int]) -> List[int]:
-        """Gold tag id per predicted token; -1 where the annotation is missing
-        (or misaligned, or a label the component does not know)."""
-        biluo = example.get_aligned_ner()
+    def _gold_tags(self, example: Example, known) -> List[Optional[str]]:
+        """Gold tag per predicted token in the component's scheme; None where
+        the annotation is missing (or misaligned, or a label the component
+        does not know)."""
+        to_scheme = biluo_to_iob if self.cfg["scheme"] == "BIO" else list
         tags = []
-        for tag in biluo:
-            if tag is None or tag == "-":
-                tags.append(None)
-            elif self.cfg["scheme"] == "BIO" and tag[:2] in ("U-", "L-"):
-                tags.append(("B-" if tag[0] == "U" else "I-") + tag[2:])
-            else:
-                tags.append(tag)
-        return [index.get(tag, -1) if tag is not None else -1 for tag in tags]
+        for tag in example.get_aligned_ner():
+            tag = to_scheme([tag])[0] if tag not in (None, "-") else None
+            tags.append(tag if tag in known else None)
+        return tags
 
     def get_loss(self, examples: Iterable[Example], emissions: List) -> tuple:
         """Negative log-likelihood summed over docs, and its gradient with
@@ -200,15 +192,17 @@ class RNNEntityRecognizer(NeuralPipeMixin, TrainablePipe):
         scores are added to the "crf" layer here."""
         validate_examples(examples, "RNNEntityRecognizer.get_loss")
         xp = self.model.ops.xp
-        n_tags = len(self.tag_names)
-        index = {name: i for i, name in enumerate(self.tag_names)}
-        gold = [xp.asarray(self._gold_tag_ids(eg, index), dtype="int64") for eg in examples]
+        names = self.tag_names
+        n_tags = len(names)
+        gold_tags = [self._gold_tags(eg, set(names)) for eg in examples]
+        if self.cfg["decoder"] == "softmax":
+            return self._softmax_loss(xp, emissions, gold_tags)
+        index = {name: i for i, name in enumerate(names)}
+        gold = [xp.asarray([index.get(tag, -1) for tag in tags], dtype="int64") for tags in gold_tags]
         d_emissions = [self.model.ops.alloc2f(*e.shape) for e in emissions]
         nonempty = [i for i, e in enumerate(emissions) if len(e)]
         if not nonempty:
             return 0.0, d_emissions
-        if self.cfg["decoder"] == "softmax":
-            return self._softmax_loss(xp, emissions, gold, d_emissions)
         padded, lengths = pad(xp, [emissions[i] for i in nonempty], n_tags)
         allowed = xp.ones(padded.shape, dtype=bool)
         for row, i in enumerate(nonempty):
@@ -222,12 +216,7 @@ class RNNEntityRecognizer(NeuralPipeMixin, TrainablePipe):
             xp, padded, lengths, *scores, allowed=allowed
         )
         loss = float((log_z - gold_log_z).sum())
-        if numpy.isnan(loss):
-            raise ValueError(
-                f"[{self.name}] the CRF loss is NaN: training diverged. The update was not applied, so the "
-                "model keeps its last good weights; lower the learning rate or max_grad_norm."
-            )
-        if not numpy.isfinite(loss):
+        if numpy.isinf(loss):
             raise ValueError(
                 f"[{self.name}] the CRF loss is {loss}: a gold tag sequence breaks the "
                 f"{self.cfg['scheme']} constraints, or training diverged (lower the learning rate)"
@@ -241,53 +230,18 @@ class RNNEntityRecognizer(NeuralPipeMixin, TrainablePipe):
         crf.inc_grad("end", (last - gold_last).astype("float32"))
         return loss, d_emissions
 
-    def _softmax_loss(self, xp, emissions, gold, d_emissions):
-        loss = 0.0
-        for i, (scores, tags) in enumerate(zip(emissions, gold)):
-            if not len(scores):
-                continue
-            log_probs = self._log_softmax(xp, scores.astype("float64"))
-            known = xp.nonzero(tags >= 0)[0]
-            loss -= float(log_probs[known, tags[known]].sum())
-            d = xp.exp(log_probs)
-            d[known, tags[known]] -= 1.0
-            d[tags < 0] = 0.0
-            d_emissions[i] = d.astype("float32")
-        if not numpy.isfinite(loss):
-            raise ValueError(
-                f"[{self.name}] the loss is {loss}: training diverged. The update was not applied, so the "
-                "model keeps its last good weights; lower the learning rate or max_grad_norm."
-            )
-        return loss, d_emissions
+    def _softmax_loss(self, xp, emissions, gold_tags):
+        """Per-token cross-entropy of the softmax over each token's tag scores
+        (Thinc's loss, as spaCy's tagger uses; missing tags have no gradient)."""
+        probs = [xp.exp(self._log_softmax(xp, scores)) for scores in emissions]
+        loss_func = SequenceCategoricalCrossentropy(names=self.tag_names, normalize=False, missing_value=None)
+        d_emissions, loss = loss_func(probs, gold_tags)
+        return float(loss), d_emissions
 
-    def _update_batch(self, examples: Iterable[Example], *, drop: float = 0.0, sgd=None, losses=None):
-        """One update (NeuralPipeMixin.update calls this under the model lock)."""
-        if losses is None:
-            losses = {}
-        losses.setdefault(self.name, 0.0)
-        examples = list(examples)
-        validate_examples(examples, "RNNEntityRecognizer.update")
-        if not any(len(eg.predicted) for eg in examples):
-            return losses
-        set_dropout_rate(self.model, drop)
-        emissions, backprop = self.model.begin_update([eg.predicted for eg in examples])
-        loss, d_emissions = self.get_loss(examples, emissions)
-        backprop(d_emissions)
-        if sgd not in (None, False):
-            self.finish_update(sgd)
-        losses[self.name] += loss
-        return losses
-
-    def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp=None, labels=None) -> None:
-        require_examples(self.name, get_examples)
-        validate_get_examples(get_examples, "RNNEntityRecognizer.initialize")
+    def _init_labels(self, get_examples: Callable[[], Iterable[Example]], labels) -> None:
         if labels is None:
             labels = sorted({ent.label_ for eg in get_examples() for ent in eg.reference.ents})
         for label in labels:
             self.add_label(label)
         if not self.labels:
             raise ValueError(f"[{self.name}] found no entities in the training examples, so there are no labels to learn")
-        init_word_vocab(self.model, (eg.x for eg in get_examples()))
-        doc_sample = [eg.x for eg in islice(get_examples(), 10)]
-        n_tags = len(self.tag_names)
-        self.model.initialize(X=doc_sample, Y=[self.model.ops.alloc2f(len(doc), n_tags) for doc in doc_sample])

@@ -2,19 +2,17 @@
 choice of the annotated attribute (PTB ``tag_`` or UPOS ``pos_``) and
 global-norm gradient clipping."""
 from functools import partial
-from itertools import islice
 from typing import Callable, Iterable, List, Optional, Set
 
 from spacy.language import Language
 from spacy.pipeline import Tagger
 from spacy.scorer import Scorer
-from spacy.training import Example, validate_examples, validate_get_examples
+from spacy.training import Example, validate_examples
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, SequenceCategoricalCrossentropy
 
-from ..models.featurize import init_word_vocab
+from .base import NeuralPipe
 from .defaults import DEFAULT_ENCODER_CONFIG
-from .base import NeuralPipeMixin, require_examples
 
 TOKEN_ATTRS = ("tag", "pos")
 
@@ -84,12 +82,12 @@ def make_rnn_tagger(
     )
 
 
-class RNNTagger(NeuralPipeMixin, Tagger):
+class RNNTagger(NeuralPipe, Tagger):
     """Part-of-speech tagger powered by a recurrent network.
 
     It shares spaCy's Tagger API (labels, predict, update, serialization) and
     adds `token_attr` ("tag" or "pos") and global-norm gradient clipping.
-    NeuralPipeMixin adds bounded prediction batches, a model lock (safe to
+    NeuralPipe adds bounded prediction batches, a model lock (safe to
     share between threads), refusal of NaN updates and clear load errors.
     """
 
@@ -166,16 +164,9 @@ class RNNTagger(NeuralPipeMixin, Tagger):
         known = set(self.labels)
         truths = [self._gold_labels(eg, known) for eg in examples]
         d_scores, loss = loss_func(scores, truths)
-        if self.model.ops.xp.isnan(loss):
-            raise ValueError(
-                f"[{self.name}] the loss is NaN; lower the learning rate or "
-                "max_grad_norm. The model on disk is the last good one."
-            )
         return float(loss), d_scores
 
-    def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp=None, labels=None) -> None:
-        require_examples(self.name, get_examples)
-        validate_get_examples(get_examples, "RNNTagger.initialize")
+    def _init_labels(self, get_examples: Callable[[], Iterable[Example]], labels) -> None:
         if labels is None:
             found = set()
             for example in get_examples():
@@ -191,7 +182,3 @@ class RNNTagger(NeuralPipeMixin, Tagger):
                 f"[{self.name}] found no '{self.token_attr}' annotation in the training "
                 "examples, so there are no labels to learn"
             )
-        init_word_vocab(self.model, (eg.x for eg in get_examples()))
-        doc_sample = [eg.x for eg in islice(get_examples(), 10)]
-        label_sample = [self.model.ops.alloc2f(len(doc), len(self.labels)) for doc in doc_sample]
-        self.model.initialize(X=doc_sample, Y=label_sample)
