@@ -64,3 +64,18 @@ def test_spacy_train_names_the_setting_and_its_choices(tiny_corpus, tmp_path, ca
     message = capsys.readouterr().out
     assert "model.encoder -> cell" in message and "'lsmt'" in message and "'lstm'" in message, message
     assert "model.encoder -> depth" in message and "7 is not an int from 1 to 4" in message, message
+
+
+def test_encoder_defaults_are_the_shipped_tagger_settings():
+    """RNNEncoder.v2's defaults, the components' default model and configs/tagger.cfg agree."""
+    import inspect
+
+    from spacy_rnn.models.architectures import build_rnn_encoder_v2
+    from spacy_rnn.pipeline.defaults import DEFAULT_ENCODER_CONFIG
+    from thinc.api import Config
+
+    defaults = {k: p.default for k, p in inspect.signature(build_rnn_encoder_v2).parameters.items()}
+    shipped = load_config(Path(__file__).parent.parent / "configs" / "tagger.cfg", interpolate=False)
+    for config in (shipped["components"]["tagger"]["model"]["encoder"], Config().from_str("[model]\n" + DEFAULT_ENCODER_CONFIG)["model"]["encoder"]):
+        assert config.pop("@architectures") == "spacy_rnn.RNNEncoder.v2"
+        assert dict(config) == defaults

@@ -22,7 +22,7 @@ def copy_project(root: Path) -> Path:
 @pytest.mark.skipif(not (DATA / "ud_english_ewt").exists(), reason="needs ../shared/data")
 def test_tagger_workflow_smoke(tmp_path):
     root = copy_project(tmp_path / "project")
-    overrides = {"vars.data_dir": str(DATA), "vars.max_steps": 20}
+    overrides = {"vars.data_dir": str(DATA), "vars.tagger_steps": 20, "vars.ner_steps": 20}
     project_run(root, "tagger", overrides=overrides)
     assert (root / "metrics" / "tagger.json").exists()
     assert (root / "training" / "tagger" / "model-best").exists()
@@ -32,7 +32,7 @@ def test_tagger_workflow_smoke(tmp_path):
 @pytest.mark.skipif(not (DATA / "conll2003").exists(), reason="needs ../shared/data")
 def test_ner_workflow_smoke(tmp_path):
     root = copy_project(tmp_path / "project")
-    overrides = {"vars.data_dir": str(DATA), "vars.max_steps": 20}
+    overrides = {"vars.data_dir": str(DATA), "vars.tagger_steps": 20, "vars.ner_steps": 20}
     project_run(root, "ner", overrides=overrides)
     for name in ("ner_conll2003_valid.json", "ner_uner_dev.json", "ner_uner_test.json"):
         assert (root / "metrics" / name).exists()

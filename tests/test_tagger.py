@@ -6,6 +6,7 @@ import pytest
 from confection import ConfigValidationError
 import spacy
 from spacy.util import load_model_from_path
+from spacy.tokens import Span
 from spacy.training import Example
 from thinc.api import fix_random_seed
 
@@ -166,3 +167,34 @@ def test_no_annotation_gives_clear_error():
     examples = [Example(doc, doc.copy())]
     with pytest.raises(ValueError, match=r"\[rnn_tagger\] found no 'tag' annotation"):
         nlp.initialize(lambda: examples)
+
+
+@pytest.mark.parametrize("factory,ref", [("rnn_tagger", "output_layer"), ("rnn_ner", "crf")])
+def test_a_nan_in_a_thinc_gradient_is_discarded(factory, ref):
+    """A NaN in a Thinc-side gradient (softmax layer, CRF transitions) stops the
+    step, and is cleared: the next step is clean (NaN * 0 would stay NaN)."""
+    fix_random_seed(0)
+    nlp = spacy.blank("en")
+    nlp.add_pipe(factory, config={"model": {"encoder": SMALL_ENCODER}})
+    examples = make_examples(nlp)
+    for eg, (_, tags, _) in zip(examples, TRAIN_DATA):  # nouns are FOOD entities, for rnn_ner
+        eg.reference.ents = [Span(eg.reference, i, i + 1, "FOOD") for i, tag in enumerate(tags) if tag.startswith("NN")]
+    optimizer = nlp.initialize(lambda: examples)
+    pipe = nlp.get_pipe(factory)
+    layer = pipe.model.get_ref(ref)
+    name = layer.param_names[-1]
+    before = pipe.to_bytes()
+    pipe.update(examples, sgd=False)  # gradients, no step
+    grad = layer.get_grad(name)
+    grad[(0,) * grad.ndim] = float("nan")
+    layer.set_grad(name, grad)
+    with pytest.raises(ValueError, match=rf"\[{factory}\] the gradient norm is nan"):
+        pipe.finish_update(optimizer)
+    assert pipe.to_bytes() == before
+    assert not numpy.isnan(layer.get_grad(name)).any()
+    pipe.update(examples, sgd=optimizer)  # the next step is clean
+    for node in pipe.model.walk():
+        for param in node.param_names:
+            if node.has_param(param):
+                assert numpy.isfinite(node.get_param(param)).all()
+    assert pipe.to_bytes() != before

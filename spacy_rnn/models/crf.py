@@ -10,6 +10,7 @@ from functools import lru_cache
 from typing import List, Optional, Sequence, Tuple
 
 import numpy
+from spacy.training.iob_utils import split_bilu_label
 from thinc.api import Model
 from thinc.types import Floats2d
 
@@ -42,7 +43,7 @@ def _compute_allowed_transitions(names: Sequence[str]) -> Tuple[numpy.ndarray, n
     after B-X or I-X only I-X or L-X; a sequence ends on O, L or U.
     returns: start_ok (n_tags,), pair_ok (n_tags, n_tags) [previous, next], end_ok (n_tags,).
     """
-    split = [(name.split("-", 1) + [""])[:2] if name != "O" else ["O", ""] for name in names]
+    split = [split_bilu_label(name) if name != "O" else ("O", "") for name in names]
     biluo = any(prefix in ("L", "U") for prefix, _ in split)
     n = len(names)
     start_ok = numpy.array([prefix in ("O", "B", "U") for prefix, _ in split])

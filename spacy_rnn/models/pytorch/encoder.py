@@ -82,7 +82,7 @@ class TokenEncoder(nn.Module):
         if self.training and self.word_dropout_prob > 0:
             dropped = torch.rand(word_ids.shape, device=word_ids.device) < self.word_dropout_prob
             word_ids = word_ids.masked_fill(dropped, 0)
-        parts = [self.words(word_ids % self.words.num_embeddings), self.features(hashes)]
+        parts = [self.words(word_ids), self.features(hashes)]
         if self.chars is not None:
             char_vectors = self.chars(code_points)  # (n_unique_words, char_filters)
             parts.append(char_vectors[word_index])
