@@ -131,6 +131,8 @@ class NeuralPipe:
     """
 
     max_batch_tokens = 20_000
+    # initialize chooses the encoder's word vocabulary itself (init_word_vocabularies skips it).
+    chooses_word_vocab = True
 
     def _n_outputs(self) -> int:
         raise NotImplementedError

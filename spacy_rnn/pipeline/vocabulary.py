@@ -27,11 +27,9 @@ def init_word_vocabularies(nlp: Language, corpus: Optional[str] = None) -> None:
     that do not choose it themselves, from the corpus the config names
     (`corpus`, a dot name such as "corpora.train"; by default the config's
     `[training] train_corpus`). Prints one line per encoder."""
-    from .base import NeuralPipe
-
     owners = [
         (name, pipe) for name, pipe in nlp.pipeline
-        if not isinstance(pipe, NeuralPipe) and hasattr(pipe, "model") and has_word_vocab(pipe.model)
+        if not getattr(pipe, "chooses_word_vocab", False) and hasattr(pipe, "model") and has_word_vocab(pipe.model)
     ]
     if not owners:
         return
