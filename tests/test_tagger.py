@@ -198,3 +198,14 @@ def test_a_nan_in_a_thinc_gradient_is_discarded(factory, ref):
             if node.has_param(param):
                 assert numpy.isfinite(node.get_param(param)).all()
     assert pipe.to_bytes() != before
+
+
+def test_a_batch_may_mix_docs_of_several_vocabs(trained_nlp):
+    """Each doc's strings are read from its own Vocab (a foreign doc used to raise E018)."""
+    nlp = trained_nlp
+    texts = ("Quuxly eats green eggs", "Zorblax sleeps fast .")  # each rare word only in its own Vocab
+    own, foreign = nlp.make_doc(texts[0]), spacy.blank("en")(texts[1])
+    assert "Zorblax" not in nlp.vocab.strings and "Quuxly" not in foreign.vocab.strings
+    together = [[t.tag_ for t in doc] for doc in nlp.pipe([own, foreign])]
+    alone = [[t.tag_ for t in nlp(doc)] for doc in (nlp.make_doc(texts[0]), spacy.blank("en")(texts[1]))]
+    assert together == alone and all(tag for tags in together for tag in tags)

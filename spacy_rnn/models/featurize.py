@@ -195,6 +195,21 @@ def _word_ids(values: numpy.ndarray, word_keys: numpy.ndarray) -> numpy.ndarray:
     return numpy.where(word_keys[position] == values, position + 1, 0).astype("int64")
 
 
+class _StringsOf:
+    """The text of an ORTH id, from the StringStore of whichever doc's Vocab
+    has it: a batch may mix docs of several Vocabs (the hashes agree, the
+    stores need not hold the same strings). Only asked on code-point cache misses."""
+
+    def __init__(self, docs: List[Doc]) -> None:
+        self.stores = list({id(doc.vocab): doc.vocab.strings for doc in docs}.values())
+
+    def __getitem__(self, orth: int) -> str:
+        for store in self.stores[:-1]:
+            if orth in store:
+                return store[orth]
+        return self.stores[-1][orth]
+
+
 def _docs_to_batch(docs: List[Doc], attr_ids: List[int], word_keys, cache: _CodePointCache) -> TokenBatch:
     lengths = numpy.array([len(doc) for doc in docs], dtype="int64")
     columns = [ORTH] + attr_ids
@@ -210,7 +225,7 @@ def _docs_to_batch(docs: List[Doc], attr_ids: List[int], word_keys, cache: _Code
         axis=1,
     ) if len(values) else numpy.zeros((0, n_features, 4), dtype="uint32")
     unique_orths, word_index = numpy.unique(values[:, 0], return_inverse=True)
-    strings = docs[0].vocab.strings if docs else None
+    strings = _StringsOf(docs)
     words = [cache.get(int(orth), strings) for orth in unique_orths]
     max_chars = max(max((len(w) for w in words), default=1), 1)
     code_points = numpy.zeros((len(words), max_chars), dtype="int64")

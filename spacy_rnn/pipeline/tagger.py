@@ -143,6 +143,11 @@ class RNNTagger(NeuralPipe, Tagger):
 
     def set_annotations(self, docs, batch_tag_ids) -> None:
         if self.token_attr == "tag":
+            # spaCy's Tagger stores a tag as the hash of its label; a doc from
+            # another Vocab needs the label strings in its own StringStore.
+            for vocab in {id(doc.vocab): doc.vocab for doc in docs if doc.vocab is not self.vocab}.values():
+                for label in self.labels:
+                    vocab.strings.add(label)
             return super().set_annotations(docs, batch_tag_ids)
         labels = self.labels
         overwrite = self.cfg["overwrite"]
