@@ -247,7 +247,10 @@ def main(
         "table": make_table(rows, base),  # for older readers; scripts/render_readme.py renders from "results"
     }
     typer.echo(render_markdown(saved))
-    output.write_text(json.dumps(saved, indent=2))
+    from spacy_rnn.files import atomic_output  # written beside, renamed into place: never a truncated file
+
+    with atomic_output(output) as tmp:
+        tmp.write_text(json.dumps(saved, indent=2), encoding="utf8")
     typer.echo(f"wrote {output}")
 
 

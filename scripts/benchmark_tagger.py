@@ -156,8 +156,10 @@ def report(output: Path, data: Dict, render) -> None:
     copy of the markdown for older readers; scripts/render_readme.py renders from the data."""
     table = render(data)
     print(table)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps({**data, "table": table}, indent=2))
+    from spacy_rnn.files import atomic_output  # written beside, renamed into place: never a truncated file
+
+    with atomic_output(output) as tmp:
+        tmp.write_text(json.dumps({**data, "table": table}, indent=2), encoding="utf8")
 
 
 def main(

@@ -127,8 +127,11 @@ def main(
     machine = f"{platform.machine()}, {platform.processor() or 'cpu'}; torch {torch.__version__}"
     data = {"machine": machine, "config": str(CONFIG.relative_to(REPO)), "rows": rows}
     print(render_markdown(data))
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(data, indent=2))
+    # Imported here, not at the top: a worker must set its thread count before spacy_rnn is imported.
+    from spacy_rnn.files import atomic_output  # written beside, renamed into place: never a truncated file
+
+    with atomic_output(output) as tmp:
+        tmp.write_text(json.dumps(data, indent=2), encoding="utf8")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,10 @@ Writes OUTPUT_DIR/<input stem>.spacy. A malformed line, or with --on-invalid
 reject an `I-X` that does not continue an `X` entity, stops the conversion
 with exit status 1 and a one-line `error: file:line: ...` message; nothing is
 written then. With --on-invalid repair such tags become `B-X` and each repair
-is listed with its location.
+is listed with its location. The input is read as UTF-8 (a leading byte-order
+mark is removed); see spacy_rnn.data for what counts as a blank line. The
+.spacy file is written beside its destination and renamed into place, so an
+interrupted run leaves the previous output as it was.
 """
 import sys
 from collections import Counter
@@ -20,6 +23,7 @@ import typer
 from spacy.tokens import DocBin
 
 from spacy_rnn.data import CorpusFormatError, read_conll2003, read_uner, repair_sentences, sentences_to_docs
+from spacy_rnn.files import atomic_output
 
 MAX_SHOWN = 20
 
@@ -69,7 +73,8 @@ def main(
         sys.exit(1)
     output_dir.mkdir(parents=True, exist_ok=True)
     output_path = output_dir / f"{input_path.stem}.spacy"
-    db.to_disk(output_path)
+    with atomic_output(output_path) as tmp_path:
+        db.to_disk(tmp_path)
     typer.echo(f"{input_path} -> {output_path}")
     typer.echo(f"documents: {n_documents}  Docs written: {len(db)}  sentences: {n_sentences}  tokens: {n_tokens}  entities: {sum(labels.values())}")
     for label, count in sorted(labels.items()):

@@ -6,6 +6,16 @@ that nothing is dropped or changed without a message. Tags that are well
 formed but break the BIO scheme (an `I-X` that does not continue an `X`
 entity) are handled by `check_bio`, which either repairs or rejects them.
 
+Lines (`read_corpus_lines`, used by every corpus reader): files are UTF-8; a
+byte-order mark at the start of the file is removed, one anywhere else is an
+error. Lines end at "\n" only. A blank line (a sentence boundary) is one that
+is empty or holds only ASCII spaces and tabs. A line that holds only other
+whitespace (U+0085, U+00A0, U+2028, U+2029, \x0b, \x0c, \x1c-\x1e...) is
+malformed, not blank: it raises CorpusFormatError rather than splitting a
+sentence silently. Columns are split on the format's ASCII separator (a space
+or a tab), never on other whitespace, so such characters inside a token stay
+in the token.
+
 No torch here: this module is used by the conversion scripts.
 """
 import re
@@ -16,6 +26,8 @@ from typing import Iterable, Iterator, List, Optional, Tuple, Union
 from spacy.tokens import Doc
 from spacy.training.iob_utils import biluo_tags_to_spans, iob_to_biluo
 from spacy.vocab import Vocab
+
+from .files import BOM, read_text_lines
 
 PathLike = Union[str, Path]
 
@@ -74,20 +86,49 @@ class TaggedSentence:
         return self.first_line + i
 
 
-def _read_lines(path: PathLike) -> Iterator[Tuple[int, str]]:
-    """Yield (line_no, line without its line ending), decoding line by line
-    so that a decoding error can name its line."""
-    with open(path, "rb") as file_:
-        for line_no, raw in enumerate(file_, start=1):
-            try:
-                line = raw.decode("utf8")
-            except UnicodeDecodeError as err:
-                raise CorpusFormatError(path, line_no, "UTF-8 text", f"invalid byte ({err.reason})") from None
-            if line.endswith("\n"):
-                line = line[:-1]
-            if line.endswith("\r"):
-                line = line[:-1]
-            yield line_no, line
+_BLANK = " \t"
+
+
+def read_corpus_lines(path: PathLike) -> Iterator[Tuple[int, str]]:
+    """Yield (line_no, line) of a UTF-8 corpus file, through
+    `spacy_rnn.files.read_text_lines` (byte-order mark removed, lines split on
+    "\n" only, without the line ending). A blank line (empty or only ASCII
+    spaces and tabs) is yielded as "". Raises CorpusFormatError naming the
+    line for bytes that are not UTF-8, for a byte-order mark after the start
+    of the file, and for a line that holds only whitespace other than ASCII
+    spaces and tabs (e.g. U+0085 or U+2028), which is not a blank line.
+
+    path (str / Path): The file to read.
+    YIELDS (Tuple[int, str]): The 1-based line number and the line.
+    """
+    line_no = 0
+    lines = read_text_lines(path)
+    while True:
+        try:
+            line_no, line = next(lines)
+        except StopIteration:
+            return
+        except ValueError as err:
+            # read_text_lines stops at the first line it cannot decode: the next one.
+            line_no += 1
+            detail = str(err)
+            prefix = f"{Path(path)}:{line_no}: "
+            if detail.startswith(prefix):
+                detail = detail[len(prefix):]
+            raise CorpusFormatError(path, line_no, "UTF-8 text", f"bytes that are not UTF-8 ({detail})") from None
+        if not line.strip(_BLANK):
+            yield line_no, ""
+            continue
+        if line.startswith(BOM):
+            raise CorpusFormatError(
+                path, line_no, "no byte-order mark after the start of the file (were files concatenated?)", repr(_clip(line))
+            )
+        if not line.strip():
+            raise CorpusFormatError(
+                path, line_no, "a blank line (empty, or only spaces and tabs) or a token line",
+                f"a line of other whitespace only: {line!r}",
+            )
+        yield line_no, line
 
 
 def _check_tag(path: PathLike, line_no: int, tag: str) -> None:
@@ -95,10 +136,10 @@ def _check_tag(path: PathLike, line_no: int, tag: str) -> None:
         raise CorpusFormatError(path, line_no, "a NER tag O, B-X or I-X", repr(tag))
 
 
-def _check_columns(path: PathLike, line_no: int, columns: List[str], n: int, layout: str, sep: str) -> None:
+def _check_columns(path: PathLike, line_no: int, line: str, columns: List[str], n: int, layout: str, sep: str) -> None:
     if len(columns) != n:
         raise CorpusFormatError(
-            path, line_no, f"{n} {sep}-separated columns ({layout}) or a blank line", f"{len(columns)} columns: {_clip(sep.join(columns))!r}"
+            path, line_no, f"{n} {sep}-separated columns ({layout}) or a blank line", f"{len(columns)} columns: {_clip(line)!r}"
         )
     for i, value in enumerate(columns):
         if not value:
@@ -125,8 +166,8 @@ def read_conll2003(path: PathLike) -> Iterator[TaggedSentence]:
     tags: List[str] = []
     first_line = 0
     doc_start = False
-    for line_no, line in _read_lines(path):
-        if not line.strip():
+    for line_no, line in read_corpus_lines(path):
+        if not line:
             if words:
                 yield TaggedSentence(words, tags, path, first_line, doc_start=doc_start)
                 words, tags, doc_start = [], [], False
@@ -139,7 +180,7 @@ def read_conll2003(path: PathLike) -> Iterator[TaggedSentence]:
                 raise CorpusFormatError(path, line_no, "a blank line before -DOCSTART-", "-DOCSTART- inside a sentence")
             doc_start = True
             continue
-        _check_columns(path, line_no, columns, 4, "word POS chunk NER", "space")
+        _check_columns(path, line_no, line, columns, 4, "word POS chunk NER", "space")
         _check_tag(path, line_no, columns[3])
         if not words:
             first_line = line_no
@@ -168,8 +209,8 @@ def read_uner(path: PathLike) -> Iterator[TaggedSentence]:
     first_line = 0
     sent_id: Optional[str] = None
     doc_start = False
-    for line_no, line in _read_lines(path):
-        if not line.strip():
+    for line_no, line in read_corpus_lines(path):
+        if not line:
             if words:
                 yield TaggedSentence(words, tags, path, first_line, sent_id=sent_id, doc_start=doc_start)
                 words, tags, sent_id, doc_start = [], [], None, False
@@ -183,10 +224,10 @@ def read_uner(path: PathLike) -> Iterator[TaggedSentence]:
                 key, eq, value = line[2:].partition("=")
                 if not eq or key.strip() != "sent_id":
                     raise CorpusFormatError(path, line_no, "'# sent_id = ID'", repr(_clip(line)))
-                sent_id = value.strip()
+                sent_id = value.strip(_BLANK)
             continue
         columns = line.split("\t")
-        _check_columns(path, line_no, columns, 5, "index token NER misc annotator", "tab")
+        _check_columns(path, line_no, line, columns, 5, "index token NER misc annotator", "tab")
         expected_index = str(len(words) + 1)
         if columns[0] != expected_index:
             raise CorpusFormatError(path, line_no, f"token index {expected_index}", repr(_clip(columns[0])))

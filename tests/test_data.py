@@ -246,3 +246,222 @@ def test_script_rejects(tmp_path):
     assert result.stderr.startswith(f"error: {malformed}:1: expected 4 space-separated columns")
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+# --- Issue 11: nothing lost, nothing silently changed -------------------------
+
+BOM = "\ufeff"
+# Characters that str.strip(), str.split() and str.splitlines() treat as
+# whitespace or line breaks, but that the corpus formats do not use.
+UNICODE_SEPARATORS = ["\x85", "\u2028", "\u2029", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\xa0"]
+
+
+def load_script(name):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, SCRIPT.parent / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def summary(sents):
+    return [(s.words, s.tags, s.first_line, s.sent_id, s.doc_start) for s in sents]
+
+
+@pytest.mark.parametrize(
+    "reader,text",
+    [
+        (read_conll2003, CONLL),  # starts with -DOCSTART-
+        (read_conll2003, CONLL.split("\n", 2)[2]),  # starts with the word EU
+        (read_uner, UNER),  # starts with a comment
+        (read_uner, UNER.split("\n", 3)[3]),  # starts with a token line
+    ],
+)
+def test_bom_at_file_start_is_removed(tmp_path, reader, text):
+    plain = list(reader(write(tmp_path, "plain.txt", text)))
+    with_bom = list(reader(write(tmp_path, "bom.txt", BOM + text)))
+    assert summary(with_bom) == summary(plain)
+    assert all(BOM not in word for s in with_bom for word in s.words)
+    vocab = spacy.blank("en").vocab
+    docs = [list(sentences_to_docs(vocab, sents)) for sents in (plain, with_bom)]
+    assert [d.to_json()["ents"] for d in docs[0]] == [d.to_json()["ents"] for d in docs[1]]
+    assert [d.text for d in docs[0]] == [d.text for d in docs[1]]
+
+
+@pytest.mark.parametrize("reader", [read_conll2003, read_uner])
+def test_bom_inside_the_file_is_an_error(tmp_path, reader):
+    text = CONLL if reader is read_conll2003 else UNER
+    lines = text.split("\n")
+    lines[3] = BOM + lines[3]  # e.g. two files concatenated
+    path = write(tmp_path, "cat.txt", "\n".join(lines))
+    with pytest.raises(CorpusFormatError, match=rf"cat\.txt:4: expected .*byte-order mark"):
+        list(reader(path))
+
+
+def test_script_bom(tmp_path):
+    path = write(tmp_path, "train.txt", BOM + CONLL)
+    result = run_script(path, tmp_path / "out", "--format", "conll2003", "--on-invalid", "reject")
+    assert result.returncode == 0, result.stderr
+    assert "documents: 2  Docs written: 2  sentences: 3  tokens: 8" in result.stdout
+    docs = list(DocBin().from_disk(tmp_path / "out" / "train.spacy").get_docs(spacy.blank("en").vocab))
+    assert docs[0][0].text == "EU"
+
+
+def test_latin1_names_file_line_and_encoding(tmp_path):
+    path = tmp_path / "latin1.txt"
+    path.write_bytes("a DT B-NP O\nM\xfcnchen NNP B-NP B-LOC\n".encode("latin1"))
+    with pytest.raises(CorpusFormatError) as excinfo:
+        list(read_conll2003(path))
+    message = str(excinfo.value)
+    assert message.startswith(f"{path}:2: expected UTF-8 text, found ")
+    assert "b'\\xfc' at column 2" in message
+    assert excinfo.value.line_no == 2
+    result = run_script(path, tmp_path / "out", "--format", "conll2003", "--on-invalid", "repair")
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"error: {path}:2: expected UTF-8 text")
+    assert "UTF-8" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("sep", UNICODE_SEPARATORS)
+@pytest.mark.parametrize("reader", [read_conll2003, read_uner])
+def test_line_of_only_a_unicode_separator_is_an_error(tmp_path, reader, sep):
+    if reader is read_conll2003:
+        text = f"EU NNP B-NP B-ORG\n{sep}\nrejects VBZ B-VP O\n"
+    else:
+        text = f"1\tEU\tB-ORG\t-\t-\n{sep}\n2\trejects\tO\t-\t-\n"
+    path = write(tmp_path, "sep.txt", text)
+    with pytest.raises(CorpusFormatError) as excinfo:
+        list(reader(path))  # not two sentences
+    assert str(excinfo.value).startswith(f"{path}:2: expected a blank line (empty, or only spaces and tabs) or ")
+    assert repr(sep) in str(excinfo.value)
+
+
+@pytest.mark.parametrize("reader", [read_conll2003, read_uner])
+def test_blank_line_of_spaces_and_tabs_ends_a_sentence(tmp_path, reader):
+    if reader is read_conll2003:
+        text = "EU NNP B-NP B-ORG\n \t \nrejects VBZ B-VP O\n"
+    else:
+        text = "1\tEU\tB-ORG\t-\t-\n\t \n1\trejects\tO\t-\t-\n"
+    assert [s.words for s in reader(write(tmp_path, "b.txt", text))] == [["EU"], ["rejects"]]
+
+
+@pytest.mark.parametrize("sep", ["\xa0", "\x85", "\u2028", "\x1e"])
+def test_unicode_separator_inside_a_token_stays_in_the_token(tmp_path, sep):
+    conll = write(tmp_path, "c.txt", f"EU NNP B-NP B-ORG\nre{sep}jects VBZ B-VP O\n")
+    uner = write(tmp_path, "u.iob2", f"1\tEU\tB-ORG\t-\t-\n2\tre{sep}jects\tO\t-\t-\n")
+    for sents in (list(read_conll2003(conll)), list(read_uner(uner))):
+        assert [s.words for s in sents] == [["EU", f"re{sep}jects"]]
+        (doc,) = sentences_to_docs(spacy.blank("en").vocab, sents)
+        assert [t.text for t in doc] == ["EU", f"re{sep}jects"]
+    result = run_script(conll, tmp_path / "out", "--format", "conll2003", "--on-invalid", "reject")
+    assert result.returncode == 0, result.stderr
+    (doc,) = DocBin().from_disk(tmp_path / "out" / "c.spacy").get_docs(spacy.blank("en").vocab)
+    assert [t.text for t in doc] == ["EU", f"re{sep}jects"]
+
+
+@pytest.mark.parametrize(
+    "reader,text,found",
+    [
+        (read_conll2003, "EU  NNP\n", "found 3 columns: 'EU  NNP'"),
+        (read_conll2003, "EU\tNNP\tB-NP\tB-ORG\n", "found 1 columns: 'EU\\tNNP\\tB-NP\\tB-ORG'"),
+        (read_uner, "1\tA\tO\t-\n", "found 4 columns: '1\\tA\\tO\\t-'"),
+        (read_uner, "1 A\tO\t-\t-\n", "found 4 columns: '1 A\\tO\\t-\\t-'"),
+    ],
+)
+def test_column_error_shows_the_line_as_it_is(tmp_path, reader, text, found):
+    path = write(tmp_path, "bad.txt", text)
+    with pytest.raises(CorpusFormatError) as excinfo:
+        list(reader(path))
+    assert str(excinfo.value).endswith(found)
+
+
+def half_write_then_crash(monkeypatch, fail_on_call=1):
+    calls = []
+    original = DocBin.to_disk
+
+    def to_disk(self, path):
+        calls.append(path)
+        if len(calls) < fail_on_call:
+            return original(self, path)
+        data = self.to_bytes()
+        Path(path).write_bytes(data[: len(data) // 2])
+        raise OSError("disk full")
+
+    monkeypatch.setattr(DocBin, "to_disk", to_disk)
+
+
+def test_convert_ner_crash_keeps_previous_output(tmp_path, monkeypatch):
+    convert = load_script("convert_ner")
+    path = write(tmp_path, "train.txt", CONLL)
+    out = tmp_path / "out"
+    args = dict(format=convert.Format.conll2003, on_invalid=convert.OnInvalid.reject, n_sents=10)
+    convert.main(path, out, **args)
+    before = (out / "train.spacy").read_bytes()
+    write(tmp_path, "train.txt", CONLL.replace("EU NNP", "UN NNP"))
+    half_write_then_crash(monkeypatch)
+    with pytest.raises(OSError, match="disk full"):
+        convert.main(path, out, **args)
+    assert (out / "train.spacy").read_bytes() == before
+    assert sorted(p.name for p in out.iterdir()) == ["train.spacy"]  # no temporary left behind
+
+
+def write_wsj(folder, first_word="A", bom=""):
+    folder.mkdir(exist_ok=True)
+    (folder / "wsj_sample.tsv").write_text(f"{bom}{first_word}\tDT\ncat\tNN\n\nIt\tPRP\n\nGo\tVB\n\n", encoding="utf8")
+    (folder / "wsj_sample.docs.tsv").write_text(
+        f"{bom}doc_id\tfirst_sentence\tn_sentences\nwsj_0001\t0\t2\nwsj_0170\t2\t1\n", encoding="utf8"
+    )
+
+
+def test_convert_wsj_bom_and_separators(tmp_path):
+    convert = load_script("convert_wsj_sample")
+    write_wsj(tmp_path, bom=BOM)
+    convert.main(tmp_path, tmp_path / "out")
+    (doc,) = DocBin().from_disk(tmp_path / "out" / "wsj_sample-train.spacy").get_docs(spacy.blank("en").vocab)
+    assert [t.text for t in doc] == ["A", "cat", "It"]
+    (tmp_path / "wsj_sample.tsv").write_text("A\tDT\n\x85\ncat\tNN\n", encoding="utf8")
+    with pytest.raises(CorpusFormatError, match=r"wsj_sample\.tsv:2: expected a blank line"):
+        convert.read_sentences(tmp_path / "wsj_sample.tsv")
+    (tmp_path / "wsj_sample.tsv").write_bytes("A\tDT\ncaf\xe9\tNN\n".encode("latin1"))
+    with pytest.raises(CorpusFormatError, match=r"wsj_sample\.tsv:2: expected UTF-8 text"):
+        convert.read_sentences(tmp_path / "wsj_sample.tsv")
+    (tmp_path / "wsj_sample.tsv").write_text("A\xa0b\tDT\nc\x85d\tNN\n", encoding="utf8")
+    assert convert.read_sentences(tmp_path / "wsj_sample.tsv") == [[("A\xa0b", "DT"), ("c\x85d", "NN")]]
+
+
+def test_convert_wsj_crash_keeps_all_previous_outputs(tmp_path, monkeypatch):
+    convert = load_script("convert_wsj_sample")
+    write_wsj(tmp_path)
+    out = tmp_path / "out"
+    convert.main(tmp_path, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert len(before) == 3
+    write_wsj(tmp_path, first_word="The")
+    half_write_then_crash(monkeypatch, fail_on_call=2)  # train written, dev crashes
+    with pytest.raises(OSError, match="disk full"):
+        convert.main(tmp_path, out)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # all old, none new, no temporaries
+
+
+def test_benchmark_report_crash_keeps_previous_json(tmp_path, monkeypatch):
+    import json
+
+    benchmark = load_script("benchmark_tagger")
+    output = tmp_path / "metrics" / "bench.json"
+    benchmark.report(output, {"systems": {"a": 1}}, lambda data: "| a |")
+    before = output.read_text()
+    assert json.loads(before) == {"systems": {"a": 1}, "table": "| a |"}
+    original = Path.write_text
+
+    def write_text(self, text, *args, **kwargs):
+        original(self, text[: len(text) // 2], *args, **kwargs)
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Path, "write_text", write_text)
+    with pytest.raises(OSError, match="disk full"):
+        benchmark.report(output, {"systems": {"b": 2}}, lambda data: "| b |")
+    monkeypatch.undo()
+    assert output.read_text() == before
+    assert [p.name for p in output.parent.iterdir()] == ["bench.json"]
