@@ -21,6 +21,7 @@ from spacy.vocab import Vocab
 from thinc.api import Model
 
 from .hmm import HMM, MostFrequentTagModel
+from ..models.types import IntRange, NonNegative, Positive, TokenAttr
 from ..pipeline.base import load_error, read_json_file, read_msgpack_file, require_examples
 from ..pipeline.tagger import TOKEN_ATTRS, score_token_attr
 
@@ -234,9 +235,9 @@ def _tag_id_problem(counts: CountModel) -> Optional[str]:
 def make_most_frequent_tagger(
     nlp: Language,
     name: str,
-    token_attr: str,
-    max_suffix: int,
-    rare_max: int,
+    token_attr: TokenAttr,
+    max_suffix: NonNegative,
+    rare_max: Positive,
     overwrite: bool,
     scorer: Optional[Callable],
 ) -> "MostFrequentTagger":
@@ -289,10 +290,10 @@ class MostFrequentTagger(CountTagger):
 def make_hmm_tagger(
     nlp: Language,
     name: str,
-    token_attr: str,
-    order: int,
-    max_suffix: int,
-    rare_max: int,
+    token_attr: TokenAttr,
+    order: IntRange(1, 2),
+    max_suffix: NonNegative,
+    rare_max: Positive,
     overwrite: bool,
     scorer: Optional[Callable],
 ) -> "HMMTagger":

@@ -162,7 +162,7 @@ def _build_rnn_encoder(
 
 @registry.architectures("spacy_rnn.RNNTagger.v1")
 def build_rnn_tagger_v1(
-    encoder: Model[List[Doc], List[Floats2d]], nO: Optional[int] = None
+    encoder: Model[List[Doc], List[Floats2d]], nO: Optional[Positive] = None
 ) -> Model[List[Doc], List[Floats2d]]:
     """A tagger: the encoder's token vectors, then a softmax over the tag set.
 
@@ -180,7 +180,7 @@ def build_rnn_tagger_v1(
 
 @registry.architectures("spacy_rnn.RNNEntityRecognizer.v1")
 def build_rnn_entity_recognizer_v1(
-    encoder: Model[List[Doc], List[Floats2d]], nO: Optional[int] = None
+    encoder: Model[List[Doc], List[Floats2d]], nO: Optional[Positive] = None
 ) -> Model[List[Doc], List[Floats2d]]:
     """Per-token tag scores (emissions) for a sequence labeller, plus the
     transition scores of a linear-chain CRF over them.

@@ -16,6 +16,7 @@ from thinc.api import Model
 from thinc.types import Floats2d
 
 Cell = Literal["rnn", "lstm", "gru"]
+TokenAttr = Literal["tag", "pos"]
 DocEncoder = Model[List[Doc], List[Floats2d]]
 
 
@@ -50,7 +51,10 @@ def _range_type(base: type, low, high, low_open: bool, high_open: bool) -> type:
     return _RangeMeta(
         f"{base.__name__.capitalize()}Range",
         (base,),
-        {"description": description, "__get_validators__": classmethod(get_validators), "validate": staticmethod(validate)},
+        {
+            "description": description, "low": low, "high": high, "low_open": low_open, "high_open": high_open,
+            "__get_validators__": classmethod(get_validators), "validate": staticmethod(validate),
+        },
     )
 
 
@@ -67,4 +71,5 @@ def FloatRange(low: Optional[float] = None, high: Optional[float] = None, *, hig
 Positive = IntRange(1)
 NonNegative = IntRange(0)
 Depth = IntRange(1, 4)
+NonNegativeFloat = FloatRange(0.0)
 Probability = FloatRange(0.0, 1.0, high_open=True)  # a dropout rate: 1.0 would drop everything

@@ -28,6 +28,7 @@ from spacy.training import Example, validate_get_examples
 from spacy.vocab import Vocab
 from thinc.api import Config, Model
 
+from ..models.types import NonNegativeFloat, Positive
 from ..models.wrappers import (
     sample_from_model,
     set_vocab_rows_in_use,
@@ -87,8 +88,8 @@ def make_rnn_lm(
     model: Model,
     lowercase: bool,
     number_token: Optional[str],
-    min_word_freq: int,
-    max_grad_norm: float,
+    min_word_freq: Positive,
+    max_grad_norm: NonNegativeFloat,
     scorer: Optional[Callable],
 ) -> "RNNLM":
     """Create an rnn_lm.

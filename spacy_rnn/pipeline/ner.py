@@ -1,6 +1,6 @@
 """The ``rnn_ner`` component: BIO (or BILUO) entity tagging with a recurrent
 encoder and a linear-chain CRF (or a softmax with constrained Viterbi)."""
-from typing import Callable, Iterable, List, Optional
+from typing import Callable, Iterable, List, Literal, Optional
 
 import numpy
 from spacy.language import Language
@@ -13,6 +13,7 @@ from spacy.util import filter_spans
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, SequenceCategoricalCrossentropy
 
+from ..models.types import NonNegativeFloat
 from ..models.crf import SCHEMES, allowed_transitions, forward_backward, log_mask, pad, tag_names, viterbi
 from .base import NeuralPipe
 from .defaults import DEFAULT_ENCODER_CONFIG
@@ -48,9 +49,9 @@ def make_rnn_ner(
     nlp: Language,
     name: str,
     model: Model,
-    scheme: str,
-    decoder: str,
-    max_grad_norm: float,
+    scheme: Literal["BIO", "BILUO"],
+    decoder: Literal["crf", "softmax"],
+    max_grad_norm: NonNegativeFloat,
     scorer: Optional[Callable],
 ) -> "RNNEntityRecognizer":
     """Create an rnn_ner component.

@@ -11,6 +11,7 @@ from spacy.training import Example, validate_examples
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, SequenceCategoricalCrossentropy
 
+from ..models.types import NonNegativeFloat, Probability, TokenAttr
 from .base import NeuralPipe
 from .defaults import DEFAULT_ENCODER_CONFIG
 
@@ -50,11 +51,11 @@ def make_rnn_tagger(
     nlp: Language,
     name: str,
     model: Model,
-    token_attr: str,
-    max_grad_norm: float,
+    token_attr: TokenAttr,
+    max_grad_norm: NonNegativeFloat,
     overwrite: bool,
     neg_prefix: str,
-    label_smoothing: float,
+    label_smoothing: Probability,
     scorer: Optional[Callable],
 ) -> "RNNTagger":
     """Create an rnn_tagger.
