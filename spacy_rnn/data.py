@@ -27,7 +27,7 @@ from spacy.tokens import Doc
 from spacy.training.iob_utils import biluo_tags_to_spans, iob_to_biluo
 from spacy.vocab import Vocab
 
-from .files import BOM, read_text_lines
+from .files import BOM, TextDecodeError, read_text_lines
 
 PathLike = Union[str, Path]
 
@@ -101,21 +101,16 @@ def read_corpus_lines(path: PathLike) -> Iterator[Tuple[int, str]]:
     path (str / Path): The file to read.
     YIELDS (Tuple[int, str]): The 1-based line number and the line.
     """
-    line_no = 0
     lines = read_text_lines(path)
     while True:
         try:
             line_no, line = next(lines)
         except StopIteration:
             return
-        except ValueError as err:
-            # read_text_lines stops at the first line it cannot decode: the next one.
-            line_no += 1
-            detail = str(err)
-            prefix = f"{Path(path)}:{line_no}: "
-            if detail.startswith(prefix):
-                detail = detail[len(prefix):]
-            raise CorpusFormatError(path, line_no, "UTF-8 text", f"bytes that are not UTF-8 ({detail})") from None
+        except TextDecodeError as err:
+            raise CorpusFormatError(
+                path, err.line_no, "UTF-8 text", f"bytes that are not UTF-8 ({err.detail} as {err.encoding.upper()})"
+            ) from None
         if not line.strip(_BLANK):
             yield line_no, ""
             continue

@@ -22,19 +22,28 @@ BOM = "\ufeff"
 PathLike = Union[str, Path]
 
 
+class TextDecodeError(ValueError):
+    """A line of a text file is not in the encoding the reader assumes."""
+
+    def __init__(self, path: Path, line_no: int, encoding: str, detail: str) -> None:
+        self.path, self.line_no, self.encoding, self.detail = path, line_no, encoding, detail
+        super().__init__(
+            f"{path}:{line_no}: {detail} as {encoding.upper()} (the encoding this reader assumes); "
+            f"re-encode the file as {encoding.upper()}"
+        )
+
+
 def read_text_lines(path: PathLike) -> Iterator[Tuple[int, str]]:
-    """(line number from 1, line without its line break) of a UTF-8 text file."""
+    """(line number from 1, line without its line break) of a UTF-8 text file.
+    Raises TextDecodeError (a ValueError) for a line that is not UTF-8."""
     path = Path(path)
     with path.open("rb") as file:
         for line_no, raw in enumerate(file, start=1):
             try:
                 line = raw.decode(ENCODING)
             except UnicodeDecodeError as err:
-                raise ValueError(
-                    f"{path}:{line_no}: cannot decode byte {raw[err.start:err.start + 1]!r} at column "
-                    f"{err.start + 1} as {ENCODING.upper()} (the encoding this reader assumes); "
-                    f"re-encode the file as UTF-8"
-                ) from None
+                detail = f"cannot decode byte {raw[err.start:err.start + 1]!r} at column {err.start + 1}"
+                raise TextDecodeError(path, line_no, ENCODING, detail) from None
             if line_no == 1 and line.startswith(BOM):
                 line = line[len(BOM):]
             yield line_no, line.rstrip("\n").rstrip("\r")

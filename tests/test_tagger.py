@@ -143,7 +143,7 @@ def test_same_seed_same_weights():
 
 def test_bad_settings_are_reported():
     nlp = spacy.blank("en")
-    with pytest.raises(ValueError, match=r"\[rnn_tagger\] token_attr must be one of"):
+    with pytest.raises(ConfigValidationError, match=r"rnn_tagger -> token_attr\s+at root: 'lemma' is not typing.Literal\['tag', 'pos'\]"):
         nlp.add_pipe("rnn_tagger", config={"token_attr": "lemma"})
     # Through a config, spaCy's validation names the section, the setting and the allowed values.
     with pytest.raises(ConfigValidationError, match=r"model\.encoder -> cell\s+at root: 'transformer' is not typing\.Literal\['rnn', 'lstm', 'gru'\]"):
