@@ -2,8 +2,10 @@
 with resume, the rnn_lm component, generation and the command line."""
 import json
 import math
+import re
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy
@@ -12,14 +14,20 @@ import spacy
 import torch
 from spacy.training import Example
 from thinc.api import fix_random_seed
+from typer.testing import CliRunner
 
+import spacy_rnn.training.lm as lm_module
+import spacy_rnn.training.lm_pipeline as lm_pipeline_module
 from spacy_rnn import generate
+from spacy_rnn.cli.lm import make_app
 from spacy_rnn.training.lm import (
+    EvalResult,
     LMConfig,
     batchify,
     evaluate_ids,
     evaluate_words,
     get_chunk,
+    read_lines,
     stream_words,
     train_lm,
 )
@@ -336,3 +344,184 @@ def test_benchmark_script_trains_systems_side_by_side_into_one_table(tmp_path):
     assert all(len(row["history"]) == 2 and math.isfinite(row["ptb_test_ppl"]) for row in rows.values())
     assert "| rnn_slow | cell=rnn, lr=1.0 | 2 |" in run.stdout
     assert (tmp_path / "runs" / "rnn_slow" / "log.txt").read_text().startswith("== rnn_slow")
+
+
+# Nothing lost, nothing silently changed (issue 11)
+
+LM_QUIET = dict(progress=False)
+
+
+def write_corpus(tmp_path, train_text=None, valid_text=None):
+    train, valid = tmp_path / "train.txt", tmp_path / "valid.txt"
+    train.write_text(train_text if train_text is not None else "".join(f"{s}\n" for s in SENTENCES * 4))
+    valid.write_text(valid_text if valid_text is not None else "the cat sat on the sofa\nthe dog met a cat\n")
+    return train, valid
+
+
+def test_lm_reader_drops_the_bom_and_splits_on_spaces_and_tabs_only(tmp_path, lm_nlp):
+    path = tmp_path / "bom.txt"
+    path.write_bytes("\ufeffthe cat\tsat  \n \t \n\nin\u0085side a\u2028b\r\n\u2028\n".encode("utf-8"))
+    assert read_lines(path) == [["the", "cat", "sat"], ["in\u0085side", "a\u2028b"], ["\u2028"]]
+    # evaluate-lm reads the same way: a BOM does not make the first word out of vocabulary.
+    nlp, _, _ = lm_nlp
+    nlp.to_disk(tmp_path / "lm")
+    plain, bom = tmp_path / "plain.txt", tmp_path / "with_bom.txt"
+    plain.write_text("the cat sat on the mat\n", encoding="utf-8")
+    bom.write_text("\ufeffthe cat sat on the mat\n", encoding="utf-8")
+    results = evaluate_pipeline(tmp_path / "lm", [plain, bom], batch_size=1, bptt=5)
+    assert results[str(bom)] == {**results[str(plain)], "seconds": results[str(bom)]["seconds"]}
+    assert results[str(bom)]["oov_rate"] == 0.0
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", r"has no words \(it is empty or has only blank lines\)"),
+    (b" \t\n\n", r"has no words \(it is empty or has only blank lines\)"),
+    (b"hello\n", r"has 2 tokens \(words plus one <eos> per line\); training with batch size 2 needs at least 4"),
+    (b"\x89PNG\r\n\x1a\n", r":1: cannot decode byte b'\\x89' at column 1 as UTF-8"),
+    (b"the cat\n\x00\x00\x01\x00 sat\n", r":2: a NUL character at column 1: this looks like a binary file"),
+])
+def test_bad_training_file_is_named(tmp_path, monkeypatch, content, message):
+    train, valid = write_corpus(tmp_path)
+    train.write_bytes(content)
+    monkeypatch.setattr(lm_module, "train_epoch", lambda *a, **k: pytest.fail("trained"))
+    with pytest.raises(ValueError, match=re.escape(str(train)) + ".*" + message):
+        run_training(train, valid, tmp_path / "out", LMConfig(epochs=1, **TINY), **LM_QUIET)
+    assert not (tmp_path / "out" / "checkpoint.pt").exists()
+
+
+def test_empty_validation_file_fails_before_training(tmp_path, monkeypatch):
+    train, valid = write_corpus(tmp_path, valid_text="\n  \n")
+    monkeypatch.setattr(lm_module, "train_epoch", lambda *a, **k: pytest.fail("trained"))
+    with pytest.raises(ValueError, match=re.escape(f"{valid}: the validation file has no words")):
+        run_training(train, valid, tmp_path / "out", LMConfig(epochs=1, **TINY), **LM_QUIET)
+    with pytest.raises(ValueError, match="no validation words"):
+        train_lm(tiny_stream(1), [], LMConfig(epochs=1, **TINY), progress=False, log=lambda s: None)
+
+
+def test_a_crash_while_saving_keeps_the_previous_model_best(tmp_path, monkeypatch):
+    train, valid = write_corpus(tmp_path)
+    out = tmp_path / "out"
+    run_training(train, valid, out, LMConfig(epochs=1, **TINY), **LM_QUIET)
+    before = (out / "model-best" / "lm_training.json").read_text()
+    texts = ["the cat sat", "a dog"]
+    expected = [doc._.perplexity for doc in spacy.load(out / "model-best").pipe(texts)]
+
+    def half_written(self, path, **kwargs):
+        Path(path).mkdir(parents=True, exist_ok=True)
+        (Path(path) / "config.cfg").write_text("[nlp]\nlang = ")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(spacy.language.Language, "to_disk", half_written)
+    with pytest.raises(OSError, match="disk full"):
+        run_training(train, valid, out, LMConfig(epochs=1, **{**TINY, "seed": 1}), **LM_QUIET)
+    monkeypatch.undo()
+    assert (out / "model-best" / "lm_training.json").read_text() == before
+    assert [doc._.perplexity for doc in spacy.load(out / "model-best").pipe(texts)] == expected
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "model-best", "model-last", "training.json"]
+
+
+def test_training_puts_back_a_model_best_that_a_crash_left_aside(tmp_path, monkeypatch):
+    train, valid = write_corpus(tmp_path)
+    out = tmp_path / "out"
+    run_training(train, valid, out, LMConfig(epochs=1, **TINY), **LM_QUIET)
+    (out / "model-best").rename(out / ".model-best.old-99999")  # between the two renames
+    monkeypatch.setattr(lm_pipeline_module, "train_lm", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("killed")))
+    with pytest.raises(RuntimeError, match="killed"):
+        run_training(train, valid, out, LMConfig(epochs=1, **TINY), **LM_QUIET)
+    assert spacy.load(out / "model-best").pipe_names == ["rnn_lm"]
+    assert not (out / ".model-best.old-99999").exists()
+
+
+def test_evaluate_lm_reports_every_file(tmp_path, lm_nlp):
+    nlp, _, _ = lm_nlp
+    nlp.to_disk(tmp_path / "lm")
+    good, binary, empty = tmp_path / "good.txt", tmp_path / "binary.txt", tmp_path / "empty.txt"
+    good.write_text("the cat sat on the mat\n")
+    binary.write_bytes(b"the cat\n\xff\xfe\n")
+    empty.write_text("\n")
+    results = evaluate_pipeline(tmp_path / "lm", [good, binary, empty], batch_size=1, bptt=5)
+    assert list(results) == [str(good), str(binary), str(empty)]
+    assert results[str(good)]["tokens"] == 6 and "error" not in results[str(good)]
+    assert results[str(binary)] == {"error": f"{binary}:2: cannot decode byte b'\\xff' at column 1 as UTF-8 "
+                                             "(the encoding this reader assumes); re-encode the file as UTF-8"}
+    assert results[str(empty)] == {"error": f"{empty}: no words to evaluate (the file is empty or has only blank lines)"}
+    output = tmp_path / "results.json"
+    run = CliRunner().invoke(make_app(), ["evaluate-lm", str(tmp_path / "lm"), str(good), str(binary), str(empty),
+                                          "--batch-size", "1", "--output", str(output)])
+    assert run.exit_code == 1, run.output
+    assert f"{good}: perplexity" in run.output and f"{binary}:2: cannot decode" in run.output
+    assert "2 of 3 files failed" in run.output
+    written = json.loads(output.read_text())
+    assert written[str(good)]["perplexity"] == pytest.approx(results[str(good)]["perplexity"])
+    assert written[str(empty)] == results[str(empty)]
+
+
+def test_resume_refuses_another_corpus_or_other_options(tmp_path, capsys):
+    train, valid = write_corpus(tmp_path)
+    out = tmp_path / "out"
+    config = LMConfig(epochs=2, **TINY)
+    run_training(train, valid, out, config, resume=True, max_steps=3, **LM_QUIET)
+    assert f"--resume: no checkpoint at {out / 'checkpoint.pt'}; starting a fresh run" in capsys.readouterr().out
+    with pytest.raises(ValueError, match=r"lr: 0\.01 when the run started, now 0\.02; epochs: 2 when the run started, now 3"):
+        run_training(train, valid, out, LMConfig(**{**asdict(config), "lr": 0.02, "epochs": 3}), resume=True, **LM_QUIET)
+    with pytest.raises(ValueError, match=r"limit_tokens: None when the run started, now 50"):
+        run_training(train, valid, out, config, resume=True, limit_tokens=50, **LM_QUIET)
+    other = tmp_path / "other_valid.txt"
+    other.write_text("the cat sat on the log\n")
+    with pytest.raises(ValueError, match=re.escape(f"the validation file {other} (23 bytes, sha256 ") + ".*"
+                       + re.escape(f"is not the one the run started with: {valid} (")):
+        run_training(train, other, out, config, resume=True, **LM_QUIET)
+    valid.write_text(valid.read_text() + "one more line\n")
+    with pytest.raises(ValueError, match=r"the validation file .* is not the one the run started with"):
+        run_training(train, valid, out, config, resume=True, **LM_QUIET)
+
+
+def test_divergence_keeps_the_last_good_model(tmp_path):
+    train, valid = write_corpus(tmp_path)
+    out = tmp_path / "out"
+    # lr 1 for epoch 1, then 1000: the loss explodes in epoch 2.
+    options = ["--depth", "1", "--width", "24", "--embed-width", "24", "--batch-size", "2", "--bptt", "8",
+               "--lr", "1", "--clip", "0", "--decay-start", "2", "--decay-factor", "1000", "--plateau-factor", "1",
+               "--epochs", "3", "--no-progress"]
+    run = CliRunner().invoke(make_app(), ["train-lm", str(train), str(valid), str(out)] + options)
+    assert run.exit_code == 0, run.output
+    assert "valid ppl inf" in run.output and "training diverged" in run.output
+    summary = json.loads((out / "training.json").read_text())
+    assert summary["diverged"].startswith("the validation perplexity is inf after epoch 2")
+    assert summary["best_epoch"] == 1 and math.isfinite(summary["best_valid_perplexity"])
+    assert [e["valid_perplexity"] for e in summary["history"]][1] == float("inf")
+    assert json.loads((out / "model-best" / "lm_training.json").read_text())["epoch"] == 1
+    assert spacy.load(out / "model-best")("the cat sat")._.perplexity < 100
+    assert not (out / "model-last").exists()  # not overwritten with the diverged weights
+    saved = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert saved["epoch"] == 2 and saved["position"] == 0  # the end of epoch 1, the last good state
+    assert EvalResult(loss=1000.0, n_tokens=3, n_unk=0, n_oov=0).perplexity == float("inf")
+
+
+def test_a_training_loss_that_blows_up_stops_the_run_at_once(tmp_path, monkeypatch):
+    train, valid = write_corpus(tmp_path)
+    out = tmp_path / "out"
+    config = LMConfig(epochs=2, **{**TINY, "optimizer": "sgd", "lr": 1e38, "clip": 0.0})
+    summary = run_training(train, valid, out, config, **LM_QUIET)
+    assert summary["diverged"] == "the training loss is inf at step 2 of epoch 1"
+    assert summary["history"] == [] and summary["best_epoch"] is None
+    written = json.loads((out / "training.json").read_text())
+    assert written["best_valid_perplexity"] == float("inf")  # written as Infinity
+    assert sorted(p.name for p in out.iterdir()) == ["training.json"]  # no diverged model, no checkpoint
+    # Weights that are no longer finite after a step with a finite loss are not checkpointed either.
+    state = lm_module.new_train_state(LMConfig(**TINY), lm_module.build_vocab(tiny_stream(1), LMConfig(**TINY)))
+    step = lm_module.train_step
+
+    def step_then_overflow(state, inputs, targets):
+        loss = step(state, inputs, targets)
+        with torch.no_grad():
+            state.model.decoder.bias[0] = float("inf")
+        return loss
+
+    monkeypatch.setattr(lm_module, "train_step", step_then_overflow)
+    checkpointer = lm_module.Checkpointer(tmp_path / "checkpoint.pt", minutes=0)
+    data = batchify(state.vocab.encode(tiny_stream(2)), 2)
+    starts = lm_module.chunk_starts(data.shape[1], 8)
+    assert not lm_module.train_epoch(state, data, starts, lm_module.Budget(0.0), checkpointer, False)
+    assert state.diverged == "the weights are not finite after step 1 of epoch 1"
+    assert not (tmp_path / "checkpoint.pt").exists()

@@ -10,12 +10,11 @@ from pathlib import Path
 from typing import List, Optional
 
 import spacy
-import srsly
 import typer
 from spacy.cli._util import app as spacy_app
 
 from ..training.lm import LMConfig
-from ..training.lm_pipeline import evaluate_pipeline, run_training
+from ..training.lm_pipeline import evaluate_pipeline, run_training, write_json
 
 
 # Typer commands, shared by `python -m spacy_rnn` and `python -m spacy`.
@@ -44,7 +43,10 @@ def train_lm_command(
     batch_size: int = typer.Option(20, help="Columns of the training stream"),
     bptt: int = typer.Option(20, help="Steps per truncated-BPTT chunk"),
     seed: int = typer.Option(0, help="Random seed"),
-    resume: bool = typer.Option(False, "--resume", help="Continue from output_dir/checkpoint.pt (its settings win)"),
+    resume: bool = typer.Option(
+        False, "--resume",
+        help="Continue from output_dir/checkpoint.pt; the corpus files and options must be those the run started with",
+    ),
     max_minutes: Optional[float] = typer.Option(None, help="Stop after this much wall time"),
     max_steps: Optional[int] = typer.Option(None, help="Stop after this many TBPTT steps"),
     limit_tokens: Optional[int] = typer.Option(None, help="Smoke test: use only the first N training tokens"),
@@ -52,7 +54,9 @@ def train_lm_command(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar"),
 ) -> None:
     """Train a word-level recurrent language model with truncated BPTT and
-    save the best one as a spaCy pipeline with an rnn_lm component."""
+    save the best one as a spaCy pipeline with an rnn_lm component. If the
+    loss diverges, training stops and model-best stays that of the last good
+    epoch."""
     config = LMConfig(
         cell=cell, depth=depth, width=width, embed_width=embed_width, embed_dropout=embed_dropout,
         dropout=dropout, output_dropout=output_dropout, tie_weights=tie_weights, max_vocab=max_vocab,
@@ -63,6 +67,17 @@ def train_lm_command(
         train_path, valid_path, output_dir, config, resume=resume, max_minutes=max_minutes,
         max_steps=max_steps, limit_tokens=limit_tokens, checkpoint_minutes=checkpoint_minutes, progress=progress,
     )
+    if summary["diverged"] is not None:
+        kept = (
+            f"model-best is from epoch {summary['best_epoch']}" if summary["best_epoch"] is not None
+            else "no epoch had a finite validation perplexity, so no model-best was saved"
+        )
+        typer.echo(
+            f"training diverged: {summary['diverged']}. Stopped; {kept} (valid perplexity "
+            f"{summary['best_valid_perplexity']:.2f}), model-last was not written, and checkpoint.pt was not "
+            f"overwritten with the diverged state. Try a lower --lr or --clip."
+        )
+        return
     typer.echo(
         f"best valid perplexity {summary['best_valid_perplexity']:.2f} after {summary['epochs_done']} epochs, "
         f"{summary['tokens_per_second']:,.0f} tok/s, {summary['wall_seconds']:.0f} s; saved {output_dir / 'model-best'}"
@@ -76,15 +91,27 @@ def evaluate_lm_command(
     bptt: int = typer.Option(35, help="Steps per chunk"),
     output: Optional[Path] = typer.Option(None, help="Write the results as JSON"),
 ) -> None:
-    """Perplexity of a saved rnn_lm on text files, with the out-of-vocabulary rate."""
+    """Perplexity of a saved rnn_lm on text files, with the out-of-vocabulary
+    rate. A file that cannot be evaluated gets an error entry; the others are
+    still evaluated, and the command exits with 1 after printing (and
+    writing) all results."""
     results = evaluate_pipeline(model_path, list(text_paths), batch_size=batch_size, bptt=bptt)
+    failed = 0
     for path, result in results.items():
+        if "error" in result:
+            failed += 1
+            error = result["error"]
+            typer.echo(error if error.startswith(f"{path}:") else f"{path}: {error}", err=True)
+            continue
         typer.echo(
             f"{path}: perplexity {result['perplexity']:.2f} on {result['tokens']:,} tokens, "
             f"OOV {100 * result['oov_rate']:.2f}% (<unk> {100 * result['unk_rate']:.2f}%)"
         )
     if output is not None:
-        srsly.write_json(output, results)
+        write_json(output, results)
+    if failed:
+        typer.echo(f"{failed} of {len(results)} files failed", err=True)
+        raise typer.Exit(1)
 
 
 def generate_command(

@@ -12,6 +12,7 @@ with lr 20 and global-norm clipping at 0.25 equals Zaremba's lr 1 and clip 5
 on a loss summed over 20 steps.
 """
 import math
+import re
 import sys
 import time
 from collections import Counter
@@ -23,21 +24,71 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from ..files import atomic_output, read_text_lines
 from ..models.lm_vocab import EOS, UNK, UNK_ID, Vocabulary
 from ..models.pytorch import LMState, RNNLanguageModel, detach_state
+
+_WORD_SEPARATORS = re.compile(r"[ \t]+")
+_NUL = "\x00"
+# The largest x with math.exp(x) finite: above it, the perplexity is inf.
+_MAX_LOG = math.log(sys.float_info.max)
+
+
+def split_words(line: str) -> List[str]:
+    """The words of a line: split on ASCII spaces and tabs only, so that
+    U+0085, U+2028, U+00A0 and other Unicode spaces stay inside a word."""
+    return [word for word in _WORD_SEPARATORS.split(line) if word]
 
 
 def read_lines(path: Union[str, Path]) -> List[List[str]]:
     """The words of each non-blank line of a tokenized text file (PTB and
     WikiText: space-separated tokens, one sentence or paragraph per line).
-    Blank lines are skipped: WikiText's would add easy `<eos>` predictions."""
-    with open(path, encoding="utf8") as file:
-        return [line.split() for line in file if line.strip()]
+
+    Read with spacy_rnn.files.read_text_lines: UTF-8, a leading byte-order
+    mark removed, lines split on "\\n" only. Words are split on spaces and
+    tabs only (split_words); a line that is empty or only spaces and tabs is
+    blank and skipped (WikiText's would add easy `<eos>` predictions). Raises
+    a ValueError naming the file and the line for bytes that are not UTF-8
+    and for a NUL character (a binary file is not tokenized text)."""
+    lines = []
+    for line_no, line in read_text_lines(path):
+        if _NUL in line:
+            raise ValueError(
+                f"{path}:{line_no}: a NUL character at column {line.index(_NUL) + 1}: this looks like a "
+                f"binary file, not tokenized text"
+            )
+        words = split_words(line)
+        if words:
+            lines.append(words)
+    return lines
 
 
 def stream_words(lines: Iterable[List[str]]) -> List[str]:
     """One stream: each line's words followed by `<eos>`."""
     return [word for line in lines for word in line + [EOS]]
+
+
+def perplexity(loss: float) -> float:
+    """exp(loss), inf when that overflows (nan stays nan)."""
+    return math.exp(loss) if loss <= _MAX_LOG else (float("nan") if math.isnan(loss) else float("inf"))
+
+
+def check_train_words(words: Sequence[str], batch_size: int, name: str = "the training text") -> None:
+    """Raise a ValueError naming `name` if words are too few to train on:
+    batch_size columns of at least 2 tokens each (one step to predict)."""
+    if not words:
+        raise ValueError(f"{name} has no words (it is empty or has only blank lines)")
+    if len(words) < 2 * batch_size:
+        raise ValueError(
+            f"{name} has {len(words)} tokens (words plus one <eos> per line); training with batch size "
+            f"{batch_size} needs at least {2 * batch_size}"
+        )
+
+
+def check_valid_words(words: Sequence[str], name: str = "the validation text") -> None:
+    """Raise a ValueError naming `name` if there is nothing to validate on."""
+    if not words:
+        raise ValueError(f"{name} has no words (it is empty or has only blank lines); validation needs at least one")
 
 
 def batchify(ids: Sequence[int], batch_size: int) -> torch.Tensor:
@@ -137,7 +188,8 @@ class EvalResult:
 
     @property
     def perplexity(self) -> float:
-        return math.exp(self.loss) if self.n_tokens else float("nan")
+        """exp(loss); inf when it overflows (the model has diverged)."""
+        return perplexity(self.loss) if self.n_tokens else float("nan")
 
     @property
     def oov_rate(self) -> float:
@@ -175,8 +227,12 @@ def evaluate_file(
     model: RNNLanguageModel, vocab: Vocabulary, path: Union[str, Path], *, batch_size: int = 10, bptt: int = 35
 ) -> EvalResult:
     """Perplexity of a tokenized text file (one sentence or paragraph per
-    line, `<eos>` after each), and how many words are out of vocabulary."""
+    line, `<eos>` after each), and how many words are out of vocabulary.
+    Raises a ValueError naming the file if it cannot be read as UTF-8 text
+    (see read_lines) or has no words."""
     words = stream_words(read_lines(path))
+    if not words:
+        raise ValueError(f"{path}: no words to evaluate (the file is empty or has only blank lines)")
     return evaluate_words(model, vocab, words, batch_size=batch_size, bptt=bptt)
 
 
@@ -207,10 +263,11 @@ class TrainResult:
     train_seconds: float
     stopped_early: bool
     history: List[Dict] = field(default_factory=list)
+    diverged: Optional[str] = None  # why training stopped on a diverged model, if it did
 
     @property
     def best_val_perplexity(self) -> float:
-        return math.exp(self.best_val_loss) if math.isfinite(self.best_val_loss) else float("inf")
+        return perplexity(self.best_val_loss) if math.isfinite(self.best_val_loss) else float("inf")
 
     @property
     def tokens_per_second(self) -> float:
@@ -221,8 +278,10 @@ class TrainResult:
 class TrainState:
     """Everything a run carries from step to step: the model and optimizer,
     where it is (epoch, TBPTT step within it), the recurrent state, lr,
-    validation losses, counters and the per-epoch log. A checkpoint is this
-    plus torch's (global) RNG state; see save_checkpoint."""
+    validation losses, counters and the per-epoch log, what the run was
+    started with (`inputs`, for resume to compare) and, once the loss has
+    blown up, why (`diverged`). A checkpoint is this plus torch's (global)
+    RNG state; see save_checkpoint."""
 
     config: LMConfig
     vocab: Vocabulary
@@ -238,6 +297,8 @@ class TrainState:
     train_tokens: int = 0
     train_seconds: float = 0.0
     history: List[Dict] = field(default_factory=list)
+    inputs: Optional[Dict] = None
+    diverged: Optional[str] = None
 
     def result(self, stopped: bool) -> TrainResult:
         """The summary train_lm returns."""
@@ -249,6 +310,7 @@ class TrainState:
             train_seconds=self.train_seconds,
             stopped_early=stopped,
             history=self.history,
+            diverged=self.diverged,
         )
 
 
@@ -310,15 +372,15 @@ def checkpoint_payload(state: TrainState) -> Dict:
         "rng": torch.get_rng_state(),
         "vocab": state.vocab.to_dict(),
         "config": asdict(state.config),
+        "inputs": state.inputs,
     }
 
 
 def save_checkpoint(state: TrainState, path: Path) -> None:
-    """Write the checkpoint to a temporary file, then move it over path."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(checkpoint_payload(state), tmp)
-    tmp.replace(path)  # a crash while writing keeps the previous checkpoint
+    """Write the checkpoint beside path, then move it over path (a crash
+    while writing keeps the previous checkpoint)."""
+    with atomic_output(path) as tmp:
+        torch.save(checkpoint_payload(state), tmp)
 
 
 def restore_train_state(saved: Dict) -> TrainState:
@@ -332,6 +394,7 @@ def restore_train_state(saved: Dict) -> TrainState:
     for name in ("epoch", "position", "lr", "best_val", "last_val", "steps", "train_tokens", "train_seconds"):
         setattr(state, name, saved[name])
     state.history = list(saved["history"])
+    state.inputs = saved.get("inputs")
     torch.set_rng_state(saved["rng"])
     return state
 
@@ -350,9 +413,13 @@ class Checkpointer:
             save_checkpoint(state, self.path)
         self.last = time.perf_counter()
 
+    def due(self) -> bool:
+        """Whether `minutes` have passed since the last checkpoint."""
+        return self.minutes >= 0 and time.perf_counter() - self.last >= self.minutes * 60
+
     def save_if_due(self, state: TrainState) -> None:
         """Write the checkpoint if `minutes` have passed since the last one."""
-        if self.minutes >= 0 and time.perf_counter() - self.last >= self.minutes * 60:
+        if self.due():
             self.save(state)
 
 
@@ -424,7 +491,9 @@ def train_epoch(
     state: TrainState, train_data: torch.Tensor, starts: List[int], budget: Budget, checkpointer: Checkpointer, progress: bool
 ) -> bool:
     """Train from state.position to the end of the epoch, checkpointing when
-    due; returns True if the budget stopped it first."""
+    due; returns True if the budget stopped it first. A training loss that is
+    not finite, or weights that are not when a checkpoint is due, set
+    state.diverged and end the epoch at once, without checkpointing."""
     state.model.train()
     bar = EpochProgress(state, len(starts), progress)
     try:
@@ -434,12 +503,21 @@ def train_epoch(
             tic = time.perf_counter()
             inputs, targets = get_chunk(train_data, starts[state.position], state.config.bptt)
             loss = train_step(state, inputs, targets)
+            if not math.isfinite(loss.item()):
+                state.diverged = (
+                    f"the training loss is {loss.item()} at step {state.position + 1} of epoch {state.epoch}"
+                )
+                return False
             state.position += 1
             state.steps += 1
             state.train_tokens += targets.numel()
             state.train_seconds += time.perf_counter() - tic
             bar.update(loss, targets.numel(), state.lr)
-            checkpointer.save_if_due(state)
+            if checkpointer.due():
+                if not all(bool(torch.isfinite(p).all()) for p in state.model.parameters()):
+                    state.diverged = f"the weights are not finite after step {state.position} of epoch {state.epoch}"
+                    return False
+                checkpointer.save(state)
         return False
     finally:
         bar.close()
@@ -451,14 +529,15 @@ def validate_epoch(
 ) -> Dict:
     """Validate after an epoch (or the part of one a budget allowed), log the
     summary line, record the best loss and call on_best when it improved.
-    Returns the epoch's history entry."""
+    A perplexity that is not finite (inf when exp(loss) overflows) sets
+    state.diverged. Returns the epoch's history entry."""
     val = evaluate_ids(state.model, valid_ids, batch_size=state.config.eval_batch_size, bptt=state.config.bptt)
     entry = {
         "epoch": state.epoch,
         "complete": not stopped,
         "lr": state.lr,
         "valid_loss": val,
-        "valid_perplexity": math.exp(val),
+        "valid_perplexity": perplexity(val),
         "seconds": round(time.perf_counter() - start_time, 1),
         "tokens_per_second": round(state.train_tokens / state.train_seconds, 1) if state.train_seconds else 0.0,
     }
@@ -466,7 +545,10 @@ def validate_epoch(
         f"epoch {state.epoch}{' (stopped by the budget)' if stopped else ''} | lr {state.lr:.4g} | "
         f"valid ppl {entry['valid_perplexity']:.2f} | {entry['tokens_per_second']:,.0f} tok/s | {entry['seconds']:.0f} s"
     )
-    if val < state.best_val:
+    if not math.isfinite(entry["valid_perplexity"]):
+        entry["diverged"] = True
+        state.diverged = f"the validation perplexity is {entry['valid_perplexity']} after epoch {state.epoch}"
+    elif val < state.best_val:
         state.best_val = val
         if on_best is not None:
             # Whatever on_best does with torch's RNG (e.g. build a
@@ -506,6 +588,7 @@ def train_lm(
     checkpoint_minutes: float = 5.0,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    inputs: Optional[Dict] = None,
 ) -> Tuple[RNNLanguageModel, Vocabulary, TrainResult]:
     """Train a language model with TBPTT on the stream of train_words,
     validating on valid_words after every epoch.
@@ -516,12 +599,22 @@ def train_lm(
         every checkpoint_minutes within an epoch, and when a budget stops the
         run. With resume=True and the file present, training continues from
         it and ends with the same weights as an uninterrupted run; the config
-        is then the checkpoint's.
+        is then the checkpoint's. With resume=True and no file, a fresh run
+        starts (and says so).
     on_best: called with (model, vocab, info) whenever validation improves.
     max_minutes, max_steps: budgets (training wall time, TBPTT steps); when
         one runs out the run stops mid-epoch, checkpoints, validates, and
         calls on_best if the partial epoch improved validation.
     progress: a progress bar per epoch (only when stdout is a terminal).
+    inputs: what the run is started with (plain data: corpus fingerprints,
+        options), stored in the checkpoint for a resume to compare with.
+    Divergence: when a training loss is not finite, the weights are not when
+    a checkpoint is due, or the validation perplexity is not (inf: exp(loss)
+    overflows), the run stops at once without checkpointing or calling
+    on_best, so the checkpoint and the best model stay those saved before;
+    the summary's `diverged` says why.
+    Too few training words or no validation words raise a ValueError before
+    any training.
     Returns the model as it is at the end (not necessarily the best), the
     vocabulary and a summary.
     """
@@ -529,10 +622,18 @@ def train_lm(
     budget = Budget(start_time, max_steps, max_minutes)
     state_file = Path(checkpoint) if checkpoint else None
     resuming = bool(resume and state_file and state_file.exists())
-    if resuming:
-        state = restore_train_state(load_checkpoint(state_file))
+    if resume and not resuming:
+        log(f"--resume: no checkpoint at {state_file}; starting a fresh run" if state_file
+            else "--resume without a checkpoint file: starting a fresh run")
+    saved = load_checkpoint(state_file) if resuming else None
+    check_train_words(train_words, saved["config"]["batch_size"] if saved else config.batch_size)
+    if not valid_words:
+        raise ValueError("there are no validation words (the validation text is empty or has only blank lines)")
+    if saved is not None:
+        state = restore_train_state(saved)
     else:
         state = new_train_state(config, build_vocab(train_words, config))
+        state.inputs = inputs
     train_data = batchify(state.vocab.encode(train_words), state.config.batch_size)
     valid_ids = state.vocab.encode(valid_words)
     starts = chunk_starts(train_data.shape[1], state.config.bptt)
@@ -543,10 +644,15 @@ def train_lm(
     stopped = False
     while state.epoch <= state.config.epochs and not stopped:
         stopped = train_epoch(state, train_data, starts, budget, checkpointer, progress)
-        if stopped:
-            checkpointer.save(state)  # before validating, in case that fails
-        entry = validate_epoch(state, valid_ids, stopped, start_time, on_best, log)
-        state.history.append(entry)
+        if state.diverged is None:
+            # Validated before the checkpoint is written (also when a budget
+            # stopped the epoch), so that a diverged state is never saved.
+            entry = validate_epoch(state, valid_ids, stopped, start_time, on_best, log)
+            state.history.append(entry)
+        if state.diverged is not None:
+            log(f"training diverged: {state.diverged}; stopped without saving this state "
+                f"(the checkpoint and the best model are from before it)")
+            break
         if not stopped:
             next_epoch(state, entry["valid_loss"])
         checkpointer.save(state)
