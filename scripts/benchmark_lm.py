@@ -114,8 +114,11 @@ def run_system(job: Dict) -> Dict:
         "history": summary["history"],
     }
     for key, path in files.items():
-        row[f"{key}_ppl"] = round(evaluated[str(path)]["perplexity"], 2)
-        row[f"{key}_oov"] = round(evaluated[str(path)]["oov_rate"], 4)
+        result = evaluated[str(path)]
+        if "error" in result:  # evaluate_pipeline reports a file it could not score
+            raise SystemExit(f"{name}: {result['error']}")
+        row[f"{key}_ppl"] = round(result["perplexity"], 2)
+        row[f"{key}_oov"] = round(result["oov_rate"], 4)
     print(json.dumps({k: v for k, v in row.items() if k not in ("config", "history")}))
     return row
 

@@ -209,3 +209,38 @@ def test_a_batch_may_mix_docs_of_several_vocabs(trained_nlp):
     together = [[t.tag_ for t in doc] for doc in nlp.pipe([own, foreign])]
     alone = [[t.tag_ for t in nlp(doc)] for doc in (nlp.make_doc(texts[0]), spacy.blank("en")(texts[1]))]
     assert together == alone and all(tag for tags in together for tag in tags)
+
+
+def test_edits_that_would_tag_wrongly_are_refused_at_load(trained_nlp, tmp_path):
+    """Label order and feature layout are saved with the weights; a saved
+    pipeline whose cfg or config.cfg disagrees does not load."""
+    import srsly
+    from thinc.api import Config
+
+    trained_nlp.to_disk(tmp_path / "ok")
+    assert spacy.load(tmp_path / "ok")("I like ham")[0].tag_
+    cases = {
+        "labels": lambda path: srsly.write_json(
+            path / "rnn_tagger" / "cfg",
+            {**srsly.read_json(path / "rnn_tagger" / "cfg"), "labels": sorted(trained_nlp.get_pipe("rnn_tagger").labels, reverse=True)},
+        ),
+        "attrs": lambda path: edit_encoder(path, attrs=["SUFFIX", "PREFIX", "SHAPE"]),
+        "max_word_chars": lambda path: edit_encoder(path, max_word_chars=12),
+    }
+    expected = {
+        "labels": r"\[rnn_tagger\] the labels in .* are not those the weights were trained with \(label 0 is",
+        "attrs": r"\[rnn_tagger\] the config's encoder settings .* trained with: word_attr \+ attrs are 'NORM' \+ \['SUFFIX', 'PREFIX', 'SHAPE'\], trained with 'NORM' \+ \['PREFIX', 'SUFFIX', 'SHAPE'\]",
+        "max_word_chars": r"max_word_chars is 12, trained with 20",
+    }
+
+    def edit_encoder(path, **settings):
+        config = Config().from_disk(path / "config.cfg", interpolate=False)
+        config["components"]["rnn_tagger"]["model"]["encoder"].update(settings)
+        config.to_disk(path / "config.cfg")
+
+    for case, edit in cases.items():
+        path = tmp_path / case
+        trained_nlp.to_disk(path)
+        edit(path)
+        with pytest.raises(ValueError, match=expected[case]):
+            spacy.load(path)

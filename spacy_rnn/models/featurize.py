@@ -5,11 +5,12 @@ from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy
-from spacy.attrs import ORTH, intify_attr
+from spacy.attrs import IDS as ATTR_IDS, ORTH, intify_attr
 from spacy.tokens import Doc
 from thinc.api import Model, NumpyOps
 
 _numpy_ops = NumpyOps()
+IDS_TO_ATTR_NAMES = {attr_id: name for name, attr_id in ATTR_IDS.items()}
 
 
 @dataclass
@@ -55,6 +56,10 @@ class _CodePointCache:
         return found
 
 
+class FeatureLayoutError(ValueError):
+    """The config's feature settings differ from those the weights were trained with."""
+
+
 class _DocFeaturesForward:
     """The forward of doc_features. A module-level class, not a closure, so
     that a pipeline can be pickled (spawn-started nlp.pipe workers need it)."""
@@ -64,8 +69,25 @@ class _DocFeaturesForward:
         self.cache = _CodePointCache(max_word_chars)
 
     def __call__(self, model: Model, docs: List[Doc], is_train: bool) -> Tuple[TokenBatch, Callable]:
+        self._check_layout(model)
         batch = _docs_to_batch(docs, self.attr_ids, model.attrs["word_keys"], self.cache)
         return batch, _no_gradient
+
+    def _check_layout(self, model: Model) -> None:
+        """The features this forward extracts (from the config it was built
+        from) must be those the weights were trained with (model.attrs,
+        which loading restores): another order of attrs or another
+        max_word_chars would feed the weights other inputs without an error."""
+        trained = [model.attrs["word_attr"]] + list(model.attrs["feature_attrs"])
+        built = [IDS_TO_ATTR_NAMES.get(attr_id, attr_id) for attr_id in self.attr_ids]
+        problems = []
+        if [intify_attr(name) for name in trained] != self.attr_ids:
+            problems.append(f"word_attr + attrs are {built[0]!r} + {built[1:]}, trained with {trained[0]!r} + {trained[1:]}")
+        trained_chars = model.attrs.get("max_word_chars", self.cache.max_chars)  # absent in older pipelines
+        if trained_chars != self.cache.max_chars:
+            problems.append(f"max_word_chars is {self.cache.max_chars}, trained with {trained_chars}")
+        if problems:
+            raise FeatureLayoutError("; ".join(problems))
 
     def __getstate__(self):
         # The code point cache is rebuilt on demand; do not ship it.
@@ -110,6 +132,7 @@ def doc_features(
         attrs={
             "word_attr": word_attr,
             "feature_attrs": list(attrs),
+            "max_word_chars": max_word_chars,
             "vocab_size": vocab_size,
             "min_word_freq": min_word_freq,
             "word_keys": numpy.zeros((0,), dtype="uint64"),
@@ -137,6 +160,14 @@ class WordVocabStats:
 
 def _feature_nodes(model: Model) -> List[Model]:
     return [node for node in model.walk() if node.name == "doc_features"]
+
+
+def check_feature_layout(model: Model) -> None:
+    """Raise FeatureLayoutError if an encoder in the model was built (from its
+    config) with other features than its weights were trained with. Runs the
+    features on an empty batch, where the check lives."""
+    for node in _feature_nodes(model):
+        node.predict([])
 
 
 def has_word_vocab(model: Model) -> bool:

@@ -20,10 +20,13 @@ from spacy.training import Example, validate_examples, validate_get_examples
 from spacy.util import ensure_path
 from thinc.api import set_dropout_rate
 
-from ..models.featurize import init_word_vocab
+from ..models.featurize import FeatureLayoutError, check_feature_layout, init_word_vocab
 from ..models.gradients import clip_global_grad_norm, discard_gradients
 from ..runtime import apply_thread_policy
 from .vocabulary import report_word_vocab
+
+# The labels, in order, that the model's outputs were trained for; saved with the weights.
+TRAINED_LABELS = "spacy_rnn_trained_labels"
 
 _LOCKS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 _LOCKS_GUARD = threading.Lock()
@@ -148,6 +151,7 @@ class NeuralPipe:
         doc_sample = [eg.x for eg in islice(get_examples(), 10)]
         n_outputs = self._n_outputs()
         self.model.initialize(X=doc_sample, Y=[self.model.ops.alloc2f(len(doc), n_outputs) for doc in doc_sample])
+        self.model.attrs[TRAINED_LABELS] = list(self.labels)
 
     def predict(self, docs):
         apply_thread_policy()
@@ -221,7 +225,7 @@ class NeuralPipe:
             super().from_disk(path, exclude=exclude)
         except Exception as err:
             raise load_error(self.name, path / "model", err) from None
-        self._check_labels_match(str(path))
+        self._check_loaded(str(path))
         return self
 
     def from_bytes(self, bytes_data, *, exclude=tuple()):
@@ -229,5 +233,28 @@ class NeuralPipe:
             super().from_bytes(bytes_data, exclude=exclude)
         except Exception as err:
             raise load_error(self.name, "the bytes given to from_bytes", err) from None
-        self._check_labels_match("the bytes given to from_bytes")
+        self._check_loaded("the bytes given to from_bytes")
         return self
+
+    def _check_loaded(self, where: str) -> None:
+        """Refuse a loaded component whose settings disagree with what its
+        weights were trained with: the label count and order, and the
+        encoder's feature layout. Pipelines saved before these were recorded
+        are checked for what they hold."""
+        self._check_labels_match(where)
+        trained = self.model.attrs.get(TRAINED_LABELS)
+        if trained is not None and list(trained) != list(self.labels):
+            changed = next(i for i, (a, b) in enumerate(zip(trained, self.labels)) if a != b) if len(trained) == len(self.labels) else None
+            detail = f"label {changed} is {self.labels[changed]!r}, trained as {trained[changed]!r}" if changed is not None else (
+                f"{len(self.labels)} labels, trained with {len(trained)}")
+            raise ValueError(
+                f"[{self.name}] the labels in {where} are not those the weights were trained with ({detail}); "
+                "restore the component's cfg as it was saved"
+            )
+        try:
+            check_feature_layout(self.model)
+        except FeatureLayoutError as err:
+            raise ValueError(
+                f"[{self.name}] the config's encoder settings are not those the weights in {where} were "
+                f"trained with: {err}; restore them in config.cfg"
+            ) from None

@@ -36,7 +36,7 @@ from ..models.wrappers import (
     vocab_rows_in_use,
 )
 from ..models.lm_vocab import EOS, EOS_ID, UNK, UNK_ID, Vocabulary
-from .base import NeuralPipe, model_lock, require_examples
+from .base import TRAINED_LABELS, NeuralPipe, model_lock, require_examples
 
 DEFAULT_CONFIG = """
 [model]
@@ -177,6 +177,7 @@ class RNNLM(NeuralPipe, TrainablePipe):
         self.cfg["labels"] = list(vocab.words)
         self.model.initialize()
         set_vocab_rows_in_use(self.model, len(vocab))
+        self.model.attrs[TRAINED_LABELS] = list(vocab.words)
 
     def doc_ids(self, doc: Doc) -> numpy.ndarray:
         """(n_tokens,) int64 vocabulary id of each token (0 = <unk>)."""
