@@ -244,3 +244,18 @@ def test_edits_that_would_tag_wrongly_are_refused_at_load(trained_nlp, tmp_path)
         edit(path)
         with pytest.raises(ValueError, match=expected[case]):
             spacy.load(path)
+
+
+def test_weights_that_overflow_in_an_update_are_reported():
+    """Finite gradients with a huge learning rate overflow the weights: the
+    update says so instead of claiming the last good weights are kept."""
+    fix_random_seed(0)
+    nlp = make_nlp()
+    examples = make_examples(nlp)
+    optimizer = nlp.initialize(lambda: examples)
+    optimizer.learn_rate = 1e38
+    pipe = nlp.get_pipe("rnn_tagger")
+    pipe.cfg["max_grad_norm"] = 0.0
+    with pytest.raises(ValueError, match=r"\[rnn_tagger\] this update made weights NaN or infinite"):
+        for _ in range(5):
+            nlp.update(examples, sgd=optimizer)

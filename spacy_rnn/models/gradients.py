@@ -62,3 +62,16 @@ def discard_gradients(model: Model) -> None:
                 node.set_grad(name, node.ops.alloc(grad.shape, dtype=grad.dtype))
     for grad in _torch_grads(model):
         grad.zero_()
+
+
+def all_weights_finite(model: Model) -> bool:
+    """Whether every parameter of the model and its torch modules is finite."""
+    for node in model.walk():
+        for name in node.param_names:
+            if node.has_param(name) and not node.ops.xp.isfinite(node.get_param(name)).all():
+                return False
+    for module in torch_modules(model):
+        for param in module.parameters():
+            if not bool(param.detach().isfinite().all()):
+                return False
+    return True

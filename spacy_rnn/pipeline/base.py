@@ -21,7 +21,7 @@ from spacy.util import ensure_path
 from thinc.api import set_dropout_rate
 
 from ..models.featurize import FeatureLayoutError, check_feature_layout, init_word_vocab
-from ..models.gradients import clip_global_grad_norm, discard_gradients
+from ..models.gradients import all_weights_finite, clip_global_grad_norm, discard_gradients
 from ..runtime import apply_thread_policy
 from .vocabulary import report_word_vocab
 
@@ -101,8 +101,8 @@ def token_budget_groups(lengths: Sequence[int], max_tokens: int) -> List[List[in
 
 def diverged(name: str, what: str) -> ValueError:
     return ValueError(
-        f"[{name}] {what}: training diverged. The update was not applied, so the model keeps its last "
-        "good weights; lower the learning rate or max_grad_norm."
+        f"[{name}] {what}: training diverged. This update was not applied, so the weights are those "
+        "before it; lower the learning rate or max_grad_norm."
     )
 
 
@@ -201,6 +201,13 @@ class NeuralPipe:
                 discard_gradients(self.model)
                 raise diverged(self.name, f"the gradient norm is {norm} (NaN or inf)")
             self.model.finish_update(sgd)
+            if not all_weights_finite(self.model):
+                # Finite gradients can still overflow the weights (a huge learning rate).
+                raise ValueError(
+                    f"[{self.name}] this update made weights NaN or infinite: training diverged (the "
+                    "learning rate is too high?). The model in memory is unusable; a model saved before "
+                    "(e.g. spacy train's model-best) is not affected."
+                )
 
     def _check_labels_match(self, where: str) -> None:
         if not self.model.has_ref("output_layer"):
