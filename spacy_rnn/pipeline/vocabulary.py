@@ -1,23 +1,53 @@
-"""Choosing every recurrent encoder's word vocabulary from the whole training
-corpus at `nlp.initialize`, whichever component owns the encoder.
+"""The `[initialize.before_init]` callback for pipelines whose recurrent
+encoder is owned by a component that is not ours (e.g. spaCy's `tok2vec`,
+which other components listen to): it chooses every such encoder's word
+vocabulary from the whole training corpus, and checks that every listener of
+such an encoder has the encoder's output width.
 
-rnn_tagger and rnn_ner choose their own encoder's vocabulary in their
-`initialize`, from the examples spaCy passes them (the training corpus). A
-component that is not ours, such as spaCy's `tok2vec` whose model other
-components listen to, passes its model only a 10-doc sample, and spaCy's
-initialize protocol gives a model nothing else. The one place in that protocol
-that runs for the whole pipeline and can reach the training corpus is an
-`[initialize]` callback: it receives `nlp`, whose config names the training
-corpus (`[training] train_corpus`), and it runs before the components are
-initialized, so each encoder starts training with its final vocabulary. That
-is why this is a `before_init` callback and not, say, a reader argument of the
-architecture: the architecture would have to name the corpus again in every
-encoder block, and would read it at `spacy.load` time too.
+The word vocabulary: rnn_tagger and rnn_ner choose their own encoder's
+vocabulary in their `initialize`, from the examples spaCy passes them (the
+training corpus). A component that is not ours, such as spaCy's `tok2vec`,
+passes its model only a 10-doc sample, and spaCy's initialize protocol gives a
+model nothing else. The one place in that protocol that runs for the whole
+pipeline and can reach the training corpus is an `[initialize]` callback: it
+receives `nlp`, whose config names the training corpus (`[training]
+train_corpus`), and it runs before the components are initialized, so each
+encoder starts training with its final vocabulary. That is why this is a
+`before_init` callback and not, say, a reader argument of the architecture:
+the architecture would have to name the corpus again in every encoder block,
+and would read it at `spacy.load` time too.
+
+The listener widths: a listener (spacy.Tok2VecListener.v1) declares the
+width of the vectors it receives, and the listening component sizes its first
+layer from it; the encoder's output is 2 * width when bidirectional. spaCy
+does not compare the two: a mismatch initializes without complaint and fails
+at the first prediction or update with a bare shape error from the matrix
+product (e.g. "Shape mismatch for blis.gemm: (5, 256), (128, 50)"), naming no
+component or setting. The check needs the pipeline (which components listen
+to which encoder), and a model's own initialize sees only itself; the
+component's `initialize` would cover only our components, not spaCy's tagger
+or parser. This callback sees the whole pipeline, runs after
+`nlp._link_components()` has filled each tok2vec's public `listener_map`
+(add_pipe, spacy.load/from_config and spacy train's init_nlp all link before
+initialize), and before any component is initialized, so a mismatch fails
+first, naming both widths. Every config whose tok2vec is a spacy_rnn encoder
+needs this callback for the vocabulary anyway (without it, initialize warns
+and says to add it), so the check runs wherever the vocabulary is chosen.
+
+`spacy pretrain` initializes the pipeline with every component disabled,
+then pretrains the `[pretraining] component`'s encoder, whose word table must
+be chosen by then (the pretrained rows belong to those words). When no
+component is enabled, the callback therefore chooses the vocabulary of every
+encoder that has none yet, from the `[pretraining] corpus` (the raw text
+being pretrained on). `[initialize] init_tok2vec` later loads that vocabulary
+with the pretrained weights, so in training the callback leaves the
+vocabulary of the pretrained layer to it.
 """
-from typing import Callable, Optional
+from typing import Callable, Dict, List, Optional
 
 from spacy.language import Language
 from spacy.util import registry, resolve_dot_names
+from thinc.api import Model
 
 from ..models.featurize import has_word_vocab, init_word_vocab
 
@@ -26,18 +56,133 @@ def init_word_vocabularies(nlp: Language, corpus: Optional[str] = None) -> None:
     """Choose the word vocabulary of every encoder in the enabled components
     that do not choose it themselves, from the corpus the config names
     (`corpus`, a dot name such as "corpora.train"; by default the config's
-    `[training] train_corpus`). Prints one line per encoder."""
+    `[training] train_corpus`). Prints one line per encoder.
+
+    With no component enabled (`spacy pretrain`), it chooses for every
+    component whose encoder has no vocabulary yet, by default from the
+    `[pretraining] corpus`. An encoder that `[initialize] init_tok2vec` will
+    load is left alone: its vocabulary comes with the pretrained weights."""
+    config = nlp.config.interpolate()
+    pretraining = config.get("pretraining") or {}
+    pretraining_run = bool(nlp.components) and not nlp.pipeline
+    if pretraining_run:
+        # Our own components do not get their initialize called either.
+        candidates = [(name, pipe) for name, pipe in nlp.components if not _vocab_chosen(pipe)]
+        default_corpus = pretraining.get("corpus") or config["training"]["train_corpus"]
+    else:
+        candidates = [(name, pipe) for name, pipe in nlp.pipeline if not getattr(pipe, "chooses_word_vocab", False)]
+        default_corpus = config["training"]["train_corpus"]
     owners = [
-        (name, pipe) for name, pipe in nlp.pipeline
-        if not getattr(pipe, "chooses_word_vocab", False) and hasattr(pipe, "model") and has_word_vocab(pipe.model)
+        (name, pipe) for name, pipe in candidates
+        if isinstance(getattr(pipe, "model", None), Model) and has_word_vocab(pipe.model)
     ]
+    pretrained = None if pretraining_run else _init_tok2vec_target(nlp, config)
+    if pretrained is not None:
+        loaded = _feature_ids(pretrained)
+        for name, pipe in [(name, pipe) for name, pipe in owners if _feature_ids(pipe.model) <= loaded]:
+            # init_tok2vec loads the vocabulary with the weights, after the
+            # components' initialize; mark it, so that initialize does not
+            # fall back to (and warn about) the sample meanwhile.
+            for node in pipe.model.walk():
+                if node.name == "doc_features":
+                    node.attrs["word_vocab_source"] = "pretrained"
+            print(f"\u2139 [{name}] word vocabulary: from the pretrained weights ([initialize] init_tok2vec)", flush=True)
+        owners = [(name, pipe) for name, pipe in owners if not _feature_ids(pipe.model) <= loaded]
     if not owners:
         return
-    config = nlp.config.interpolate()
-    (reader,) = resolve_dot_names(config, [corpus or config["training"]["train_corpus"]])
+    (reader,) = resolve_dot_names(config, [corpus or default_corpus])
     docs = [example.x for example in reader(nlp)]
     for name, pipe in owners:
         report_word_vocab(name, init_word_vocab(pipe.model, docs))
+
+
+def _feature_ids(model: Model) -> set:
+    return {id(node) for node in model.walk() if node.name == "doc_features"}
+
+
+def _vocab_chosen(pipe) -> bool:
+    """Whether every encoder of the pipe has its word vocabulary (e.g. loaded from disk)."""
+    model = getattr(pipe, "model", None)
+    if not isinstance(model, Model):
+        return True
+    return all(node.attrs.get("word_vocab_source") for node in model.walk() if node.name == "doc_features")
+
+
+def _init_tok2vec_target(nlp: Language, config) -> Optional[Model]:
+    """The layer `[initialize] init_tok2vec` will load pretrained weights
+    into (spaCy's init_tok2vec), or None."""
+    if not (config.get("initialize") or {}).get("init_tok2vec"):
+        return None
+    pretraining = config.get("pretraining") or {}
+    component = pretraining.get("component")
+    if not component or component not in nlp.component_names:
+        return None
+    layer = nlp.get_pipe(component).model
+    if pretraining.get("layer"):
+        layer = layer.get_ref(pretraining["layer"]) if layer.has_ref(pretraining["layer"]) else None
+    return layer
+
+
+def listener_width_errors(nlp: Language) -> List[str]:
+    """One message per listener whose width is not the output width of the
+    spacy_rnn encoder it listens to (see the module docstring)."""
+    config = nlp.config.interpolate()
+    errors = []
+    for name, pipe in nlp.components:
+        listener_map: Dict[str, list] = getattr(pipe, "listener_map", None) or {}
+        model = getattr(pipe, "model", None)
+        if not listener_map or not isinstance(model, Model) or not has_word_vocab(model):
+            continue
+        if model.has_dim("nO") is not True:
+            continue
+        width = model.get_dim("nO")
+        for component, listeners in listener_map.items():
+            for listener in listeners:
+                if listener.has_dim("nO") is not True or listener.get_dim("nO") == width:
+                    continue
+                message = (
+                    f"[{component}] listens to [{name}] with width {listener.get_dim('nO')}, "
+                    f"but {name}'s {_describe_encoder(config, name, width)}"
+                )
+                sections = _listener_sections(config, component, {name, "*"})
+                if len(sections) == 1:
+                    message += f": set width = {width} in [{sections[0]}]"
+                errors.append(message)
+    return errors
+
+
+def check_listener_widths(nlp: Language) -> None:
+    """Raise a ValueError naming both widths if a listener's width is not the
+    output width of the spacy_rnn encoder it listens to."""
+    errors = listener_width_errors(nlp)
+    if errors:
+        raise ValueError("\n".join(errors))
+
+
+def _describe_encoder(config, name: str, width: int) -> str:
+    block = ((config.get("components") or {}).get(name) or {}).get("model") or {}
+    architecture = block.get("@architectures", "")
+    if not architecture.startswith("spacy_rnn.RNNEncoder.") or "width" not in block:
+        return f"model outputs {width}"
+    if block.get("bidirectional", True):
+        return f"{architecture} outputs {width} (2 \u00d7 width {block['width']}, bidirectional)"
+    return f"{architecture} outputs {width} (width {block['width']}, not bidirectional)"
+
+
+def _listener_sections(config, component: str, upstreams: set) -> List[str]:
+    """The config sections of the component's listeners of these upstreams."""
+    found = []
+
+    def walk(block, path):
+        if not isinstance(block, dict):
+            return
+        if str(block.get("@architectures", "")).startswith("spacy.Tok2VecListener.") and block.get("upstream") in upstreams:
+            found.append(".".join(path))
+        for key, value in block.items():
+            walk(value, path + [key])
+
+    walk(((config.get("components") or {}).get(component)), ["components", component])
+    return found
 
 
 def report_word_vocab(component: str, stats) -> None:
@@ -48,14 +193,17 @@ def report_word_vocab(component: str, stats) -> None:
 
 @registry.callbacks("spacy_rnn.init_word_vocabularies.v1")
 def make_init_word_vocabularies(corpus: str = "") -> Callable[[Language], Language]:
-    """For [initialize.before_init]: choose the word vocabulary of every
-    spacy_rnn encoder, e.g. one owned by spaCy's tok2vec, from the whole
-    training corpus (see init_word_vocabularies).
+    """For [initialize.before_init]: check that every listener of a spacy_rnn
+    encoder owned by another component (e.g. spaCy's tok2vec) has the
+    encoder's output width, then choose the word vocabulary of every such
+    encoder from the whole training corpus (see init_word_vocabularies).
 
-    corpus (str): dot name of the corpus reader; by default [training] train_corpus.
+    corpus (str): dot name of the corpus reader; by default [training]
+        train_corpus ([pretraining] corpus under `spacy pretrain`).
     """
 
     def before_init(nlp: Language) -> Language:
+        check_listener_widths(nlp)
         init_word_vocabularies(nlp, corpus or None)
         return nlp
 
