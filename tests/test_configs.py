@@ -24,7 +24,13 @@ def check_annotated(nlp, doc) -> None:
     for name, pipe in nlp.pipeline:
         assigns = nlp.get_pipe_meta(name).assigns
         labels = set(getattr(pipe, "labels", ()))
-        if "token.tag" in assigns or "token.pos" in assigns:
+        if "token.morph" in assigns:
+            upos = {dict(f.split("=", 1) for f in label.split("|")).get("POS") for label in labels}
+            assert upos == corpus_labels("pos_"), (name, labels)
+            assert all(t.pos_ in upos for t in doc), (name, [(t.text, t.pos_) for t in doc])
+        elif "token.dep" in assigns:
+            assert all(t.dep_ in labels and t.head.i in range(len(doc)) for t in doc), (name, [(t.text, t.dep_) for t in doc])
+        elif "token.tag" in assigns or "token.pos" in assigns:
             # spaCy's tagger writes tag; ours write their token_attr (tag or pos).
             attr = getattr(pipe, "token_attr", "tag") + "_"
             assert labels == corpus_labels(attr), (name, labels)

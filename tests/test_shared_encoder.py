@@ -326,12 +326,6 @@ def test_replace_listeners_gives_the_tagger_its_own_encoder(corpus, trained_dir)
     assert same(encoder_state(tagger_model), own)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Thinc's Model.copy() deep-copies the PyTorchShim with its id, and Thinc's optimizer keys a torch "
-    "parameter by (shim.id, name): the copy replace_listeners makes shares Adam's moments and step count with "
-    "the shared encoder. Fix: AveragingPyTorchShim.copy() giving the copy a fresh Shim id (models/wrappers.py).",
-)
 def test_replace_listeners_copy_has_its_own_optimizer_state(corpus, trained_dir):
     nlp = spacy.load(trained_dir)
     nlp.replace_listeners("tok2vec", "tagger", ["model.tok2vec"])

@@ -17,7 +17,7 @@ import contextlib
 from typing import Callable, Dict, List, Sequence, Tuple
 
 import numpy
-from thinc.api import ArgsKwargs, Model, PyTorchShim, torch2xp, xp2torch
+from thinc.api import ArgsKwargs, Model, PyTorchShim, Shim, torch2xp, xp2torch
 from thinc.layers.pytorchwrapper import forward as pytorch_forward
 from thinc.types import Floats1d, Floats2d, Ints1d
 from torch import nn
@@ -28,6 +28,17 @@ from .pytorch import RNNLanguageModel, SequenceLogProbs, TokenEncoder, sample_wo
 
 
 class AveragingPyTorchShim(PyTorchShim):
+    def copy(self) -> "AveragingPyTorchShim":
+        """A deep copy with its own id. Thinc's Shim.copy keeps the id, and the
+        optimizer keys a torch parameter's state (Adam's moments, averages) by
+        (shim id, name): a copy made by nlp.replace_listeners would share that
+        state with the original. The new id is taken the way Shim.__init__ does."""
+        copied = super().copy()
+        with Shim.global_id_lock:
+            Shim.global_id += 1
+            copied.id = Shim.global_id
+        return copied
+
     @contextlib.contextmanager
     def use_params(self, params: Dict):
         state = {}
