@@ -37,6 +37,7 @@ RENDERERS: Dict[str, Tuple[str, str]] = {
     "benchmark_baselines*": ("benchmark_baselines", "render_markdown"),
     "benchmark_ner*": ("benchmark_ner", "render_markdown"),
     "benchmark_threads*": ("benchmark_threads", "render_markdown"),
+    "benchmark_parser*": ("benchmark_parser", "render_markdown"),
     "lm_*": ("benchmark_lm", "render_markdown"),  # lm_benchmark.json, lm_rnn_lr.json (not lm.json)
 }
 

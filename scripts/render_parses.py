@@ -1,0 +1,32 @@
+"""Render a trained parser's dependency parses of the first test sentences to an HTML page (displaCy).
+
+    python scripts/render_parses.py training/parser/model-best corpus/en_ewt-ud-test.spacy parses.html --n 10
+
+The sentences keep the corpus's gold tokenization; the pipeline predicts everything else
+(heads and labels, and the tags displaCy shows under the words).
+"""
+from pathlib import Path
+
+import spacy
+import typer
+from spacy import displacy
+from spacy.tokens import Doc, DocBin
+
+
+def main(model: Path, corpus: Path, output: Path, n: int = typer.Option(10, help="Sentences to render")):
+    nlp = spacy.load(model)
+    sentences = []
+    for doc in DocBin().from_disk(corpus).get_docs(nlp.vocab):
+        sentences.extend(sent.as_doc() for sent in doc.sents)
+        if len(sentences) >= n:
+            break
+    bare = [Doc(nlp.vocab, words=[t.text for t in s], spaces=[bool(t.whitespace_) for t in s]) for s in sentences[:n]]
+    parsed = list(nlp.pipe(bare))
+    html = displacy.render(parsed, style="dep", page=True, options={"compact": True})
+    output.write_text(html, encoding="utf8")
+    n_arcs = sum(1 for doc in parsed for token in doc if token.head.i != token.i)
+    typer.echo(f"Wrote {len(parsed)} parsed sentences ({n_arcs} arcs) to {output}")
+
+
+if __name__ == "__main__":
+    typer.run(main)
