@@ -11,7 +11,7 @@ from typing import List, Optional
 
 import spacy
 import typer
-from spacy.cli._util import app as spacy_app
+from spacy.cli import app as spacy_app
 
 from ..training.lm import LMConfig
 from ..training.lm_pipeline import evaluate_pipeline, run_training, write_json
