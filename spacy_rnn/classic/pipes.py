@@ -21,7 +21,7 @@ from spacy.vocab import Vocab
 from thinc.api import Model
 
 from .hmm import HMM, MostFrequentTagModel
-from ..models.types import IntRange, NonNegative, Positive, TokenAttr
+from ..models.types import IntRange, NonNegative, TokenAttr
 from ..pipeline.base import load_error, read_json_file, read_msgpack_file, require_examples
 from ..pipeline.tagger import TOKEN_ATTRS, score_token_attr
 
@@ -237,7 +237,7 @@ def make_most_frequent_tagger(
     name: str,
     token_attr: TokenAttr,
     max_suffix: NonNegative,
-    rare_max: Positive,
+    rare_max: NonNegative,
     overwrite: bool,
     scorer: Optional[Callable],
 ) -> "MostFrequentTagger":
@@ -293,7 +293,7 @@ def make_hmm_tagger(
     token_attr: TokenAttr,
     order: IntRange(1, 2),
     max_suffix: NonNegative,
-    rare_max: Positive,
+    rare_max: NonNegative,
     overwrite: bool,
     scorer: Optional[Callable],
 ) -> "HMMTagger":
