@@ -1,11 +1,12 @@
 """spacy-rnn: recurrent sequence models as spaCy pipeline components."""
 from .about import __version__
-from .models.architectures import build_rnn_encoder_v1, build_rnn_tagger_v1
+from .models.architectures import build_rnn_encoder_v1, build_rnn_encoder_v2, build_rnn_tagger_v1
 from .pipeline import RNNLM, RNNEntityRecognizer, RNNTagger, generate, make_rnn_lm, make_rnn_ner, make_rnn_tagger
 
 __all__ = [
     "__version__",
     "build_rnn_encoder_v1",
+    "build_rnn_encoder_v2",
     "build_rnn_tagger_v1",
     "RNNEntityRecognizer",
     "RNNTagger",
