@@ -6,21 +6,19 @@ from pathlib import Path
 
 import spacy
 import typer
+from benchmark_tagger import bare_docs, gold_sentences
 from spacy import displacy
-from spacy.tokens import Doc, DocBin
+
+from spacy_rnn.files import atomic_output
 
 
 def main(model: Path, corpus: Path, output: Path, n: int = typer.Option(30, help="Sentences to render")):
     nlp = spacy.load(model)
-    sentences = []
-    for doc in DocBin().from_disk(corpus).get_docs(nlp.vocab):
-        sentences.extend(sent.as_doc() for sent in doc.sents)
-        if len(sentences) >= n:
-            break
-    bare = [Doc(nlp.vocab, words=[t.text for t in s], spaces=[bool(t.whitespace_) for t in s]) for s in sentences[:n]]
-    html = displacy.render(list(nlp.pipe(bare)), style="ent", page=True)
-    output.write_text(html, encoding="utf8")
-    typer.echo(f"Wrote {len(bare)} sentences with {sum(len(d.ents) for d in nlp.pipe(bare))} entities to {output}")
+    bare = bare_docs(nlp, gold_sentences(nlp, corpus, n))
+    predicted = list(nlp.pipe(bare))
+    with atomic_output(output) as tmp:
+        tmp.write_text(displacy.render(predicted, style="ent", page=True), encoding="utf8")
+    typer.echo(f"Wrote {len(predicted)} sentences with {sum(len(d.ents) for d in predicted)} entities to {output}")
 
 
 if __name__ == "__main__":

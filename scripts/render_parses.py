@@ -9,21 +9,18 @@ from pathlib import Path
 
 import spacy
 import typer
+from benchmark_tagger import bare_docs, gold_sentences
 from spacy import displacy
-from spacy.tokens import Doc, DocBin
+
+from spacy_rnn.files import atomic_output
 
 
 def main(model: Path, corpus: Path, output: Path, n: int = typer.Option(10, help="Sentences to render")):
     nlp = spacy.load(model)
-    sentences = []
-    for doc in DocBin().from_disk(corpus).get_docs(nlp.vocab):
-        sentences.extend(sent.as_doc() for sent in doc.sents)
-        if len(sentences) >= n:
-            break
-    bare = [Doc(nlp.vocab, words=[t.text for t in s], spaces=[bool(t.whitespace_) for t in s]) for s in sentences[:n]]
+    bare = bare_docs(nlp, gold_sentences(nlp, corpus, n))
     parsed = list(nlp.pipe(bare))
-    html = displacy.render(parsed, style="dep", page=True, options={"compact": True})
-    output.write_text(html, encoding="utf8")
+    with atomic_output(output) as tmp:
+        tmp.write_text(displacy.render(parsed, style="dep", page=True, options={"compact": True}), encoding="utf8")
     n_arcs = sum(1 for doc in parsed for token in doc if token.head.i != token.i)
     typer.echo(f"Wrote {len(parsed)} parsed sentences ({n_arcs} arcs) to {output}")
 

@@ -67,6 +67,7 @@ class _DocFeaturesForward:
     def __init__(self, attr_ids: List[int], max_word_chars: int) -> None:
         self.attr_ids = attr_ids
         self.cache = _CodePointCache(max_word_chars)
+        self.checked_layout: Optional[tuple] = None  # the last layout found to agree
 
     def __call__(self, model: Model, docs: List[Doc], is_train: bool) -> Tuple[TokenBatch, Callable]:
         self._check_layout(model)
@@ -79,15 +80,19 @@ class _DocFeaturesForward:
         which loading restores): another order of attrs or another
         max_word_chars would feed the weights other inputs without an error."""
         trained = [model.attrs["word_attr"]] + list(model.attrs["feature_attrs"])
+        trained_chars = model.attrs.get("max_word_chars", self.cache.max_chars)  # absent in older pipelines
+        layout = (tuple(trained), trained_chars)
+        if layout == self.checked_layout:  # the attrs change only when weights are loaded
+            return
         built = [IDS_TO_ATTR_NAMES.get(attr_id, attr_id) for attr_id in self.attr_ids]
         problems = []
         if [intify_attr(name) for name in trained] != self.attr_ids:
             problems.append(f"word_attr + attrs are {built[0]!r} + {built[1:]}, trained with {trained[0]!r} + {trained[1:]}")
-        trained_chars = model.attrs.get("max_word_chars", self.cache.max_chars)  # absent in older pipelines
         if trained_chars != self.cache.max_chars:
             problems.append(f"max_word_chars is {self.cache.max_chars}, trained with {trained_chars}")
         if problems:
             raise FeatureLayoutError("; ".join(problems))
+        self.checked_layout = layout
 
     def __getstate__(self):
         # The code point cache is rebuilt on demand; do not ship it.
