@@ -32,12 +32,15 @@ setup(
             "hmm_tagger = spacy_rnn.classic.pipes:make_hmm_tagger",
             "rnn_ner = spacy_rnn.pipeline.ner:make_rnn_ner",
             "rnn_lm = spacy_rnn.pipeline.lm:make_rnn_lm",
+            "rnn_textcat = spacy_rnn.pipeline.textcat:make_rnn_textcat",
+            "rnn_textcat_multilabel = spacy_rnn.pipeline.textcat:make_rnn_textcat_multilabel",
         ],
         "spacy_architectures": [
             "spacy_rnn.RNNEncoder.v1 = spacy_rnn.models.architectures:build_rnn_encoder_v1",
             "spacy_rnn.RNNEncoder.v2 = spacy_rnn.models.architectures:build_rnn_encoder_v2",
             "spacy_rnn.RNNTagger.v1 = spacy_rnn.models.architectures:build_rnn_tagger_v1",
             "spacy_rnn.RNNEntityRecognizer.v1 = spacy_rnn.models.architectures:build_rnn_entity_recognizer_v1",
+            "spacy_rnn.RNNTextClassifier.v1 = spacy_rnn.models.architectures:build_rnn_text_classifier_v1",
             "spacy_rnn.RNNLanguageModel.v1 = spacy_rnn.models.architectures:build_rnn_language_model_v1",
         ],
         "spacy_callbacks": [

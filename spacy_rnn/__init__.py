@@ -1,7 +1,17 @@
 """spacy-rnn: recurrent sequence models as spaCy pipeline components."""
 from .about import __version__
 from .models.architectures import build_rnn_encoder_v1, build_rnn_encoder_v2, build_rnn_tagger_v1
-from .pipeline import RNNLM, RNNEntityRecognizer, RNNTagger, generate, make_rnn_lm, make_rnn_ner, make_rnn_tagger
+from .pipeline import (
+    RNNLM,
+    RNNEntityRecognizer,
+    RNNMultiLabelTextCategorizer,
+    RNNTagger,
+    RNNTextCategorizer,
+    generate,
+    make_rnn_lm,
+    make_rnn_ner,
+    make_rnn_tagger,
+)
 
 __all__ = [
     "__version__",
@@ -15,4 +25,6 @@ __all__ = [
     "RNNLM",
     "generate",
     "make_rnn_lm",
+    "RNNTextCategorizer",
+    "RNNMultiLabelTextCategorizer",
 ]

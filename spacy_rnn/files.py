@@ -33,17 +33,18 @@ class TextDecodeError(ValueError):
         )
 
 
-def read_text_lines(path: PathLike) -> Iterator[Tuple[int, str]]:
-    """(line number from 1, line without its line break) of a UTF-8 text file.
-    Raises TextDecodeError (a ValueError) for a line that is not UTF-8."""
+def read_text_lines(path: PathLike, encoding: str = ENCODING) -> Iterator[Tuple[int, str]]:
+    """(line number from 1, line without its line break) of a text file, UTF-8
+    unless another encoding is given (TREC is Latin-1). Raises TextDecodeError
+    (a ValueError) for a line that is not in that encoding."""
     path = Path(path)
     with path.open("rb") as file:
         for line_no, raw in enumerate(file, start=1):
             try:
-                line = raw.decode(ENCODING)
+                line = raw.decode(encoding)
             except UnicodeDecodeError as err:
                 detail = f"cannot decode byte {raw[err.start:err.start + 1]!r} at column {err.start + 1}"
-                raise TextDecodeError(path, line_no, ENCODING, detail) from None
+                raise TextDecodeError(path, line_no, encoding, detail) from None
             if line_no == 1 and line.startswith(BOM):
                 line = line[len(BOM):]
             yield line_no, line.rstrip("\n").rstrip("\r")

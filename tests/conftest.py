@@ -73,7 +73,10 @@ def tiny_corpus(tmp_path):
     for words, tags, pos in TRAIN_DATA:
         # Entities for NER configs: every NN/NNS word is a one-token FOOD entity.
         ents = ["B-FOOD" if tag.startswith("NN") else "O" for tag in tags]
-        db.add(Doc(nlp.vocab, words=words, tags=tags, pos=pos, ents=ents))
+        doc = Doc(nlp.vocab, words=words, tags=tags, pos=pos, ents=ents)
+        # Categories for textcat configs: does the sentence end in "!"?
+        doc.cats = {"EXCLAIM": float(words[-1] == "!"), "OTHER": float(words[-1] != "!")}
+        db.add(doc)
     train = tmp_path / "train.spacy"
     dev = tmp_path / "dev.spacy"
     db.to_disk(train)

@@ -39,6 +39,9 @@ def check_annotated(nlp, doc) -> None:
             assert labels == {"FOOD"}, (name, labels)  # the corpus's only entity type
             assert all(t.ent_iob_ in ("B", "I", "O") for t in doc), (name, [(t.text, t.ent_iob_) for t in doc])
             assert all(t.ent_type_ in labels for t in doc if t.ent_iob_ != "O")
+        elif assigns == ["doc.cats"]:
+            assert set(labels) == {"EXCLAIM", "OTHER"}, (name, labels)  # the corpus's categories
+            assert set(doc.cats) == set(labels) and abs(sum(doc.cats.values()) - 1.0) < 1e-5, (name, doc.cats)
         elif assigns == ["doc.tensor"]:
             assert doc.tensor.shape[0] == len(doc) and doc.tensor.shape[1] > 0, (name, doc.tensor.shape)
         else:

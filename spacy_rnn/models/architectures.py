@@ -9,15 +9,19 @@ from typing import List, Optional
 
 from spacy.tokens import Doc
 from spacy.util import registry
-from thinc.api import Linear, Model, Softmax_v2, chain, with_array
+from thinc.api import Linear, Logistic, Model, Softmax_v2, chain, list2ragged, with_array
 from thinc.types import Floats1d, Floats2d, Ints1d
 
 from .crf import crf_transitions
 from .featurize import doc_features
 from .lm_vocab import EOS_ID
 from .pytorch import RNNLanguageModel, SequenceLogProbs, TokenEncoder
-from .types import Cell, Depth, DocEncoder, IntRange, NonNegative, Positive, Probability
+from .pooling import build_pooling
+from .types import Cell, Depth, DocEncoder, IntRange, NonNegative, Pooling, Positive, Probability
 from .wrappers import wrap_sequence_log_probs, wrap_token_encoder
+
+
+BIDIRECTIONAL_ATTR = "spacy_rnn_bidirectional"
 
 
 @registry.architectures("spacy_rnn.RNNEncoder.v1")
@@ -157,6 +161,8 @@ def _build_rnn_encoder(
     )
     model = chain(features, wrap_token_encoder(encoder))
     model.set_dim("nO", encoder.output_width)
+    # Read by RNNTextClassifier's "last" pooling: the vectors are [forward; backward].
+    model.attrs[BIDIRECTIONAL_ATTR] = bidirectional
     return model
 
 
@@ -196,6 +202,52 @@ def build_rnn_entity_recognizer_v1(
     model.set_ref("tok2vec", encoder)
     model.set_ref("output_layer", output_layer)
     model.set_ref("crf", crf)
+    return model
+
+
+@registry.architectures("spacy_rnn.RNNTextClassifier.v1")
+def build_rnn_text_classifier_v1(
+    encoder: Model[List[Doc], List[Floats2d]],
+    exclusive_classes: bool,
+    pooling: List[Pooling] = ["mean", "max"],
+    bidirectional: Optional[bool] = None,
+    nO: Optional[Positive] = None,
+) -> Model[List[Doc], Floats2d]:
+    """A text classifier: the encoder's token vectors pooled into one vector
+    per doc, then a softmax over the labels (exclusive classes) or one
+    sigmoid per label.
+
+    encoder (Model[List[Doc], List[Floats2d]]): The token encoder, e.g. spacy_rnn.RNNEncoder.v2,
+        or a spacy.Tok2VecListener.v1 of a shared encoder.
+    exclusive_classes (bool): One label per text (softmax) or independent labels (sigmoids).
+    pooling (List[str]): "mean", "max", "last" and/or "attention", concatenated in this
+        order (see spacy_rnn.models.pooling). An empty doc pools to zeros.
+    bidirectional (Optional[bool]): Whether the encoder's vectors are [forward; backward],
+        which "last" needs to know; null reads it from a spacy_rnn encoder. Set it when
+        "last" pools the vectors of a listener.
+    nO (Optional[int]): Number of labels; inferred from the data at initialize when null.
+    """
+    if not encoder.has_dim("nO") or encoder.get_dim("nO") is None:
+        raise ValueError("spacy_rnn.RNNTextClassifier: the encoder's output width (nO) must be known; "
+                         "give a listener its width")
+    width = encoder.get_dim("nO")
+    if bidirectional is None:
+        bidirectional = encoder.attrs.get(BIDIRECTIONAL_ATTR)
+        if bidirectional is None and "last" in pooling:
+            raise ValueError('spacy_rnn.RNNTextClassifier: pooling "last" needs to know whether the '
+                             "encoder is bidirectional; set bidirectional = true or false in the model's config")
+    pooled = build_pooling(pooling, width, bool(bidirectional))
+    n_pooled = pooled.get_dim("nO")
+    if exclusive_classes:
+        output_layer = Softmax_v2(nO, n_pooled)
+        head = output_layer
+    else:
+        output_layer = Linear(nO, n_pooled)
+        head = chain(output_layer, Logistic())
+    model = chain(encoder, list2ragged(), pooled, head)
+    model.set_ref("tok2vec", encoder)
+    model.set_ref("output_layer", output_layer)
+    model.attrs["multi_label"] = not exclusive_classes
     return model
 
 

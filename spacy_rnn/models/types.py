@@ -17,6 +17,7 @@ from thinc.types import Floats2d
 
 Cell = Literal["rnn", "lstm", "gru"]
 TokenAttr = Literal["tag", "pos"]
+Pooling = Literal["mean", "max", "last", "attention"]
 DocEncoder = Model[List[Doc], List[Floats2d]]
 
 

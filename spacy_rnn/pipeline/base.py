@@ -148,10 +148,14 @@ class NeuralPipe:
         validate_get_examples(get_examples, f"{type(self).__name__}.initialize")
         self._init_labels(get_examples, labels)
         report_word_vocab(self.name, init_word_vocab(self.model, (eg.x for eg in get_examples())))
-        doc_sample = [eg.x for eg in islice(get_examples(), 10)]
+        self._init_model(list(islice(get_examples(), 10)))
+        self.model.attrs[TRAINED_LABELS] = list(self.labels)
+
+    def _init_model(self, examples: List[Example]) -> None:
+        """Initialize the model on a sample of examples; by default one output row per token."""
+        doc_sample = [eg.x for eg in examples]
         n_outputs = self._n_outputs()
         self.model.initialize(X=doc_sample, Y=[self.model.ops.alloc2f(len(doc), n_outputs) for doc in doc_sample])
-        self.model.attrs[TRAINED_LABELS] = list(self.labels)
 
     def predict(self, docs):
         apply_thread_policy()

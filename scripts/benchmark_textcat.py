@@ -1,0 +1,154 @@
+"""Train (or reuse) rnn_textcat with each pooling and cell, and spaCy's own
+textcat (`spacy init config -p textcat -o efficiency` / `-o accuracy`, no
+vectors), on TREC (coarse, the fixed 10% dev split of train) and SST-2, then
+measure them all in one process on dev: accuracy, macro F (spaCy's scorer),
+docs/s through nlp.pipe, training wall time.
+
+    python scripts/convert_textcat.py trec ../shared/data/trec/train_5500.label corpus/trec   # and sst2 (see project.yml)
+    python scripts/benchmark_textcat.py corpus training/benchmark_textcat metrics/benchmark_textcat.json
+
+There is no test set here (TREC's and SST-2's are held out); models are
+selected on dev by `spacy train` (model-best), so dev figures are optimistic.
+Train on two cores side by side: `--train-only --systems ...` in two
+processes with OMP_NUM_THREADS=1, then run once more without --train-only to
+measure (speed with nothing else running).
+Smoke run: --max-steps 10 --limit 50 --systems trec/rnn_lstm_mean,trec/spacy_bow.
+"""
+import json
+import time
+from pathlib import Path
+from typing import Dict, List
+
+import spacy
+import typer
+from spacy.training import Corpus
+
+from benchmark_tagger import System, machine_description, report, train
+
+POOLINGS = {"mean": '["mean"]', "max": '["max"]', "last": '["last"]', "attention": '["attention"]', "meanmax": '["mean","max"]'}
+SHIPPED = "meanmax"  # the pooling of configs/textcat_*.cfg
+DATASETS = {
+    # dataset: (shipped config, train set directory under corpus/, dev set directory)
+    "trec": ("configs/textcat_trec.cfg", "trec", "trec"),
+    "sst2": ("configs/textcat_sst2.cfg", "sst2", "sst2"),
+}
+
+
+def systems_for(dataset: str) -> List[System]:
+    config = DATASETS[dataset][0]
+    rows = [
+        System(f"{dataset}/spacy_bow", "configs/baselines/spacy_textcat_efficiency.cfg", description="spaCy textcat -o efficiency (bag of words)"),
+        System(f"{dataset}/spacy_ensemble", "configs/baselines/spacy_textcat_accuracy.cfg", description="spaCy textcat -o accuracy, no vectors (CNN + bag of words)"),
+    ]
+    for name, pooling in POOLINGS.items():
+        shipped = " (shipped config)" if name == SHIPPED else ""
+        rows.append(System(f"{dataset}/rnn_lstm_{name}", config, overrides={"components.textcat.model.pooling": pooling},
+                           description=f"rnn_textcat, lstm, pooling {pooling}{shipped}"))
+    rows.append(System(f"{dataset}/rnn_gru_{SHIPPED}", config,
+                       overrides={"components.textcat.model.encoder.cell": "gru"},
+                       description=f"rnn_textcat, gru, pooling {POOLINGS[SHIPPED]}"))
+    return rows
+
+
+SYSTEMS = [system for dataset in DATASETS for system in systems_for(dataset)]
+# SST-2 trained on the phrase set (corpus/sst2_phrases) instead of the sentences.
+PHRASES = System("sst2/rnn_lstm_meanmax_phrases", DATASETS["sst2"][0], description="rnn_textcat, lstm, mean+max, trained on SST-2 phrases")
+SYSTEMS.append(PHRASES)
+
+
+def train_dir(system: System) -> str:
+    return "sst2_phrases" if system is PHRASES else DATASETS[system.name.split("/")[0]][1]
+
+
+def evaluate(nlp, path: Path, limit: int) -> Dict:
+    examples = list(Corpus(path, gold_preproc=True, limit=0)(nlp))
+    if limit:
+        examples = examples[:limit]
+    scores = nlp.evaluate(examples, batch_size=256)
+    predicted = list(nlp.pipe([eg.predicted for eg in examples], batch_size=256))
+    right = 0
+    for doc, eg in zip(predicted, examples):
+        gold = max(eg.reference.cats, key=eg.reference.cats.get)
+        right += max(doc.cats, key=doc.cats.get) == gold
+    return {"accuracy": right / len(examples), "macro_f": scores["cats_macro_f"], "n_docs": len(examples)}
+
+
+def docs_per_second(nlp, path: Path, limit: int, repeats: int = 3) -> Dict[str, float]:
+    texts = [eg.reference.text for eg in Corpus(path, gold_preproc=True, limit=0)(nlp)]
+    if limit:
+        texts = texts[:limit]
+    docs = [nlp.make_doc(text) for text in texts]
+    n_words = sum(len(doc) for doc in docs)
+    list(nlp.pipe(docs[:100]))  # warm up
+    best = float("inf")
+    for _ in range(repeats):
+        docs = [nlp.make_doc(text) for text in texts]
+        start = time.perf_counter()
+        for _ in nlp.pipe(docs, batch_size=256):
+            pass
+        best = min(best, time.perf_counter() - start)
+    return {"docs_per_second": len(docs) / best, "words_per_second": n_words / best}
+
+
+def render_markdown(data: Dict) -> str:
+    """The markdown table of this script's JSON: {"machine": str, "systems": {"DATASET/NAME":
+    {"description", "dev": {"accuracy", "macro_f"}, "docs_per_second", "train_seconds"}}}."""
+    lines = [
+        f"Machine: {data['machine']}",
+        "",
+        "| data | system | dev accuracy | dev macro F | docs/s (nlp.pipe, dev) | train time |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for name, row in data["systems"].items():
+        dataset, system = name.split("/", 1)
+        lines.append(
+            f"| {dataset} | {system} ({row['description']}) | {100 * row['dev']['accuracy']:.2f} | "
+            f"{100 * row['dev']['macro_f']:.2f} | {row['docs_per_second']:,.0f} | {row['train_seconds'] / 60:.1f} min |"
+        )
+    return "\n".join(lines)
+
+
+def main(
+    corpus: Path = typer.Argument(..., help="Folder with trec/, sst2/ and sst2_phrases/ from scripts/convert_textcat.py"),
+    training_dir: Path = typer.Argument(..., help="Where trained pipelines are (or go)"),
+    output: Path = typer.Argument(..., help="JSON file for the results"),
+    systems: str = typer.Option(",".join(s.name for s in SYSTEMS), help="Comma-separated system names"),
+    retrain: bool = typer.Option(False, help="Retrain even if a trained pipeline exists"),
+    limit: int = typer.Option(0, help="Evaluate on the first N dev texts only (smoke runs)"),
+    max_steps: int = typer.Option(0, help="Override [training] max_steps (smoke runs)"),
+    train_only: bool = typer.Option(False, help="Train what is missing, measure nothing"),
+):
+    wanted = systems.split(",")
+    known = {s.name: s for s in SYSTEMS}
+    unknown = sorted(set(wanted) - set(known))
+    if unknown:
+        raise typer.BadParameter(f"unknown system(s) {', '.join(unknown)}; choose from {', '.join(known)}")
+    chosen = [known[name] for name in wanted]
+    extra = ["--training.max_steps", str(max_steps)] if max_steps else []
+    for system in chosen:
+        out_dir = training_dir / system.name
+        dataset = system.name.split("/")[0]
+        if retrain or not (out_dir / "model-best").exists() or not (out_dir / "train_time.json").exists():
+            train(system, corpus / train_dir(system) / "train.spacy", corpus / DATASETS[dataset][2] / "dev.spacy", out_dir, extra)
+    if train_only:
+        return
+    results = {}
+    for system in chosen:
+        out_dir = training_dir / system.name
+        dev_path = corpus / DATASETS[system.name.split("/")[0]][2] / "dev.spacy"
+        nlp = spacy.load(out_dir / "model-best")
+        speed = docs_per_second(nlp, dev_path, limit)
+        results[system.name] = {
+            "description": system.description,
+            "dev": evaluate(nlp, dev_path, limit),
+            "docs_per_second": speed["docs_per_second"],
+            "words_per_second": speed["words_per_second"],
+            "train_seconds": json.loads((out_dir / "train_time.json").read_text())["seconds"],
+            "max_steps": nlp.config["training"]["max_steps"],
+        }
+        print(f"measured {system.name}", flush=True)
+    report(output, {"machine": machine_description(), "systems": results}, render_markdown)
+
+
+if __name__ == "__main__":
+    typer.run(main)

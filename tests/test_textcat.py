@@ -1,0 +1,206 @@
+import numpy
+import pytest
+import spacy
+from numpy.testing import assert_allclose
+from spacy.training import Example
+from thinc.api import fix_random_seed
+
+from .conftest import SMALL_ENCODER
+
+DATA = [
+    ("what is the capital of france ?", "LOC"),
+    ("where is the eiffel tower ?", "LOC"),
+    ("who wrote hamlet ?", "HUM"),
+    ("who painted the mona lisa ?", "HUM"),
+    ("how many legs does a spider have ?", "NUM"),
+    ("how many days are in a year ?", "NUM"),
+]
+LABELS = ["HUM", "LOC", "NUM"]
+# Multi-label: independent tags.
+ML_DATA = [
+    ("great food and friendly staff", {"FOOD": 1.0, "SERVICE": 1.0}),
+    ("the soup was cold", {"FOOD": 1.0, "SERVICE": 0.0}),
+    ("rude waiter", {"FOOD": 0.0, "SERVICE": 1.0}),
+    ("parking was easy", {"FOOD": 0.0, "SERVICE": 0.0}),
+]
+
+
+def make_nlp(pooling=("mean", "max"), cell="lstm", multilabel=False, seed=0):
+    fix_random_seed(seed)
+    nlp = spacy.blank("en")
+    model = {
+        "@architectures": "spacy_rnn.RNNTextClassifier.v1",
+        "exclusive_classes": not multilabel,
+        "pooling": list(pooling),
+        "encoder": dict(SMALL_ENCODER, cell=cell, bidirectional=True),
+    }
+    nlp.add_pipe("rnn_textcat_multilabel" if multilabel else "rnn_textcat", name="textcat", config={"model": model})
+    return nlp
+
+
+def examples(nlp, data=DATA):
+    out = []
+    for text, label in data:
+        cats = label if isinstance(label, dict) else {name: float(name == label) for name in LABELS}
+        out.append(Example.from_dict(nlp.make_doc(text), {"cats": cats}))
+    return out
+
+
+def train(nlp, data=DATA, n_iter=40):
+    egs = examples(nlp, data)
+    optimizer = nlp.initialize(lambda: egs)
+    optimizer.learn_rate = 0.01
+    for _ in range(n_iter):
+        losses = nlp.update(egs, sgd=optimizer)
+    return losses["textcat"]
+
+
+@pytest.fixture(scope="module")
+def trained():
+    nlp = make_nlp()
+    train(nlp)
+    return nlp
+
+
+@pytest.mark.parametrize("pooling", [["mean"], ["max"], ["last"], ["attention"], ["mean", "max", "last", "attention"]])
+def test_overfit_and_predict_each_pooling(pooling):
+    nlp = make_nlp(pooling)
+    assert train(nlp) < 0.01
+    for text, label in DATA:
+        cats = nlp(text).cats
+        assert sorted(cats) == LABELS
+        assert max(cats, key=cats.get) == label
+        assert sum(cats.values()) == pytest.approx(1.0, abs=1e-5)
+    scores = nlp.evaluate(examples(nlp))
+    assert scores["cats_macro_f"] == 1.0 and scores["cats_macro_auc"] == 1.0
+    assert set(scores["cats_f_per_type"]) == set(LABELS)
+
+
+def test_gru_trains(trained):
+    nlp = make_nlp(cell="gru")
+    assert train(nlp) < 0.01
+
+
+def test_save_load_gives_the_same_cats(trained, tmp_path):
+    trained.to_disk(tmp_path / "p")
+    loaded = spacy.load(tmp_path / "p")
+    texts = [text for text, _ in DATA] + ["an unseen question about zebras ?"]
+    for a, b in zip(trained.pipe(texts), loaded.pipe(texts)):
+        assert a.cats == b.cats
+    assert loaded.get_pipe("textcat").labels == tuple(LABELS)
+
+
+def test_batch_invariance(trained):
+    """A text's cats do not depend on the other texts of its batch (lengths, padding, empty docs)."""
+    texts = [text for text, _ in DATA]
+    alone = [trained(text).cats for text in texts]
+    mixed = list(trained.pipe(["", texts[0] + " " + texts[4] * 3] + texts + [""], batch_size=64))
+    for a, doc in zip(alone, mixed[2:-1]):
+        assert doc.cats == pytest.approx(a, abs=1e-6)
+
+
+def test_empty_docs_have_a_defined_output(trained):
+    alone = trained("").cats
+    assert sorted(alone) == LABELS and sum(alone.values()) == pytest.approx(1.0, abs=1e-5)
+    for doc in trained.pipe(["", "", "who wrote hamlet ?", ""]):
+        if not len(doc):
+            assert doc.cats == pytest.approx(alone, abs=1e-7)
+    # training on a batch with empty docs, or only empty docs, is fine
+    textcat = trained.get_pipe("textcat")
+    egs = examples(trained, [("", "LOC"), ("who wrote hamlet ?", "HUM")])
+    losses = textcat.update(egs, sgd=None)
+    assert numpy.isfinite(losses["textcat"])
+    assert textcat.update(examples(trained, [("", "LOC")]), sgd=None)["textcat"] == 0.0
+
+
+def test_multilabel_independent_labels_and_threshold():
+    nlp = make_nlp(multilabel=True)
+    assert train(nlp, ML_DATA, n_iter=60) < 0.01
+    for text, cats in ML_DATA:
+        predicted = nlp(text).cats
+        assert {label for label, p in predicted.items() if p >= 0.5} == {label for label, v in cats.items() if v}
+    assert sum(nlp("great food and friendly staff").cats.values()) > 1.5  # not a softmax
+    textcat = nlp.get_pipe("textcat")
+    assert textcat.cfg["threshold"] == 0.5
+    egs = examples(nlp, ML_DATA)
+    assert nlp.evaluate(egs)["cats_micro_f"] == 1.0
+    # a threshold above every probability predicts nothing, so recall drops to 0
+    textcat.cfg["threshold"] = 0.999999
+    assert nlp.evaluate(egs)["cats_micro_r"] < 1.0
+
+
+def test_labels_come_from_the_data_and_positive_label_is_checked():
+    nlp = make_nlp()
+    egs = examples(nlp)
+    nlp.initialize(lambda: egs)
+    assert nlp.get_pipe("textcat").labels == tuple(LABELS)
+    nlp = make_nlp()
+    with pytest.raises(ValueError, match="E919|E920"):
+        nlp.get_pipe("textcat").initialize(lambda: egs, nlp=nlp, positive_label="SPAM")
+    nlp = make_nlp()
+    one_label = [Example.from_dict(nlp.make_doc("x y"), {"cats": {"A": 1.0}})]
+    with pytest.raises(ValueError, match=r"\[textcat\] needs at least 2 label"):
+        nlp.initialize(lambda: one_label)
+
+
+def test_listener_shares_a_tok2vec_encoder(tmp_path):
+    fix_random_seed(0)
+    nlp = spacy.blank("en")
+    encoder = dict(SMALL_ENCODER, **{"@architectures": "spacy_rnn.RNNEncoder.v2", "bidirectional": True})
+    nlp.add_pipe("tok2vec", config={"model": encoder})
+    listener = {"@architectures": "spacy.Tok2VecListener.v1", "width": 2 * SMALL_ENCODER["width"], "upstream": "*"}
+    model = {"@architectures": "spacy_rnn.RNNTextClassifier.v1", "exclusive_classes": True,
+             "pooling": ["mean", "last"], "bidirectional": True, "encoder": listener}
+    nlp.add_pipe("rnn_textcat", name="textcat", config={"model": model})
+    egs = examples(nlp)
+    optimizer = nlp.initialize(lambda: egs)
+    optimizer.learn_rate = 0.01
+    for _ in range(40):
+        losses = nlp.update(egs, sgd=optimizer)
+    assert losses["textcat"] < 0.01
+    assert nlp.get_pipe("tok2vec").listening_components == ["textcat"]
+    assert [max(d.cats, key=d.cats.get) for d in nlp.pipe(t for t, _ in DATA)] == [label for _, label in DATA]
+    nlp.to_disk(tmp_path / "p")
+    loaded = spacy.load(tmp_path / "p")
+    assert [d.cats for d in loaded.pipe(t for t, _ in DATA)] == [d.cats for d in nlp.pipe(t for t, _ in DATA)]
+
+
+def test_last_pooling_over_a_listener_needs_the_direction():
+    nlp = spacy.blank("en")
+    nlp.add_pipe("tok2vec", config={"model": dict(SMALL_ENCODER, **{"@architectures": "spacy_rnn.RNNEncoder.v2"})})
+    model = {"@architectures": "spacy_rnn.RNNTextClassifier.v1", "exclusive_classes": True, "pooling": ["last"],
+             "encoder": {"@architectures": "spacy.Tok2VecListener.v1", "width": 32, "upstream": "*"}}
+    with pytest.raises(ValueError, match='pooling "last" needs to know whether the encoder is bidirectional'):
+        nlp.add_pipe("rnn_textcat", config={"model": model})
+
+
+def test_a_bad_pooling_in_the_config_names_the_setting():
+    nlp = spacy.blank("en")
+    with pytest.raises(Exception, match="pooling"):
+        nlp.add_pipe("rnn_textcat", config={"model": {"pooling": ["sum"]}})
+
+
+def test_default_model_is_the_shipped_encoder():
+    nlp = spacy.blank("en")
+    textcat = nlp.add_pipe("rnn_textcat")
+    config = nlp.config["components"]["rnn_textcat"]["model"]
+    assert config["pooling"] == ["mean", "max"] and config["exclusive_classes"] is True
+    assert config["encoder"]["@architectures"] == "spacy_rnn.RNNEncoder.v2"
+    assert textcat.cfg["max_grad_norm"] == 5.0
+    multi = spacy.blank("en").add_pipe("rnn_textcat_multilabel")
+    assert multi.model.attrs["multi_label"] is True
+
+
+def test_textcat_scores_match_by_hand(trained):
+    """cats_score is macro F over the labels, as spaCy's textcat scorer computes it."""
+    egs = examples(trained) + examples(trained, [("where was hamlet written ?", "HUM")])
+    scores = trained.evaluate(egs)
+    predicted = [max(trained(eg.reference.text).cats.items(), key=lambda kv: kv[1])[0] for eg in egs]
+    gold = [max(eg.reference.cats, key=eg.reference.cats.get) for eg in egs]
+    f_scores = []
+    for label in LABELS:
+        tp = sum(p == g == label for p, g in zip(predicted, gold))
+        fp = sum(p == label != g for p, g in zip(predicted, gold))
+        fn = sum(g == label != p for p, g in zip(predicted, gold))
+        f_scores.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
+    assert_allclose(scores["cats_macro_f"], numpy.mean(f_scores), rtol=1e-6)
