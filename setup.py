@@ -25,6 +25,10 @@ setup(
         "tqdm>=4.38.0",
         "wasabi>=0.9.1,<1.2.0",
     ],
+    extras_require={
+        # --engine ray of `spacy_rnn annotate`
+        "ray": ["ray[data]>=2.40.0"],
+    },
     entry_points={
         "spacy_factories": [
             "rnn_tagger = spacy_rnn.pipeline.tagger:make_rnn_tagger",
@@ -48,6 +52,7 @@ setup(
         ],
         "spacy_cli": [
             "rnn_lm = spacy_rnn.cli.lm:setup_lm_cli",
+            "rnn_annotate = spacy_rnn.cli.annotate:setup_annotate_cli",
         ],
     },
 )

@@ -135,11 +135,10 @@ COMMANDS = {
 
 
 def make_app() -> typer.Typer:
-    """The `python -m spacy_rnn` application."""
-    app = typer.Typer(name="spacy_rnn", help="spacy-rnn language model commands", no_args_is_help=True)
-    for name, function in COMMANDS.items():
-        app.command(name)(function)
-    return app
+    """The `python -m spacy_rnn` application (spacy_rnn.cli.make_app)."""
+    from . import make_app as make_full_app
+
+    return make_full_app()
 
 
 for _name, _function in COMMANDS.items():

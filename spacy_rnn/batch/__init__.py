@@ -1,0 +1,4 @@
+"""Batch annotation of large inputs with any spaCy pipeline: `spacy_rnn annotate`."""
+from .run import annotate
+
+__all__ = ["annotate"]

@@ -1,0 +1,139 @@
+"""The engines of `spacy_rnn annotate`: run a spaCy pipeline over the shards
+that are not done yet, locally or on Ray, writing each shard when it is
+complete (spacy_rnn.batch.outputs).
+
+- local: one `nlp.pipe` over all remaining records, with `n_process`
+  processes if asked (spaCy's multiprocessing); records are read in the
+  main process, shard by shard, and a shard is written as soon as its last
+  doc comes back (nlp.pipe keeps the order).
+- ray: Ray Data. The dataset is the list of remaining shards;
+  `map_batches` with a callable class (`ShardAnnotator`) runs on an actor
+  pool of `workers` actors, each loading the pipeline once and annotating
+  whole shards (read, nlp.pipe, write). On a cluster, OUTPUT_DIR, the inputs
+  and the model must be on a file system every node sees, and spacy-rnn
+  installed on every node.
+"""
+import logging
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import spacy
+from spacy.language import Language
+
+from ..runtime import apply_thread_policy
+from .inputs import Record, Reject, Shard, read_shard
+from .outputs import output_fields, stamp, write_shard
+
+ProgressFn = Callable[[int], None]
+
+
+def annotate_shard(nlp: Language, shard: Shard, output_dir: Path, fmt: str, fields: List[str], max_length: int,
+                   batch_size: int) -> Dict:
+    """Read, annotate and write one shard in this process; returns its manifest."""
+    records: List[Record] = []
+    rejects: List[Reject] = []
+    for item in read_shard(shard, nlp.vocab, max_length):
+        (rejects if isinstance(item, Reject) else records).append(item)
+    inputs = [record.doc if record.doc is not None else record.text for record in records]
+    docs = [stamp(doc, record.source, record.meta) for doc, record in zip(nlp.pipe(inputs, batch_size=batch_size), records)]
+    return write_shard(output_dir, shard, docs, rejects, fmt, fields)
+
+
+def run_local(nlp: Language, todo: List[Shard], output_dir: Path, fmt: str, max_length: int, n_process: int,
+              batch_size: int, progress: Optional[ProgressFn] = None) -> None:
+    fields = output_fields(nlp)
+    pending: Dict[int, Dict] = {}  # shard index -> {"shard", "rejects", "expected", "docs"}, in plan order
+
+    def flush(up_to: Optional[int]) -> None:
+        """Write the pending shards before `up_to` (all if None) and `up_to` itself if complete."""
+        for index in sorted(pending):
+            entry = pending[index]
+            complete = len(entry["docs"]) == entry["expected"]
+            if up_to is not None and (index > up_to or (index == up_to and not complete)):
+                break
+            write_shard(output_dir, entry["shard"], entry["docs"], entry["rejects"], fmt, fields)
+            del pending[index]
+
+    def records():
+        for shard in todo:
+            items = list(read_shard(shard, nlp.vocab, max_length))
+            valid = [item for item in items if isinstance(item, Record)]
+            pending[shard.index] = {
+                "shard": shard, "rejects": [item for item in items if isinstance(item, Reject)],
+                "expected": len(valid), "docs": [],
+            }
+            if progress:
+                progress(len(items) - len(valid))
+            for record in valid:
+                yield (record.doc if record.doc is not None else record.text), (shard.index, record)
+
+    for doc, (index, record) in nlp.pipe(records(), as_tuples=True, n_process=n_process, batch_size=batch_size):
+        flush(index - 1)  # nlp.pipe keeps the order: every earlier shard is complete
+        pending[index]["docs"].append(stamp(doc, record.source, record.meta))
+        flush(index)
+        if progress:
+            progress(1)
+    flush(None)
+
+
+class ShardAnnotator:
+    """Ray Data's callable class: loads the pipeline once per actor, then
+    annotates each shard of each batch it is given."""
+
+    def __init__(self, model: str, output_dir: str, fmt: str, max_length: int, batch_size: int) -> None:
+        apply_thread_policy()
+        self.nlp = spacy.load(model)
+        self.fields = output_fields(self.nlp)
+        self.output_dir = Path(output_dir)
+        self.fmt, self.max_length, self.batch_size = fmt, max_length, batch_size
+
+    def __call__(self, batch: Dict) -> Dict[str, list]:
+        out: Dict[str, list] = {"index": [], "inputs": [], "outputs": []}
+        keys = ("index", "path", "kind", "start", "end", "offset")
+        for values in zip(*(batch[key] for key in keys)):
+            shard = Shard(**{key: (value.item() if hasattr(value, "item") else value) for key, value in zip(keys, values)})
+            manifest = annotate_shard(self.nlp, shard, self.output_dir, self.fmt, self.fields, self.max_length, self.batch_size)
+            out["index"].append(shard.index)
+            out["inputs"].append(manifest["inputs"])
+            out["outputs"].append(manifest["outputs"])
+        return out
+
+
+def run_ray(model: str, todo: List[Shard], output_dir: Path, fmt: str, max_length: int, workers: int, batch_size: int,
+            address: Optional[str], progress: Optional[ProgressFn] = None) -> None:
+    try:
+        import ray
+    except ImportError:
+        raise RuntimeError(
+            "--engine ray needs Ray Data: pip install 'spacy-rnn[ray]' (or pip install 'ray[data]')"
+        ) from None
+    if not todo:
+        return
+    started_here = not ray.is_initialized()
+    if started_here:
+        env = {"env_vars": {"OMP_NUM_THREADS": "1", "SPACY_RNN_NUM_THREADS": "1"}}
+        quiet = {"runtime_env": env, "log_to_driver": False, "logging_level": logging.WARNING}
+        if address:
+            ray.init(address=address, **quiet)
+        else:
+            ray.init(num_cpus=workers, include_dashboard=False, **quiet)
+    try:
+        context = ray.data.DataContext.get_current()
+        context.enable_progress_bars = False
+        dataset = ray.data.from_items([shard.to_dict() for shard in todo], override_num_blocks=len(todo))
+        annotated = dataset.map_batches(
+            ShardAnnotator,
+            fn_constructor_kwargs={
+                "model": str(model), "output_dir": str(output_dir), "fmt": fmt, "max_length": max_length,
+                "batch_size": batch_size,
+            },
+            batch_size=1,
+            concurrency=workers,
+            num_cpus=1,
+        )
+        for row in annotated.iter_rows():
+            if progress:
+                progress(int(row["inputs"]))
+    finally:
+        if started_here:
+            ray.shutdown()

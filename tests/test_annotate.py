@@ -1,0 +1,237 @@
+"""`spacy_rnn annotate`: end to end on a small mixed input with malformed
+records, the count invariant, kill-and-resume, n_process, and the Ray engine
+(--slow)."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import spacy
+from spacy.tokens import Doc, DocBin
+from spacy.training import Example
+from thinc.api import fix_random_seed
+from typer.testing import CliRunner
+
+from spacy_rnn.batch import annotate
+from spacy_rnn.batch import engines, outputs
+from spacy_rnn.cli import make_app
+
+from .conftest import SMALL_ENCODER, TRAIN_DATA, make_examples
+
+TEXTS = ["I like green eggs .", "", "The dog runs fast", "Eat blue ham today !"]
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    """A small trained pipeline: rnn_tagger and rnn_ner (every NN/NNS word is a FOOD entity)."""
+    fix_random_seed(0)
+    nlp = spacy.blank("en")
+    nlp.add_pipe("rnn_tagger", config={"model": {"@architectures": "spacy_rnn.RNNTagger.v1", "encoder": SMALL_ENCODER}})
+    nlp.add_pipe("rnn_ner", config={"model": {"@architectures": "spacy_rnn.RNNEntityRecognizer.v1", "encoder": SMALL_ENCODER}})
+    examples = []
+    for eg, (words, tags, _) in zip(make_examples(nlp), TRAIN_DATA):
+        ents = ["U-FOOD" if tag.startswith("NN") else "O" for tag in tags]  # BILUO
+        examples.append(Example.from_dict(eg.predicted, {"words": words, "tags": tags, "entities": ents}))
+    optimizer = nlp.initialize(lambda: examples)
+    optimizer.learn_rate = 0.01
+    for _ in range(60):
+        nlp.update(examples, sgd=optimizer)
+    path = tmp_path_factory.mktemp("model") / "pipeline"
+    nlp.to_disk(path)
+    return path
+
+
+def write_inputs(folder: Path) -> Path:
+    """Mixed inputs: 7 txt lines (one not UTF-8), 6 jsonl lines (4 malformed), 3 docs of a .spacy file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = [text.encode() for text in TEXTS] + [b"caf\xe9 au lait", "I like ham .".encode(), b"x" * 300]
+    (folder / "a.txt").write_bytes(b"\n".join(lines) + b"\n")
+    jsonl = [
+        json.dumps({"text": "Eat green ham !", "id": 7, "source": {"site": "x"}}),
+        json.dumps({"id": 8}),
+        "{not json",
+        json.dumps({"text": ["a list"]}),
+        json.dumps("just a string"),
+        json.dumps({"text": "The eggs ."}),
+    ]
+    (folder / "b.jsonl").write_text("\n".join(jsonl) + "\n", encoding="utf8")
+    vocab = spacy.blank("en").vocab
+    db = DocBin(store_user_data=True)
+    for i, words in enumerate([["Blue", "eggs"], ["I", "run"], []]):
+        doc = Doc(vocab, words=words)
+        doc.user_data["my_key"] = i
+        db.add(doc)
+    db.to_disk(folder / "c.spacy")
+    return folder
+
+
+def read_jsonl_shards(out: Path):
+    rows = []
+    for path in sorted((out / "shards").glob("shard-*.jsonl")):
+        rows += [json.loads(line) for line in path.read_text(encoding="utf8").splitlines()]
+    return rows
+
+
+def outputs_of(out: Path):
+    """Everything a run wrote, but for timings: shard files, rejects and counts."""
+    files = {p.name: p.read_bytes() for p in sorted((out / "shards").iterdir()) if not p.name.endswith(".done.json")}
+    summary = json.loads((out / "summary.json").read_text())
+    counts = {key: summary[key] for key in ("inputs", "outputs", "rejects", "shards")}
+    return files, (out / "rejects.jsonl").read_text(), counts
+
+
+def test_local_end_to_end_jsonl(pipeline, tmp_path):
+    inputs = write_inputs(tmp_path / "in")
+    summary = annotate(pipeline, inputs, tmp_path / "out", fmt="jsonl", shard_size=4, max_length=200)
+    assert (summary["inputs"], summary["outputs"], summary["rejects"]) == (16, 10, 6)
+    assert summary["inputs"] == summary["outputs"] + summary["rejects"]
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["inputs"] == 16
+    rows = read_jsonl_shards(tmp_path / "out")
+    a, b, c = str(inputs / "a.txt"), str(inputs / "b.jsonl"), str(inputs / "c.spacy")
+    assert [row["source"] for row in rows] == [f"{a}:{i}" for i in (1, 2, 3, 4, 6)] + [f"{b}:1", f"{b}:6"] + [f"{c}:{i}" for i in (1, 2, 3)]
+    assert [row["text"] for row in rows[:5]] == TEXTS + ["I like ham ."]
+    first = rows[0]
+    assert first["tokens"] == ["I", "like", "green", "eggs", "."]
+    assert set(first) == {"source", "text", "tokens", "tags", "entities"}  # what the pipeline sets
+    assert first["tags"] == ["PRP", "VBP", "JJ", "NNS", "."]
+    assert [e["label"] for e in first["entities"]] == ["FOOD"]
+    assert rows[1]["tokens"] == [] and rows[1]["tags"] == []  # an empty line is an empty doc
+    assert rows[5]["meta"] == {"id": 7, "source": {"site": "x"}}  # meta fields kept
+    rejects = [json.loads(line) for line in (tmp_path / "out" / "rejects.jsonl").read_text().splitlines()]
+    assert [(r["file"], r["line"]) for r in rejects] == [(a, 5), (a, 7), (b, 2), (b, 3), (b, 4), (b, 5)]
+    reasons = [r["reason"] for r in rejects]
+    assert "not UTF-8" in reasons[0] and "over max_length 200" in reasons[1]
+    assert reasons[2] == "no 'text' field" and reasons[3].startswith("invalid JSON")
+    assert "not a string" in reasons[4] and "not an object" in reasons[5]
+
+
+def test_spacy_format_keeps_user_data_and_order(pipeline, tmp_path):
+    inputs = write_inputs(tmp_path / "in")
+    annotate(pipeline, inputs, tmp_path / "out", fmt="spacy", shard_size=100, max_length=200)
+    vocab = spacy.blank("en").vocab
+    docs = []
+    for path in sorted((tmp_path / "out" / "shards").glob("*.spacy")):
+        docs += list(DocBin().from_disk(path).get_docs(vocab))
+    assert len(docs) == 10
+    assert [d.text for d in docs[:5]] == TEXTS + ["I like ham ."]
+    assert docs[0][3].tag_ == "NNS" and docs[0].ents
+    assert docs[5].user_data[outputs.META_KEY] == {"id": 7, "source": {"site": "x"}}
+    assert [d.user_data.get("my_key") for d in docs[7:]] == [0, 1, 2]  # .spacy input: user data kept
+    assert docs[7].user_data[outputs.SOURCE_KEY].endswith("c.spacy:1")
+
+
+def test_input_as_glob_and_single_file(pipeline, tmp_path):
+    inputs = write_inputs(tmp_path / "in")
+    summary = annotate(pipeline, str(inputs / "*.jsonl"), tmp_path / "g", fmt="jsonl", max_length=200)
+    assert (summary["inputs"], summary["outputs"]) == (6, 2)
+    summary = annotate(pipeline, inputs / "c.spacy", tmp_path / "f", fmt="jsonl")
+    assert (summary["inputs"], summary["outputs"]) == (3, 3)
+
+
+def test_interrupted_run_resumes_to_the_same_output(pipeline, tmp_path, monkeypatch):
+    inputs = write_inputs(tmp_path / "in")
+    annotate(pipeline, inputs, tmp_path / "whole", fmt="jsonl", shard_size=2, max_length=200)
+    expected = outputs_of(tmp_path / "whole")
+
+    real_write = outputs.write_shard
+    calls = []
+
+    def crash_after_three(*args, **kwargs):
+        if len(calls) == 3:
+            raise KeyboardInterrupt("killed")
+        calls.append(args[1].index)
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(engines, "write_shard", crash_after_three)
+    with pytest.raises(KeyboardInterrupt):
+        annotate(pipeline, inputs, tmp_path / "resumed", fmt="jsonl", shard_size=2, max_length=200)
+    assert not (tmp_path / "resumed" / "summary.json").exists()
+    assert len(list((tmp_path / "resumed" / "shards").glob("*.done.json"))) == 3
+    # A crash between a shard's data file and its manifest: the shard is not done, so it is redone.
+    real_manifest = outputs.atomic_output
+    monkeypatch.setattr(engines, "write_shard", real_write)
+
+    def no_manifest(path):
+        if str(path).endswith(".done.json"):
+            raise KeyboardInterrupt("killed before the manifest")
+        return real_manifest(path)
+
+    monkeypatch.setattr(outputs, "atomic_output", no_manifest)
+    with pytest.raises(KeyboardInterrupt):
+        annotate(pipeline, inputs, tmp_path / "resumed", fmt="jsonl", shard_size=2, max_length=200)
+    monkeypatch.setattr(outputs, "atomic_output", real_manifest)
+    written = []
+    monkeypatch.setattr(engines, "write_shard", lambda *a, **k: written.append(a[1].index) or real_write(*a, **k))
+    summary = annotate(pipeline, inputs, tmp_path / "resumed", fmt="jsonl", shard_size=2, max_length=200)
+    assert summary["resumed"] and summary["shards_skipped"] == 3
+    assert written == sorted(set(range(summary["shards"])) - set(calls))  # no shard written twice, none missing
+    assert outputs_of(tmp_path / "resumed") == expected
+
+
+def test_killed_process_resumes_to_the_same_output(pipeline, tmp_path):
+    """SIGKILL a real run part way (after some shards), run it again, compare with an uninterrupted run."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "t.txt").write_text("".join(f"I like green eggs number {i} .\n" for i in range(400)), encoding="utf8")
+    args = [sys.executable, "-m", "spacy_rnn", "annotate", str(pipeline), str(inputs), "--format", "jsonl",
+            "--shard-size", "2", "--batch-size", "4"]
+    subprocess.run(args + [str(tmp_path / "whole")], check=True, capture_output=True)
+    expected = outputs_of(tmp_path / "whole")
+    run = subprocess.Popen(args + [str(tmp_path / "killed")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    shards = tmp_path / "killed" / "shards"
+    deadline = time.time() + 120
+    while time.time() < deadline and run.poll() is None:
+        if shards.exists() and len(list(shards.glob("*.done.json"))) >= 5:
+            break
+        time.sleep(0.01)
+    os.kill(run.pid, signal.SIGKILL)
+    run.wait()
+    n_done = len(list(shards.glob("*.done.json")))
+    assert 0 < n_done < 200, "the run was not killed part way"
+    assert not (tmp_path / "killed" / "summary.json").exists()
+    result = subprocess.run(args + [str(tmp_path / "killed")], check=True, capture_output=True, text=True)
+    assert f"({n_done} already written)" in result.stdout
+    assert outputs_of(tmp_path / "killed") == expected
+
+
+def test_a_different_run_in_the_same_directory_is_refused(pipeline, tmp_path):
+    inputs = write_inputs(tmp_path / "in")
+    annotate(pipeline, inputs, tmp_path / "out", fmt="jsonl", shard_size=4)
+    with pytest.raises(ValueError, match="another run.*shard_size"):
+        annotate(pipeline, inputs, tmp_path / "out", fmt="jsonl", shard_size=5)
+
+
+def test_n_process_2_gives_the_same_output(pipeline, tmp_path):
+    inputs = write_inputs(tmp_path / "in")
+    annotate(pipeline, inputs, tmp_path / "one", fmt="jsonl", shard_size=3, max_length=200)
+    annotate(pipeline, inputs, tmp_path / "two", fmt="jsonl", shard_size=3, max_length=200, n_process=2, batch_size=2)
+    assert outputs_of(tmp_path / "one") == outputs_of(tmp_path / "two")
+
+
+def test_cli_errors_and_ray_hint(pipeline, tmp_path, monkeypatch):
+    runner = CliRunner()
+    result = runner.invoke(make_app(), ["annotate", str(pipeline), str(tmp_path / "nothing*.txt"), str(tmp_path / "o")])
+    assert result.exit_code == 1 and "no file matches it" in result.output
+    write_inputs(tmp_path / "in")
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    result = runner.invoke(make_app(), ["annotate", str(pipeline), str(tmp_path / "in"), str(tmp_path / "o2"), "--engine", "ray"])
+    assert result.exit_code == 1 and "pip install 'spacy-rnn[ray]'" in result.output
+
+
+def test_spacy_cli_has_rnn_annotate():
+    result = subprocess.run([sys.executable, "-m", "spacy", "rnn-annotate", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "resum" in result.stdout
+
+
+@pytest.mark.slow
+def test_ray_engine_matches_the_local_engine(pipeline, tmp_path):
+    pytest.importorskip("ray.data")
+    inputs = write_inputs(tmp_path / "in")
+    annotate(pipeline, inputs, tmp_path / "local", fmt="jsonl", shard_size=3, max_length=200)
+    summary = annotate(pipeline, inputs, tmp_path / "ray", fmt="jsonl", shard_size=3, max_length=200, engine="ray", workers=2)
+    assert summary["engine"] == "ray" and summary["workers"] == 2
+    assert outputs_of(tmp_path / "ray") == outputs_of(tmp_path / "local")
