@@ -49,10 +49,12 @@ setup(
         ],
         "spacy_callbacks": [
             "spacy_rnn.init_word_vocabularies.v1 = spacy_rnn.pipeline.vocabulary:make_init_word_vocabularies",
+            "spacy_rnn.quantize_int8.v1 = spacy_rnn.pipeline.quantize:make_quantize_int8",
         ],
         "spacy_cli": [
             "rnn_lm = spacy_rnn.cli.lm:setup_lm_cli",
             "rnn_annotate = spacy_rnn.cli.annotate:setup_annotate_cli",
+            "rnn_quantize = spacy_rnn.cli.quantize:setup_quantize_cli",
         ],
     },
 )

@@ -12,6 +12,7 @@ from .pipeline import (
     make_rnn_ner,
     make_rnn_tagger,
 )
+from .pipeline.quantize import load_int8, quantize_pipeline
 
 __all__ = [
     "__version__",
@@ -27,4 +28,6 @@ __all__ = [
     "make_rnn_lm",
     "RNNTextCategorizer",
     "RNNMultiLabelTextCategorizer",
+    "load_int8",
+    "quantize_pipeline",
 ]

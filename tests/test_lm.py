@@ -67,7 +67,7 @@ def make_lm(cell="lstm", seed=0, **kwargs):
 # The torch model
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru", "mingru", "minlstm"])
 def test_state_carry_over_is_exact(cell):
     """Two chunks with the state carried over equal their concatenation (eval mode)."""
     model = make_lm(cell, dropout_prob=0.5, embed_dropout_prob=0.5, output_dropout_prob=0.5).eval()

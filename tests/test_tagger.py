@@ -45,7 +45,7 @@ def trained_nlp():
     return nlp
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru", "mingru", "minlstm"])
 def test_overfit_tags(cell):
     nlp = make_nlp(cell=cell)
     loss = train(nlp)
@@ -146,7 +146,7 @@ def test_bad_settings_are_reported():
     with pytest.raises(ConfigValidationError, match=r"rnn_tagger -> token_attr\s+at root: 'lemma' is not typing.Literal\['tag', 'pos'\]"):
         nlp.add_pipe("rnn_tagger", config={"token_attr": "lemma"})
     # Through a config, spaCy's validation names the section, the setting and the allowed values.
-    with pytest.raises(ConfigValidationError, match=r"model\.encoder -> cell\s+at root: 'transformer' is not typing\.Literal\['rnn', 'lstm', 'gru'\]"):
+    with pytest.raises(ConfigValidationError, match=r"model\.encoder -> cell\s+at root: 'transformer' is not typing\.Literal\['rnn', 'lstm', 'gru', 'mingru', 'minlstm'\]"):
         nlp.add_pipe("rnn_tagger", name="t2", config={"model": {"encoder": {"cell": "transformer"}}})
     with pytest.raises(ConfigValidationError) as info:
         nlp.add_pipe("rnn_tagger", name="t3", config={"model": {"encoder": {"depth": 0, "dropout": 1.0, "rows": [0, 1, 2]}}})

@@ -33,7 +33,7 @@ def make_inputs(lengths, seed=1):
     return word_ids, hashes, word_index, code_points, torch.tensor(lengths, dtype=torch.int64)
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru", "mingru", "minlstm"])
 @pytest.mark.parametrize("bidirectional", [True, False])
 def test_output_shape(cell, bidirectional):
     encoder = make_encoder(cell, bidirectional)

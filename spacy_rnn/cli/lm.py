@@ -24,7 +24,7 @@ def train_lm_command(
     train_path: Path = typer.Argument(..., help="Tokenized training text, one sentence per line (e.g. ptb.train.txt)", exists=True),
     valid_path: Path = typer.Argument(..., help="Tokenized validation text", exists=True),
     output_dir: Path = typer.Argument(..., help="Where model-best/, model-last/, checkpoint.pt and training.json go"),
-    cell: str = typer.Option("lstm", help="rnn, lstm or gru"),
+    cell: str = typer.Option("lstm", help="rnn, lstm, gru, mingru or minlstm"),
     depth: int = typer.Option(2, help="Recurrent layers (1-4)"),
     width: int = typer.Option(200, help="Hidden width"),
     embed_width: int = typer.Option(200, help="Word embedding width"),

@@ -48,7 +48,7 @@ def build_rnn_encoder_v1(
     token features and a character CNN. Superseded by v2, kept so that saved
     pipelines load and predict as before.
 
-    cell (str): The recurrent cell: "rnn" (tanh), "lstm" or "gru".
+    cell (str): The recurrent cell: "rnn" (tanh), "lstm", "gru", or a linear-recurrence cell, "mingru" or "minlstm".
     width (int): Hidden width of each direction.
     depth (int): Number of stacked recurrent layers (1-4).
     bidirectional (bool): Also read each sequence right to left.
@@ -107,7 +107,7 @@ def build_rnn_encoder_v2(
     sample, with a warning. Initialization prints one line per encoder, e.g.
     "[tok2vec] word vocabulary: 19,874 words covering 97.1% of training tokens".
 
-    cell (str): The recurrent cell: "rnn" (tanh), "lstm" or "gru".
+    cell (str): The recurrent cell: "rnn" (tanh), "lstm", "gru", or a linear-recurrence cell, "mingru" or "minlstm".
     width (int): Hidden width of each direction.
     depth (int): Number of stacked recurrent layers (1-4).
     bidirectional (bool): Also read each sequence right to left; the output
@@ -269,7 +269,7 @@ def build_rnn_language_model_v1(
     log-probability of every word given the words before it, starting after
     an <eos>.
 
-    cell (str): The recurrent cell: "rnn" (tanh), "lstm" or "gru".
+    cell (str): The recurrent cell: "rnn" (tanh), "lstm", "gru", or a linear-recurrence cell, "mingru" or "minlstm".
     width (int): Width of the recurrent state.
     depth (int): Number of stacked recurrent layers (1-4).
     word_width (int): Width of the word embedding.

@@ -15,7 +15,7 @@ from spacy.tokens import Doc
 from thinc.api import Model
 from thinc.types import Floats2d
 
-Cell = Literal["rnn", "lstm", "gru"]
+Cell = Literal["rnn", "lstm", "gru", "mingru", "minlstm"]
 TokenAttr = Literal["tag", "pos"]
 Pooling = Literal["mean", "max", "last", "attention"]
 DocEncoder = Model[List[Doc], List[Floats2d]]

@@ -33,7 +33,7 @@ class RNNLanguageModel(nn.Module):
         embed_width: width of a word embedding.
         hidden_width: width of the recurrent state.
         n_layers: number of stacked recurrent layers.
-        cell: "rnn" (tanh), "lstm" or "gru".
+        cell: "rnn" (tanh), "lstm", "gru", "mingru" or "minlstm".
         embed_dropout_prob: dropout on the embeddings.
         dropout_prob: dropout between recurrent layers.
         output_dropout_prob: dropout on the last layer's output, before the decoder.

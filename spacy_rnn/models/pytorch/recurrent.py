@@ -1,22 +1,29 @@
-"""Stacked recurrent layers over packed variable-length sequences."""
+"""Stacked recurrent layers over variable-length sequences: torch's RNN, LSTM
+and GRU over packed sequences, or the linear-recurrence cells (minGRU,
+minLSTM) over padded ones that they read within each sequence's length."""
+from typing import Union
 
 import torch
 from torch import nn
-
 from torch.nn.utils.rnn import PackedSequence
 
+from .linear_recurrence import LINEAR_CELLS, LinearRecurrence
+
 CELL_CLASSES = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
-CELL_TYPES = tuple(CELL_CLASSES)
+CELL_TYPES = tuple(CELL_CLASSES) + LINEAR_CELLS
 
 
 def stacked_rnn(
     cell: str, input_width: int, hidden_width: int, n_layers: int, dropout_prob: float, bidirectional: bool = False
-) -> nn.RNNBase:
-    """A batch-first torch RNN/LSTM/GRU of n_layers, dropout_prob between layers."""
-    if cell not in CELL_CLASSES:
+) -> Union[nn.RNNBase, LinearRecurrence]:
+    """A batch-first torch RNN/LSTM/GRU, or a minGRU/minLSTM stack with the
+    same call interface, of n_layers, dropout_prob between layers."""
+    if cell not in CELL_TYPES:
         raise ValueError(f"Unknown recurrent cell {cell!r}; choose one of {CELL_TYPES}")
     if n_layers < 1:
         raise ValueError(f"n_layers must be at least 1, got {n_layers}")
+    if cell in LINEAR_CELLS:
+        return LinearRecurrence(cell, input_width, hidden_width, n_layers, bidirectional, dropout_prob)
     return CELL_CLASSES[cell](
         input_width,
         hidden_width,
@@ -44,7 +51,7 @@ class RecurrentEncoder(nn.Module):
         dropout_prob: float,
     ) -> None:
         """
-        cell: "rnn" (tanh), "lstm" or "gru".
+        cell: "rnn" (tanh), "lstm", "gru", "mingru" or "minlstm".
         input_width: width of each input vector.
         hidden_width: width of the hidden state of each direction.
         n_layers: number of stacked recurrent layers.
@@ -65,12 +72,31 @@ class RecurrentEncoder(nn.Module):
         """
         if inputs.shape[0] == 0:
             return inputs.new_zeros((0, self.output_width))
+        if isinstance(self.rnn, LinearRecurrence):
+            return self.dropout(self._forward_padded(inputs, lengths))
         packed_index, batch_sizes = packing_order(lengths)
         packed = PackedSequence(inputs[packed_index.to(inputs.device)], batch_sizes)
         outputs, _ = self.rnn(packed)
         flat = torch.empty_like(outputs.data)  # (n_tokens, output_width)
         flat[packed_index.to(flat.device)] = outputs.data
         return self.dropout(flat)
+
+    def _forward_padded(self, inputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The linear-recurrence stack over the sequences padded to the longest."""
+        batch_index, step_index = padding_index(lengths)
+        batch_index, step_index = batch_index.to(inputs.device), step_index.to(inputs.device)
+        padded = inputs.new_zeros((len(lengths), int(lengths.max()), inputs.shape[1]))
+        padded[batch_index, step_index] = inputs
+        outputs, _ = self.rnn(padded, lengths=lengths)
+        return outputs[batch_index, step_index]
+
+
+def padding_index(lengths: torch.Tensor):
+    """For the flat tokens of sequences of these lengths: each token's sequence and step."""
+    batch_index = torch.repeat_interleave(torch.arange(len(lengths)), lengths)
+    starts = torch.cumsum(lengths, 0) - lengths
+    step_index = torch.arange(int(lengths.sum())) - starts[batch_index]
+    return batch_index, step_index
 
 
 def packing_order(lengths: torch.Tensor):

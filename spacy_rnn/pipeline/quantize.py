@@ -1,0 +1,85 @@
+"""int8 weights for CPU prediction: torch's dynamic quantization of every
+`nn.Linear` inside a pipeline's torch modules (weights stored as int8,
+activations quantized on the fly). The linear-recurrence cells (mingru,
+minlstm) keep all their weights in `nn.Linear` layers, so they gain the most;
+torch's `nn.LSTM`/`nn.GRU` are left as they are (quantize_dynamic returns them
+unchanged in torch 2.13), and so are embeddings and the character CNN.
+
+Three ways in:
+- `quantize_pipeline(nlp)`: quantize a loaded pipeline in memory (e.g. right
+  after `spacy.load`); `spacy_rnn.load_int8(path)` does both.
+- `python -m spacy_rnn quantize MODEL OUTPUT`: write an int8 copy. Its config
+  names the callback below, so `spacy.load(OUTPUT)` builds the quantized
+  modules before reading their int8 weights; the copy loads and saves like
+  any pipeline.
+- `[nlp.after_pipeline_creation] @callbacks = "spacy_rnn.quantize_int8.v1"`:
+  that callback (run by spaCy after the components are built and before their
+  weights are read).
+
+The modules are swapped in place (quantize_dynamic(..., inplace=True)), so the
+Thinc wrappers keep the same module object. int8 is for prediction: a
+quantized pipeline cannot be trained further.
+"""
+from typing import Callable, List
+
+import torch
+from spacy.language import Language
+from spacy.util import registry
+from torch import nn
+
+from ..models.wrappers import torch_modules
+
+QUANTIZED_ATTR = "spacy_rnn_int8"
+
+
+def quantize_modules(modules: List[nn.Module]) -> int:
+    """Quantize the nn.Linear layers of the modules in place; returns how many were converted."""
+    converted = 0
+    for module in modules:
+        before = sum(isinstance(m, nn.Linear) for m in module.modules())
+        module.eval()
+        torch.ao.quantization.quantize_dynamic(module, {nn.Linear}, dtype=torch.qint8, inplace=True)
+        converted += before - sum(isinstance(m, nn.Linear) for m in module.modules())
+    return converted
+
+
+def quantize_pipeline(nlp: Language) -> Language:
+    """Give every torch module of the pipeline's components int8 Linear weights, in place."""
+    for name, pipe in nlp.pipeline:
+        model = getattr(pipe, "model", None)
+        if model is None or not hasattr(model, "walk") or model.attrs.get(QUANTIZED_ATTR):
+            continue
+        modules = torch_modules(model)
+        if modules:
+            quantize_modules(modules)
+            model.attrs[QUANTIZED_ATTR] = True
+    return nlp
+
+
+@registry.callbacks("spacy_rnn.quantize_int8.v1")
+def make_quantize_int8() -> Callable[[Language], Language]:
+    """An [nlp.after_pipeline_creation] callback: int8 weights for every
+    component's torch modules, before the weights are loaded."""
+    return quantize_pipeline
+
+
+def load_int8(path, **kwargs) -> Language:
+    """spacy.load(path, **kwargs), then int8 weights (quantize_pipeline)."""
+    import spacy
+
+    return quantize_pipeline(spacy.load(path, **kwargs))
+
+
+def save_int8(nlp: Language, output_dir) -> None:
+    """Write a quantized pipeline whose config quantizes its modules again when loaded."""
+    from pathlib import Path
+
+    from spacy.util import load_config
+
+    from ..files import atomic_output
+
+    with atomic_output(Path(output_dir)) as tmp:
+        nlp.to_disk(tmp)
+        config = load_config(tmp / "config.cfg", interpolate=False)
+        config["nlp"]["after_pipeline_creation"] = {"@callbacks": "spacy_rnn.quantize_int8.v1"}
+        config.to_disk(tmp / "config.cfg")

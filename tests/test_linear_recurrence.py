@@ -1,0 +1,141 @@
+"""minGRU / minLSTM: every scan form against the plain sequential recurrence,
+gradients by gradcheck, variable lengths without padding effects, state
+carried across chunks, and the cells inside the encoder and the LM."""
+import pytest
+import torch
+
+from spacy_rnn.models.pytorch.linear_recurrence import (
+    LinearRecurrence,
+    MinRecurrentCell,
+    linear_scan,
+    reverse_within_lengths,
+    scan_chunked,
+    scan_loop,
+)
+from spacy_rnn.models.pytorch.recurrent import RecurrentEncoder
+
+
+def sequential(a, b, h0):
+    """The recurrence as written: h_t = a_t h_{t-1} + b_t, one step at a time, in plain Python."""
+    h = h0.clone()
+    out = []
+    for t in range(b.shape[1]):
+        h = a[:, t] * h + b[:, t]
+        out.append(h)
+    return torch.stack(out, 1) if out else b.clone()
+
+
+def random_coefficients(batch, length, width, dtype=torch.float32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    log_a = torch.nn.functional.logsigmoid(3 * torch.randn(batch, length, width, generator=g, dtype=dtype))
+    b = torch.randn(batch, length, width, generator=g, dtype=dtype)
+    h0 = torch.randn(batch, width, generator=g, dtype=dtype)
+    return log_a, b, h0
+
+
+@pytest.mark.parametrize("length", [0, 1, 2, 7, 16, 17, 50])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_every_scan_equals_the_sequential_recurrence(length, reverse):
+    log_a, b, h0 = random_coefficients(3, length, 5)
+    if reverse:
+        log_a, b = log_a.flip(1), b.flip(1)
+    expected = sequential(log_a.exp(), b, h0)
+    for result in (scan_loop(log_a, b, h0), scan_chunked(log_a, b, h0, chunk_size=4), scan_chunked(log_a, b, h0, chunk_size=16),
+                   linear_scan(log_a, b, h0, method="auto")):
+        assert result.shape == expected.shape
+        assert (result - expected).abs().max().item() <= 1e-5 if length else result.numel() == 0
+
+
+def test_chunked_scan_is_stable_with_tiny_decays():
+    """Products of many small a_t underflow in float32; the chunked form never divides by them."""
+    log_a = torch.full((1, 40, 2), -30.0)
+    b = torch.ones(1, 40, 2)
+    result = scan_chunked(log_a, b, None, chunk_size=16)
+    assert torch.isfinite(result).all()
+    assert torch.allclose(result, sequential(log_a.exp(), b, torch.zeros(1, 2)), atol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["loop", "chunked"])
+def test_scan_gradients_gradcheck(method):
+    log_a, b, h0 = random_coefficients(2, 9, 3, dtype=torch.float64)
+    inputs = tuple(t.requires_grad_() for t in (log_a, b, h0))
+    assert torch.autograd.gradcheck(lambda la, bb, h: linear_scan(la, bb, h, method=method, chunk_size=4), inputs)
+
+
+@pytest.mark.parametrize("cell", ["mingru", "minlstm"])
+def test_cell_gradients_gradcheck(cell):
+    torch.manual_seed(0)
+    module = MinRecurrentCell(cell, 4, 3).double()
+    x = torch.randn(2, 6, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda inp: module(inp, scan="chunked"), (x,))
+
+
+@pytest.mark.parametrize("cell", ["mingru", "minlstm"])
+def test_cell_is_the_recurrence_of_the_paper(cell):
+    torch.manual_seed(0)
+    module = MinRecurrentCell(cell, 4, 3)
+    x = torch.randn(1, 5, 4)
+    projected = module.proj(x)
+    if cell == "mingru":
+        k, candidate = projected.chunk(2, -1)
+        z = torch.sigmoid(k)
+        a, b = 1 - z, z * candidate
+    else:
+        k_f, k_i, candidate = projected.chunk(3, -1)
+        f, i = torch.sigmoid(k_f), torch.sigmoid(k_i)
+        a, b = f / (f + i), i / (f + i) * candidate
+    expected = sequential(a, b, torch.zeros(1, 3))
+    assert torch.allclose(module(x, scan="loop"), expected, atol=1e-6)
+    assert torch.allclose(module(x, scan="chunked"), expected, atol=1e-6)
+
+
+def test_reverse_within_lengths():
+    x = torch.arange(8.0).reshape(2, 4, 1)
+    out = reverse_within_lengths(x, torch.tensor([3, 1]))
+    assert out[:, :, 0].tolist() == [[2.0, 1.0, 0.0, 3.0], [4.0, 5.0, 6.0, 7.0]]
+
+
+@pytest.mark.parametrize("cell", ["mingru", "minlstm"])
+def test_encoder_outputs_do_not_depend_on_the_batch(cell):
+    """A sequence's outputs alone and padded inside a batch with longer and empty ones agree, both directions."""
+    torch.manual_seed(0)
+    encoder = RecurrentEncoder(cell=cell, input_width=6, hidden_width=5, n_layers=2, bidirectional=True, dropout_prob=0.0).eval()
+    lengths = torch.tensor([4, 0, 9, 1])
+    inputs = torch.randn(int(lengths.sum()), 6)
+    together = encoder(inputs, lengths)
+    start = 0
+    for length in lengths.tolist():
+        alone = encoder(inputs[start : start + length], torch.tensor([length]))
+        assert (alone - together[start : start + length]).abs().max().item() <= 1e-5 if length else alone.shape[0] == 0
+        start += length
+    assert together.shape == (int(lengths.sum()), 10)
+
+
+def test_state_carries_over_between_chunks_exactly():
+    """Reading a stream in chunks with the state carried over equals reading it whole (the LM's TBPTT)."""
+    torch.manual_seed(0)
+    stack = LinearRecurrence("mingru", 4, 6, num_layers=2).eval()
+    x = torch.randn(3, 23, 4)
+    whole, _ = stack(x)
+    state, parts = None, []
+    for start in range(0, 23, 5):
+        out, state = stack(x[:, start : start + 5], state)
+        parts.append(out)
+    assert (torch.cat(parts, 1) - whole).abs().max().item() <= 1e-5
+
+
+def test_language_model_with_a_linear_cell_trains():
+    from spacy_rnn.models.pytorch import RNNLanguageModel
+
+    torch.manual_seed(0)
+    lm = RNNLanguageModel(vocab_size=12, embed_width=8, hidden_width=8, n_layers=2, cell="mingru")
+    ids = torch.randint(0, 12, (4, 10))
+    optimizer = torch.optim.Adam(lm.parameters(), lr=0.02)
+    for _ in range(60):
+        logits, state = lm(ids[:, :-1], lm.init_state(4))
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, 12), ids[:, 1:].reshape(-1))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < 0.5
+    assert state.shape == (2, 4, 8)

@@ -1,0 +1,69 @@
+"""int8 prediction: quantized pipelines agree with the float ones, round-trip through disk, and load by config."""
+import subprocess
+import sys
+
+import pytest
+import spacy
+from thinc.api import fix_random_seed
+from torch import nn
+
+from spacy_rnn import load_int8, quantize_pipeline
+from spacy_rnn.models.wrappers import torch_modules
+
+from .conftest import SMALL_ENCODER, make_examples
+
+TEXTS = ["I like green eggs .", "The dog runs fast", "Eat blue ham today !", "Unseen words : zebras quarrel"] * 5
+
+
+@pytest.fixture(scope="module", params=["mingru", "lstm"])
+def float_pipeline(request, tmp_path_factory):
+    fix_random_seed(0)
+    nlp = spacy.blank("en")
+    encoder = dict(SMALL_ENCODER, cell=request.param)
+    nlp.add_pipe("rnn_tagger", config={"model": {"@architectures": "spacy_rnn.RNNTagger.v1", "encoder": encoder}})
+    examples = make_examples(nlp)
+    optimizer = nlp.initialize(lambda: examples)
+    optimizer.learn_rate = 0.01
+    for _ in range(40):
+        nlp.update(examples, sgd=optimizer)
+    path = tmp_path_factory.mktemp("float") / request.param
+    nlp.to_disk(path)
+    return request.param, path
+
+
+def tags(nlp):
+    return [[t.tag_ for t in doc] for doc in nlp.pipe(TEXTS)]
+
+
+def n_linear(nlp):
+    return sum(isinstance(m, nn.Linear) for module in torch_modules(nlp.get_pipe("rnn_tagger").model) for m in module.modules())
+
+
+def test_quantized_pipeline_agrees_and_round_trips(float_pipeline, tmp_path):
+    cell, path = float_pipeline
+    float_nlp = spacy.load(path)
+    linear_before = n_linear(float_nlp)
+    int8 = load_int8(path)
+    if cell == "mingru":
+        assert linear_before > 0 and n_linear(int8) == 0  # every Linear of the minGRU stack is now int8
+    float_tags, int8_tags = tags(float_nlp), tags(int8)
+    same = sum(a == b for x, y in zip(float_tags, int8_tags) for a, b in zip(x, y))
+    assert same / sum(len(x) for x in float_tags) >= 0.99
+    # the CLI writes a copy that spacy.load reads as int8, with the same predictions
+    result = subprocess.run([sys.executable, "-m", "spacy_rnn", "quantize", str(path), str(tmp_path / "int8")],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    loaded = spacy.load(tmp_path / "int8")
+    assert loaded.config["nlp"]["after_pipeline_creation"]["@callbacks"] == "spacy_rnn.quantize_int8.v1"
+    assert tags(loaded) == int8_tags
+    if cell == "mingru":
+        assert n_linear(loaded) == 0
+    loaded.to_disk(tmp_path / "again")
+    assert tags(spacy.load(tmp_path / "again")) == int8_tags
+
+
+def test_quantizing_twice_changes_nothing(float_pipeline):
+    _, path = float_pipeline
+    nlp = load_int8(path)
+    before = tags(nlp)
+    assert tags(quantize_pipeline(nlp)) == before
