@@ -42,6 +42,7 @@ setup(
         "spacy_architectures": [
             "spacy_rnn.RNNEncoder.v1 = spacy_rnn.models.architectures:build_rnn_encoder_v1",
             "spacy_rnn.RNNEncoder.v2 = spacy_rnn.models.architectures:build_rnn_encoder_v2",
+            "spacy_rnn.Tok2VecListener.v1 = spacy_rnn.models.architectures:build_tok2vec_listener_v1",
             "spacy_rnn.RNNTagger.v1 = spacy_rnn.models.architectures:build_rnn_tagger_v1",
             "spacy_rnn.RNNEntityRecognizer.v1 = spacy_rnn.models.architectures:build_rnn_entity_recognizer_v1",
             "spacy_rnn.RNNTextClassifier.v1 = spacy_rnn.models.architectures:build_rnn_text_classifier_v1",

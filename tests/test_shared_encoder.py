@@ -466,3 +466,22 @@ def test_spacy_pretrain_then_init_tok2vec(corpus, tmp_path, capsys):
     assert rows["cats"] > 0 and rows["like"] > 0 and rows["dog"] == 0
     train_steps(nlp, corpus, 2)
     assert all(t.tag_ for t in nlp("I like cats ."))
+
+
+def test_a_listener_without_a_width_takes_the_encoders(corpus, tmp_path):
+    """spacy_rnn.Tok2VecListener.v1 with no width: spaCy's tagger and parser and rnn_tagger listen with the
+    encoder's output width (2 x width, bidirectional), set at initialize; the width is saved with the pipeline."""
+    text = pipeline_config().replace(
+        f'@architectures = "spacy.Tok2VecListener.v1"\nwidth = {2 * ENCODER_WIDTH}\n',
+        '@architectures = "spacy_rnn.Tok2VecListener.v1"\n',
+    )
+    assert "width = 32\nupstream" not in text and text.count("spacy_rnn.Tok2VecListener.v1") == 3
+    nlp = init_nlp(make_config(corpus, text))
+    for name in ("tagger", "parser", "rnn_tagger"):
+        (listener,) = nlp.get_pipe("tok2vec").listener_map[name]
+        assert listener.get_dim("nO") == 2 * ENCODER_WIDTH
+    history = train_steps(nlp, corpus, 20)
+    assert history[-1]["tagger"] < history[0]["tagger"]
+    nlp.to_disk(tmp_path / "p")
+    loaded = spacy.load(tmp_path / "p")
+    assert annotations(list(loaded.pipe(TEXTS))) == annotations(list(nlp.pipe(TEXTS)))

@@ -166,6 +166,23 @@ def _build_rnn_encoder(
     return model
 
 
+@registry.architectures("spacy_rnn.Tok2VecListener.v1")
+def build_tok2vec_listener_v1(width: Optional[Positive] = None, upstream: str = "*") -> Model[List[Doc], List[Floats2d]]:
+    """spaCy's Tok2VecListener (the same class: spaCy's tok2vec finds it and
+    feeds it), whose width may be left out: the callback
+    spacy_rnn.init_word_vocabularies.v1 in [initialize.before_init] then sets
+    it to the output width of the spacy_rnn encoder it listens to (2 x width
+    when bidirectional), so that the config never repeats it. A saved
+    pipeline keeps the width with its weights.
+
+    width (Optional[int]): The encoder's output width, or null to take it from the encoder.
+    upstream (str): The name of the tok2vec component, or "*" for any.
+    """
+    from spacy.pipeline.tok2vec import Tok2VecListener
+
+    return Tok2VecListener(upstream_name=upstream, width=width)
+
+
 @registry.architectures("spacy_rnn.RNNTagger.v1")
 def build_rnn_tagger_v1(
     encoder: Model[List[Doc], List[Floats2d]], nO: Optional[Positive] = None

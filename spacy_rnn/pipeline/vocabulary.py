@@ -125,7 +125,9 @@ def _init_tok2vec_target(nlp: Language, config) -> Optional[Model]:
 
 def listener_width_errors(nlp: Language) -> List[str]:
     """One message per listener whose width is not the output width of the
-    spacy_rnn encoder it listens to (see the module docstring)."""
+    spacy_rnn encoder it listens to (see the module docstring). A listener
+    without a width (spacy_rnn.Tok2VecListener.v1, width = null) gets the
+    encoder's."""
     config = nlp.config.interpolate()
     errors = []
     for name, pipe in nlp.components:
@@ -138,6 +140,10 @@ def listener_width_errors(nlp: Language) -> List[str]:
         width = model.get_dim("nO")
         for component, listeners in listener_map.items():
             for listener in listeners:
+                if listener.has_dim("nO") is None:
+                    # spacy_rnn.Tok2VecListener.v1 with width = null: the encoder's width
+                    listener.set_dim("nO", width)
+                    continue
                 if listener.has_dim("nO") is not True or listener.get_dim("nO") == width:
                     continue
                 message = (
@@ -176,7 +182,7 @@ def _listener_sections(config, component: str, upstreams: set) -> List[str]:
     def walk(block, path):
         if not isinstance(block, dict):
             return
-        if str(block.get("@architectures", "")).startswith("spacy.Tok2VecListener.") and block.get("upstream") in upstreams:
+        if str(block.get("@architectures", "")).split(".")[-2:-1] == ["Tok2VecListener"] and block.get("upstream") in upstreams:
             found.append(".".join(path))
         for key, value in block.items():
             walk(value, path + [key])
