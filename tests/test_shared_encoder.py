@@ -485,3 +485,40 @@ def test_a_listener_without_a_width_takes_the_encoders(corpus, tmp_path):
     nlp.to_disk(tmp_path / "p")
     loaded = spacy.load(tmp_path / "p")
     assert annotations(list(loaded.pipe(TEXTS))) == annotations(list(nlp.pipe(TEXTS)))
+
+
+def test_spacy_senter_and_ner_listen_to_the_encoder():
+    """spaCy's senter and ner train through listeners of the recurrent tok2vec and predict valid annotations."""
+    from spacy.training import Example
+    from thinc.api import fix_random_seed
+
+    fix_random_seed(0)
+    nlp = spacy.blank("en")
+    encoder = dict(SMALL_ENCODER, **{"@architectures": "spacy_rnn.RNNEncoder.v2", "bidirectional": True})
+    nlp.add_pipe("tok2vec", config={"model": encoder})
+    listener = {"@architectures": "spacy.Tok2VecListener.v1", "width": 2 * ENCODER_WIDTH, "upstream": "tok2vec"}
+    nlp.add_pipe("senter", config={"model": {"@architectures": "spacy.Tagger.v2", "nO": None, "tok2vec": listener}})
+    ner_model = {"@architectures": "spacy.TransitionBasedParser.v2", "state_type": "ner", "extra_state_tokens": False,
+                 "hidden_width": 16, "maxout_pieces": 2, "use_upper": True, "nO": None, "tok2vec": listener}
+    nlp.add_pipe("ner", config={"model": ner_model})
+    examples = []
+    for first, second in [(0, 1), (1, 2), (2, 0)]:
+        words = SENTS[first][0] + SENTS[second][0]
+        tags = SENTS[first][1] + SENTS[second][1]
+        starts = [1] + [0] * (len(SENTS[first][0]) - 1) + [1] + [0] * (len(SENTS[second][0]) - 1)
+        ents = ["U-FOOD" if tag.startswith("NN") else "O" for tag in tags]
+        examples.append(Example.from_dict(Doc(nlp.vocab, words=words), {"sent_starts": starts, "entities": ents}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the vocabulary comes from the initialization sample here
+        optimizer = nlp.initialize(lambda: examples)
+    optimizer.learn_rate = 0.01
+    assert nlp.get_pipe("tok2vec").listening_components == ["senter", "ner"]
+    history = []
+    for _ in range(40):
+        losses = {}
+        nlp.update(examples, sgd=optimizer, losses=losses)
+        history.append(losses)
+    for name in ("senter", "ner"):
+        assert history[-1][name] < 0.5 * history[0][name], (name, history[0][name], history[-1][name])
+    scores = nlp.evaluate(examples)
+    assert scores["sents_f"] == 1.0 and scores["ents_f"] > 0.9
