@@ -38,6 +38,9 @@ RENDERERS: Dict[str, Tuple[str, str]] = {
     "benchmark_ner*": ("benchmark_ner", "render_markdown"),
     "benchmark_threads*": ("benchmark_threads", "render_markdown"),
     "benchmark_parser*": ("benchmark_parser", "render_markdown"),
+    "benchmark_textcat*": ("benchmark_textcat", "render_markdown"),
+    "benchmark_annotate*": ("benchmark_annotate", "render_markdown"),
+    "benchmark_scans*": ("benchmark_scans", "render_markdown"),
     "lm_*": ("benchmark_lm", "render_markdown"),  # lm_benchmark.json, lm_rnn_lr.json (not lm.json)
 }
 
