@@ -3,8 +3,10 @@
 The factories are found from the installed ``spacy_factories`` entry points, so
 a new component is covered as soon as it is registered. A module-scoped
 fixture trains one tiny pipeline per factory on the inline data below (tags,
-UPOS and entities, so any of the components can learn from it); tests that
-change a pipeline work on a copy loaded from disk.
+UPOS, entities and a text category, so any of the components can learn from
+it); tests that change a pipeline work on a copy loaded from disk. A text
+classifier's annotation is its doc.cats (probabilities rounded to 4 places
+where runs are compared).
 """
 import gc
 import json
@@ -131,10 +133,14 @@ def tiny_config(factory: str, **overrides) -> Dict:
 
 
 def make_examples(nlp: Language, data=DATA) -> List[Example]:
-    return [
-        Example(Doc(nlp.vocab, words=words), Doc(nlp.vocab, words=words, tags=tags, pos=pos, ents=ents))
-        for words, tags, pos, ents in data
-    ]
+    examples = []
+    for words, tags, pos, ents in data:
+        reference = Doc(nlp.vocab, words=words, tags=tags, pos=pos, ents=ents)
+        # The text category: does the sentence name a person?
+        person = float(any(ent.endswith("-PER") for ent in ents))
+        reference.cats = {"PERSON": person, "OTHER": 1.0 - person}
+        examples.append(Example(Doc(nlp.vocab, words=words), reference))
+    return examples
 
 
 def missing_examples(nlp: Language) -> List[Example]:
@@ -146,6 +152,7 @@ def unseen_label_examples(nlp: Language) -> List[Example]:
     """Every token carries a label never seen in training."""
     words = ["Olympics", "Olympics"]
     ref = Doc(nlp.vocab, words=words, tags=["XX", "XX"], pos=["SYM", "SYM"], ents=["B-EVENT", "I-EVENT"])
+    ref.cats = {"SPORTS": 1.0}
     return [Example(Doc(nlp.vocab, words=words), ref)]
 
 
@@ -168,8 +175,19 @@ def torch_shims(pipe) -> List[PyTorchShim]:
     return [shim for node in model.walk() for shim in node.shims if isinstance(shim, PyTorchShim)]
 
 
+def is_doc_level(nlp: Language, name: str) -> bool:
+    """A text classifier: it annotates doc.cats, no token."""
+    return nlp.get_pipe_meta(name).assigns == ["doc.cats"]
+
+
+def rounded_cats(doc: Doc) -> tuple:
+    return tuple((label, round(p, 4)) for label, p in sorted(doc.cats.items()))
+
+
 def annotations(nlp: Language, name: str, doc: Doc) -> List[tuple]:
-    """The attributes the component assigns, for every token."""
+    """The attributes the component assigns, for every token (a text classifier: its doc.cats)."""
+    if is_doc_level(nlp, name):
+        return [rounded_cats(doc)]
     attrs = token_attrs(nlp, name)
     return [tuple(token_value(token, attr) for attr in attrs) for token in doc]
 
@@ -214,8 +232,15 @@ def assert_annotated(nlp: Language, name: str, doc: Doc) -> None:
     it can write: a tagger's attribute (its token_attr) holds one of its
     labels; an entity recognizer sets the IOB code of every token and, inside
     an entity, one of its labels as the type; a surprisal is a finite number
-    of bits >= 0."""
+    of bits >= 0. A text classifier gives every label a probability (summing
+    to 1 for exclusive classes), also to an empty doc."""
     pipe = nlp.get_pipe(name)
+    if is_doc_level(nlp, name):
+        assert set(doc.cats) == set(pipe.labels), (name, doc.cats)
+        assert all(0.0 <= p <= 1.0 and math.isfinite(p) for p in doc.cats.values()), (name, doc.cats)
+        if not pipe.model.attrs.get("multi_label"):
+            assert abs(sum(doc.cats.values()) - 1.0) < 1e-4, (name, doc.cats)
+        return
     attrs = token_attrs(nlp, name)
     labels = set(pipe.labels)
     # A tagger assigns tag or pos, whichever its token_attr is; an entity type
@@ -276,6 +301,15 @@ def test_the_package_components_are_covered():
 def test_the_tiny_pipeline_learned(trained):
     """A sanity check of the fixture: the training data comes back right."""
     nlp, name = trained.nlp, trained.name
+    if is_doc_level(nlp, name):
+        threshold = nlp.get_pipe(name).cfg["threshold"]
+        for example in make_examples(nlp):
+            cats = nlp(example.reference.text).cats
+            if nlp.get_pipe(name).model.attrs.get("multi_label"):
+                assert {k for k, p in cats.items() if p >= threshold} == {k for k, v in example.reference.cats.items() if v}
+            else:
+                assert max(cats, key=cats.get) == max(example.reference.cats, key=example.reference.cats.get), cats
+        return
     attrs = token_attrs(nlp, name)
     if learns_from_text(nlp, name):
         # A language model: after the few fixture updates the training
@@ -315,7 +349,8 @@ def test_long_doc_independent_of_batching(trained):
     nlp, name = trained.nlp, trained.name
     shorts = [" ".join(d[0]) for d in DATA] * 50
     alone = annotations(nlp, name, nlp(LONG_TEXT))
-    assert len(alone) == 20_000
+    assert len(nlp.make_doc(LONG_TEXT)) == 20_000
+    assert len(alone) == (1 if is_doc_level(nlp, name) else 20_000)
     docs = list(nlp.pipe([LONG_TEXT] + shorts, batch_size=1000))
     check_docs(nlp, name, [LONG_TEXT] + shorts, docs)
     assert annotations(nlp, name, docs[0]) == alone
@@ -425,6 +460,7 @@ if __name__ == "__main__":
         docs = list(nlp.pipe(texts, n_process=n_process, batch_size=2))
         out[n_process] = {
             "docs": [[(t.text, t.tag_, t.pos_, t.ent_iob_, t.ent_type_) for t in doc] for doc in docs],
+            "cats": [sorted((k, round(v, 4)) for k, v in doc.cats.items()) for doc in docs],
             "threads": sorted({doc.user_data["torch_threads"] for doc in docs}),
         }
     print(json.dumps(out))
@@ -448,6 +484,7 @@ def test_n_process_2_matches_n_process_1(trained, tmp_path, start_method):
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["2"]["docs"] == out["1"]["docs"]
+    assert out["2"]["cats"] == out["1"]["cats"]
     assert [[t[0] for t in doc] for doc in out["1"]["docs"]] == [
         [t.text for t in trained.nlp.make_doc(text)] for text in texts
     ]
@@ -617,7 +654,11 @@ def test_label_never_seen_in_training(trained):
         # never be predicted, so with those tokens the main score drops.
         main = max(own, key=lambda key: weights[key])
         assert nlp.evaluate(make_examples(nlp))[main] == 1.0
-        assert scores[main] < 1.0, (main, scores[main])
+        if pipe.model.attrs.get("multi_label"):
+            # Independent labels: the known ones are missing (not 0) in that text, so nothing changes.
+            assert scores[main] == 1.0, (main, scores[main])
+        else:
+            assert scores[main] < 1.0, (main, scores[main])
     if torch_shims(pipe) and not learns_from_text(nlp, trained.name):
         unseen = unseen_label_examples(nlp)
         loss, d_scores = pipe.get_loss(unseen, pipe.model.predict([eg.predicted for eg in unseen]))

@@ -36,18 +36,19 @@ POOLINGS = ("mean", "max", "last", "attention")
 
 def ragged_columns(start: int, end: int) -> Model[Ragged, Ragged]:
     """The columns start:end of a Ragged's data."""
+    return Model(f"columns({start}:{end})", _columns_forward, attrs={"start": start, "end": end})
 
-    def forward(model: Model, X: Ragged, is_train: bool) -> Tuple[Ragged, Callable]:
-        width = X.dataXd.shape[1]
 
-        def backprop(dY: Ragged) -> Ragged:
-            dX = model.ops.alloc2f(dY.dataXd.shape[0], width)
-            dX[:, start:end] = dY.dataXd
-            return Ragged(dX, X.lengths)
+def _columns_forward(model: Model, X: Ragged, is_train: bool) -> Tuple[Ragged, Callable]:
+    start, end = model.attrs["start"], model.attrs["end"]
+    width = X.dataXd.shape[1]
 
-        return Ragged(model.ops.xp.ascontiguousarray(X.dataXd[:, start:end]), X.lengths), backprop
+    def backprop(dY: Ragged) -> Ragged:
+        dX = model.ops.alloc2f(dY.dataXd.shape[0], width)
+        dX[:, start:end] = dY.dataXd
+        return Ragged(dX, X.lengths)
 
-    return Model(f"columns({start}:{end})", forward)
+    return Ragged(model.ops.xp.ascontiguousarray(X.dataXd[:, start:end]), X.lengths), backprop
 
 
 def last_state(width: int, bidirectional: bool) -> Model[Ragged, Floats2d]:
@@ -69,31 +70,30 @@ def attention_pooling(width: int) -> Model[Ragged, Floats2d]:
 
 def skip_empty(layer: Model[Ragged, Floats2d]) -> Model[Ragged, Floats2d]:
     """Run `layer` on the non-empty sequences only; an empty one gets a row of zeros."""
+    return Model("skip_empty", _skip_empty_forward, init=_skip_empty_init, layers=[layer], dims={"nO": None})
 
-    def forward(model: Model, X: Ragged, is_train: bool) -> Tuple[Floats2d, Callable]:
-        inner = model.layers[0]
-        lengths = model.ops.to_numpy(X.lengths)
-        keep = (lengths > 0).nonzero()[0]
-        if len(keep) == len(lengths):
-            return inner(X, is_train)
-        n_out = model.get_dim("nO")
-        Y = model.ops.alloc2f(len(lengths), n_out)
-        if not len(keep):
-            return Y, lambda dY: Ragged(model.ops.alloc2f(*X.dataXd.shape), X.lengths)
-        Y_kept, backprop_kept = inner(Ragged(X.dataXd, X.lengths[keep]), is_train)
-        Y[keep] = Y_kept
 
-        def backprop(dY: Floats2d) -> Ragged:
-            dX = backprop_kept(model.ops.xp.ascontiguousarray(dY[keep]))
-            return Ragged(dX.dataXd, X.lengths)
+def _skip_empty_forward(model: Model, X: Ragged, is_train: bool) -> Tuple[Floats2d, Callable]:
+    inner = model.layers[0]
+    lengths = model.ops.to_numpy(X.lengths)
+    keep = (lengths > 0).nonzero()[0]
+    if len(keep) == len(lengths):
+        return inner(X, is_train)
+    Y = model.ops.alloc2f(len(lengths), model.get_dim("nO"))
+    if not len(keep):
+        return Y, lambda dY: Ragged(model.ops.alloc2f(*X.dataXd.shape), X.lengths)
+    Y_kept, backprop_kept = inner(Ragged(X.dataXd, X.lengths[keep]), is_train)
+    Y[keep] = Y_kept
 
-        return Y, backprop
+    def backprop(dY: Floats2d) -> Ragged:
+        dX = backprop_kept(model.ops.xp.ascontiguousarray(dY[keep]))
+        return Ragged(dX.dataXd, X.lengths)
 
-    def init(model: Model, X=None, Y=None) -> None:
-        model.layers[0].initialize()
+    return Y, backprop
 
-    model = Model("skip_empty", forward, init=init, layers=[layer], dims={"nO": None})
-    return model
+
+def _skip_empty_init(model: Model, X=None, Y=None) -> None:
+    model.layers[0].initialize()
 
 
 def build_pooling(poolings: Sequence[str], width: int, bidirectional: bool) -> Model[Ragged, Floats2d]:

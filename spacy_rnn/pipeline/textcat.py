@@ -143,6 +143,18 @@ class _RNNTextcatMixin(NeuralPipe):
         truths, _ = self._examples_to_truth(examples)
         self.model.initialize(X=[eg.x for eg in examples], Y=truths)
 
+    def get_loss(self, examples: Iterable[Example], scores):
+        """spaCy's loss, except that a text whose doc.cats holds none of the
+        component's labels is unannotated (missing), not "every label 0":
+        it gives no gradient, as missing tags do for the taggers."""
+        examples = list(examples)
+        loss, d_scores = super().get_loss(examples, scores)
+        missing = [i for i, eg in enumerate(examples) if not any(label in eg.reference.cats for label in self.labels)]
+        if missing:
+            d_scores[missing] = 0.0
+            loss = float((d_scores**2).mean())
+        return loss, d_scores
+
     def predict(self, docs):
         rows = NeuralPipe.predict(self, docs)
         if not rows:
