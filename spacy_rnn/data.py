@@ -89,6 +89,21 @@ class TaggedSentence:
 _BLANK = " \t"
 
 
+def decoded_lines(path: PathLike, encoding: str = "utf-8") -> Iterator[Tuple[int, str]]:
+    """(line_no, line) of a text file (spacy_rnn.files.read_text_lines); a
+    line that is not in the encoding raises CorpusFormatError naming it."""
+    lines = read_text_lines(path, encoding=encoding)
+    while True:
+        try:
+            line_no, line = next(lines)
+        except StopIteration:
+            return
+        except TextDecodeError as err:
+            name = encoding.upper()
+            raise CorpusFormatError(path, err.line_no, f"{name} text", f"bytes that are not {name} ({err.detail} as {name})") from None
+        yield line_no, line
+
+
 def read_corpus_lines(path: PathLike) -> Iterator[Tuple[int, str]]:
     """Yield (line_no, line) of a UTF-8 corpus file, through
     `spacy_rnn.files.read_text_lines` (byte-order mark removed, lines split on
@@ -101,16 +116,7 @@ def read_corpus_lines(path: PathLike) -> Iterator[Tuple[int, str]]:
     path (str / Path): The file to read.
     YIELDS (Tuple[int, str]): The 1-based line number and the line.
     """
-    lines = read_text_lines(path)
-    while True:
-        try:
-            line_no, line = next(lines)
-        except StopIteration:
-            return
-        except TextDecodeError as err:
-            raise CorpusFormatError(
-                path, err.line_no, "UTF-8 text", f"bytes that are not UTF-8 ({err.detail} as {err.encoding.upper()})"
-            ) from None
+    for line_no, line in decoded_lines(path):
         if not line.strip(_BLANK):
             yield line_no, ""
             continue

@@ -29,8 +29,8 @@ from typing import Dict, Iterable, Iterator, List, Sequence, Tuple, Union
 from spacy.tokens import Doc
 from spacy.vocab import Vocab
 
-from .data import USER_DATA_KEY, CorpusFormatError, _clip
-from .files import BOM, TextDecodeError, read_text_lines
+from .data import USER_DATA_KEY, CorpusFormatError, _clip, decoded_lines
+from .files import BOM
 
 PathLike = Union[str, Path]
 
@@ -49,16 +49,7 @@ class LabelledText:
 
 
 def _lines(path: PathLike, encoding: str) -> Iterator[Tuple[int, str]]:
-    lines = read_text_lines(path, encoding=encoding)
-    while True:
-        try:
-            line_no, line = next(lines)
-        except StopIteration:
-            return
-        except TextDecodeError as err:
-            raise CorpusFormatError(
-                path, err.line_no, f"{encoding.upper()} text", f"bytes that are not {encoding.upper()} ({err.detail})"
-            ) from None
+    for line_no, line in decoded_lines(path, encoding):
         if line_no > 1 and line.startswith(BOM):
             raise CorpusFormatError(path, line_no, "no byte-order mark after the start of the file", repr(_clip(line)))
         yield line_no, line
