@@ -72,9 +72,12 @@ def scan_chunked(log_a: torch.Tensor, b: torch.Tensor, h0: Optional[torch.Tensor
 
 def linear_scan(log_a: torch.Tensor, b: torch.Tensor, h0: Optional[torch.Tensor] = None, method: str = "auto",
                 chunk_size: int = 16) -> torch.Tensor:
-    """The scan, by the form that measured fastest for the case (see
-    scripts/benchmark_scans.py): the loop for sequences up to 64 steps on the
-    CPU, the chunked closed form otherwise."""
+    """The scan in the form meant for the case: the loop for sequences up to
+    64 steps on the CPU (a probe on this machine found the loop and a chunked
+    closed form equally fast once the matrix products are out of the loop),
+    the chunked closed form otherwise (fewer Python steps for long sequences
+    and GPUs). scripts/benchmark_scans.py measures the forms; this choice has
+    not been re-measured with it yet."""
     if method == "auto":
         method = "loop" if (b.device.type == "cpu" and b.shape[1] <= 64) else "chunked"
     if method == "loop":
