@@ -114,7 +114,7 @@ def run_and_watch(cmd: List[str], engine: str) -> Dict:
                                   "mb": max(peaks.get(pid, {}).get("mb", 0.0), peak_rss_mb(pid))}
                 except OSError:
                     pass
-            done.wait(0.25)
+            done.wait(1.0)  # scanning /proc costs CPU: not more often
 
     watcher = threading.Thread(target=sample, daemon=True)
     watcher.start()
