@@ -8,7 +8,6 @@ through nlp.pipe, and training wall time.
 Expects corpus/conll2003/{train,valid}.spacy and corpus/uner/en_ewt-ud-{train.draft-2022-12,dev,test}.spacy
 (made by scripts/convert_ner.py). Models are selected on the dev/valid sets by `spacy train`.
 """
-import json
 import time
 from pathlib import Path
 from typing import Dict
@@ -18,7 +17,7 @@ import typer
 from spacy.scorer import get_ner_prf
 from spacy.training import Example
 
-from benchmark_tagger import System, bare_docs, gold_sentences, machine_description, report, train
+from benchmark_tagger import System, bare_docs, ensure_trained, gold_sentences, machine_description, report, train_seconds
 
 CRF_GRU = {"components.ner.model.encoder.cell": "gru"}
 SOFTMAX = {"components.ner.decoder": "softmax"}
@@ -110,9 +109,8 @@ def main(
     extra = ["--training.max_steps", str(max_steps)] if max_steps else []
     for dataset, system in chosen:
         out_dir = training_dir / dataset / system.name
-        if retrain or not (out_dir / "model-best").exists() or not (out_dir / "train_time.json").exists():
-            paths = DATASETS[dataset]
-            train(system, corpus / paths["train"], corpus / paths["dev"], out_dir, extra)
+        paths = DATASETS[dataset]
+        ensure_trained(system, corpus / paths["train"], corpus / paths["dev"], out_dir, extra, retrain)
     if train_only:
         return
     results: Dict[str, Dict] = {}
@@ -124,7 +122,7 @@ def main(
             references = gold_sentences(nlp, corpus / path, 0)
             row[split] = score(nlp, references)
         row.update(speed(nlp, references))
-        row["train_seconds"] = json.loads((out_dir / "train_time.json").read_text())["seconds"]
+        row["train_seconds"] = train_seconds(out_dir)
         results[f"{dataset}/{system.name}"] = row
         print(f"measured {dataset}/{system.name}", flush=True)
     report(output, {"machine": machine_description(), "systems": results}, render_markdown)

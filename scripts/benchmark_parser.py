@@ -10,7 +10,6 @@ accuracy and sentence-boundary F; speed through nlp.pipe; training wall time.
 Models are selected on dev by `spacy train` (model-best); test is only read here.
 Smoke run: --max-steps 10 --limit 50 --systems rnn_shared,spacy_cnn_efficiency.
 """
-import json
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -18,7 +17,7 @@ import spacy
 import typer
 from spacy.training import Corpus, Example
 
-from benchmark_tagger import System, machine_description, report, train, words_per_second
+from benchmark_tagger import System, ensure_trained, machine_description, report, train_seconds, words_per_second
 
 SYSTEMS = [
     System("rnn_shared", "configs/parser_tagger_rnn.cfg",
@@ -103,8 +102,7 @@ def main(
     extra = ["--training.max_steps", str(max_steps)] if max_steps else []
     for system in chosen:
         out_dir = training_dir / system.name
-        if retrain or not (out_dir / "model-best").exists() or not (out_dir / "train_time.json").exists():
-            train(system, corpus / "en_ewt-ud-train.spacy", corpus / "en_ewt-ud-dev.spacy", out_dir, extra)
+        ensure_trained(system, corpus / "en_ewt-ud-train.spacy", corpus / "en_ewt-ud-dev.spacy", out_dir, extra, retrain)
     if train_only:
         return
     # All measurements happen here, in one process, after all training is done.
@@ -117,7 +115,7 @@ def main(
         test = gold_examples(nlp, corpus / "en_ewt-ud-test.spacy", limit)
         row["test"] = evaluate(nlp, test)
         row["words_per_second"] = words_per_second(nlp, [eg.reference for eg in test])
-        row["train_seconds"] = json.loads((out_dir / "train_time.json").read_text())["seconds"]
+        row["train_seconds"] = train_seconds(out_dir)
         # The trained pipeline's config holds the max_steps it was trained with (overrides included).
         row["max_steps"] = nlp.config["training"]["max_steps"]
         results[system.name] = row

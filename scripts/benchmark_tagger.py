@@ -1,7 +1,10 @@
 """Train (or reuse) the rnn_tagger configs and spaCy's own taggers on UD
 English-EWT, then measure them all in one process on the test set: token
 accuracy, sentence accuracy, accuracy on words unseen in training, tagging
-speed through nlp.pipe, and training wall time.
+speed through nlp.pipe, training speed through nlp.update (the same batches
+for every system) and training wall time. The `_int8` rows are another row's
+trained pipeline loaded with int8 weights (spacy_rnn.load_int8), not trained
+themselves.
 
     python scripts/benchmark_tagger.py corpus training/benchmark metrics/benchmark_tagger.json
 
@@ -14,13 +17,15 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import spacy
 import torch
 import typer
 from spacy.tokens import Doc
-from spacy.training import Corpus
+from spacy.training import Corpus, Example
+
+from spacy_rnn import load_int8
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -32,6 +37,8 @@ class System:
     attr: str = "tag"
     overrides: Dict[str, str] = field(default_factory=dict)
     description: str = ""
+    # The name of the system whose trained pipeline this row runs with int8 weights (not trained itself).
+    int8_of: Optional[str] = None
 
 
 # The schedule the tagger configs shipped with before the regularized one became
@@ -49,6 +56,12 @@ SYSTEMS = [
            description="rnn_tagger, lstm, previous schedule: dropout 0.25, word dropout 0.05, 6000 steps"),
     System("rnn_gru", "configs/tagger.cfg", overrides={"components.tagger.model.encoder.cell": "gru"}, description="rnn_tagger, cell=gru"),
     System("rnn_rnn", "configs/tagger.cfg", overrides={"components.tagger.model.encoder.cell": "rnn"}, description="rnn_tagger, cell=rnn (tanh)"),
+    System("rnn_mingru", "configs/tagger_mingru.cfg", description="rnn_tagger, cell=mingru (configs/tagger_mingru.cfg)"),
+    System("rnn_minlstm", "configs/tagger_mingru.cfg", overrides={"components.tagger.model.encoder.cell": "minlstm"},
+           description="rnn_tagger, cell=minlstm"),
+    System("rnn_lstm_int8", "configs/tagger.cfg", int8_of="rnn_lstm", description="rnn_lstm with int8 weights"),
+    System("rnn_mingru_int8", "configs/tagger_mingru.cfg", int8_of="rnn_mingru", description="rnn_mingru with int8 weights"),
+    System("rnn_minlstm_int8", "configs/tagger_mingru.cfg", int8_of="rnn_minlstm", description="rnn_minlstm with int8 weights"),
     System("rnn_lstm_upos", "configs/tagger_upos.cfg", attr="pos", description="rnn_tagger as shipped, UPOS"),
     System("rnn_lstm_upos_6k", "configs/tagger_upos.cfg", attr="pos", overrides=PREVIOUS_SCHEDULE,
            description="rnn_tagger, UPOS, previous schedule"),
@@ -72,6 +85,17 @@ def train(system: System, train_path: Path, dev_path: Path, out_dir: Path, extra
     seconds = time.perf_counter() - start
     (out_dir / "train_time.json").write_text(json.dumps({"seconds": seconds, "command": cmd}))
     return seconds
+
+
+def ensure_trained(system: System, train_path: Path, dev_path: Path, out_dir: Path, extra: List[str],
+                   retrain: bool = False) -> None:
+    """Train the system into out_dir unless a finished training is there (model-best and its wall time)."""
+    ensure_trained(system, train_path, dev_path, out_dir, extra, retrain)
+
+
+def train_seconds(out_dir: Path) -> float:
+    """The wall time `train` recorded for the pipeline in out_dir."""
+    return train_seconds(out_dir)
 
 
 def gold_sentences(nlp, path: Path, limit: int):
@@ -121,6 +145,23 @@ def words_per_second(nlp, references, repeats: int = 3) -> float:
     return n_words / best
 
 
+def training_words_per_second(nlp, examples: List[Example], batch_size: int = 32, steps: int = 40,
+                              warmup: int = 5) -> float:
+    """Words per second through nlp.update (forward, backward and optimizer step, [training]
+    dropout) over the same consecutive batches of training sentences for every system. Run it
+    last: it changes the pipeline's weights."""
+    batches = [examples[i:i + batch_size] for i in range(0, batch_size * (warmup + steps), batch_size)]
+    optimizer = nlp.resume_training()
+    dropout = nlp.config["training"]["dropout"]
+    for batch in batches[:warmup]:
+        nlp.update(batch, sgd=optimizer, drop=dropout)
+    start = time.perf_counter()
+    for batch in batches[warmup:]:
+        nlp.update(batch, sgd=optimizer, drop=dropout)
+    seconds = time.perf_counter() - start
+    return sum(len(eg.reference) for batch in batches[warmup:] for eg in batch) / seconds
+
+
 def machine_description() -> str:
     return (
         f"{platform.machine()}, {torch.get_num_threads()} torch threads, {platform.processor() or 'cpu'}; "
@@ -128,24 +169,34 @@ def machine_description() -> str:
     )
 
 
+def ratio(value: Optional[float], baseline: Optional[float]) -> str:
+    return f"{value / baseline:.2f}x" if value and baseline else "–"
+
+
 def render_markdown(data: Dict) -> str:
     """The markdown table of this script's JSON: {"machine": str, "systems": {name: {"description",
     "attr", "dev": {"token_acc"}, "test": {"token_acc", "sentence_acc", "unseen_acc"},
-    "words_per_second", "train_seconds"}}}. Speed ratios are against the spacy_cnn row, if any."""
+    "words_per_second", "train_words_per_second" (null for int8 rows; absent in older files),
+    "train_seconds"}}}. Tagging speed ratios are against the spacy_cnn row and training speed
+    ratios against the rnn_lstm row, when there are such rows."""
     results = data["systems"]
     baseline_wps = results.get("spacy_cnn", {}).get("words_per_second")
+    lstm = results.get("rnn_lstm", {})
     lines = [
         f"Machine: {data['machine']}",
         "",
-        "| system | attr | dev acc | test acc | test sentence acc | test unseen-word acc | words/s (nlp.pipe, test) | speed vs spacy_cnn | train time |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| system | attr | dev acc | test acc | test sentence acc | test unseen-word acc | words/s (nlp.pipe, test) "
+        "| speed vs spacy_cnn | speed vs rnn_lstm | train words/s (nlp.update) | train speed vs rnn_lstm | train time |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, row in results.items():
-        ratio = f"{row['words_per_second'] / baseline_wps:.2f}x" if baseline_wps else "n/a"
+        train_wps = row.get("train_words_per_second")
         lines.append(
             f"| {name} ({row['description']}) | {row['attr']} | {100 * row['dev']['token_acc']:.2f} | "
             f"{100 * row['test']['token_acc']:.2f} | {100 * row['test']['sentence_acc']:.2f} | "
-            f"{100 * row['test']['unseen_acc']:.2f} | {row['words_per_second']:,.0f} | {ratio} | "
+            f"{100 * row['test']['unseen_acc']:.2f} | {row['words_per_second']:,.0f} | "
+            f"{ratio(row['words_per_second'], baseline_wps)} | {ratio(row['words_per_second'], lstm.get('words_per_second'))} | "
+            f"{f'{train_wps:,.0f}' if train_wps else '–'} | {ratio(train_wps, lstm.get('train_words_per_second'))} | "
             f"{row['train_seconds'] / 60:.1f} min |"
         )
     return "\n".join(lines)
@@ -172,12 +223,18 @@ def main(
     max_steps: int = typer.Option(0, help="Override [training] max_steps (smoke runs)"),
     train_only: bool = typer.Option(False, help="Train what is missing, measure nothing"),
 ):
-    chosen = [s for s in SYSTEMS if s.name in systems.split(",")]
+    wanted = systems.split(",")
+    unknown = sorted(set(wanted) - {s.name for s in SYSTEMS})
+    if unknown:
+        raise typer.BadParameter(f"unknown system(s) {', '.join(unknown)}; choose from {', '.join(s.name for s in SYSTEMS)}")
+    by_name = {s.name: s for s in SYSTEMS}
+    chosen = [s for s in SYSTEMS if s.name in wanted]
     extra = ["--training.max_steps", str(max_steps)] if max_steps else []
-    for system in chosen:
+    # An int8 row needs its float system trained, chosen or not.
+    to_train = {by_name[s.int8_of or s.name].name: by_name[s.int8_of or s.name] for s in chosen}
+    for system in to_train.values():
         out_dir = training_dir / system.name
-        if retrain or not (out_dir / "model-best").exists() or not (out_dir / "train_time.json").exists():
-            train(system, corpus / "en_ewt-ud-train.spacy", corpus / "en_ewt-ud-dev.spacy", out_dir, extra)
+        ensure_trained(system, corpus / "en_ewt-ud-train.spacy", corpus / "en_ewt-ud-dev.spacy", out_dir, extra, retrain)
     if train_only:
         return
     # All measurements happen here, in one process, after all training is done.
@@ -185,15 +242,18 @@ def main(
     train_words = {t.text for ref in gold_sentences(nlp0, corpus / "en_ewt-ud-train.spacy", 0) for t in ref}
     results = {}
     for system in chosen:
-        out_dir = training_dir / system.name
-        nlp = spacy.load(out_dir / "model-best")
+        out_dir = training_dir / (system.int8_of or system.name)
+        nlp = load_int8(out_dir / "model-best") if system.int8_of else spacy.load(out_dir / "model-best")
         test = gold_sentences(nlp, corpus / "en_ewt-ud-test.spacy", limit)
         dev = gold_sentences(nlp, corpus / "en_ewt-ud-dev.spacy", limit)
         row = {"description": system.description, "attr": system.attr}
         row["test"] = accuracy(nlp, test, system.attr, train_words)
         row["dev"] = accuracy(nlp, dev, system.attr, train_words)
         row["words_per_second"] = words_per_second(nlp, test)
-        row["train_seconds"] = json.loads((out_dir / "train_time.json").read_text())["seconds"]
+        row["train_seconds"] = train_seconds(out_dir)
+        # Last: it updates the weights. int8 pipelines are for prediction only.
+        row["train_words_per_second"] = None if system.int8_of else training_words_per_second(
+            nlp, list(Corpus(corpus / "en_ewt-ud-train.spacy", gold_preproc=True)(nlp)))
         results[system.name] = row
         print(f"measured {system.name}", flush=True)
     report(output, {"machine": machine_description(), "systems": results}, render_markdown)

@@ -295,7 +295,7 @@ def test_bom_inside_the_file_is_an_error(tmp_path, reader):
     lines = text.split("\n")
     lines[3] = BOM + lines[3]  # e.g. two files concatenated
     path = write(tmp_path, "cat.txt", "\n".join(lines))
-    with pytest.raises(CorpusFormatError, match=rf"cat\.txt:4: expected .*byte-order mark"):
+    with pytest.raises(CorpusFormatError, match=r"cat\.txt:4: expected .*byte-order mark"):
         list(reader(path))
 
 

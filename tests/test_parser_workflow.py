@@ -2,7 +2,6 @@
 benchmark_parser table rendered from a results file (fast)."""
 import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 

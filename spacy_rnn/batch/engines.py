@@ -42,17 +42,16 @@ def annotate_shard(nlp: Language, shard: Shard, output_dir: Path, fmt: str, fiel
 def run_local(nlp: Language, todo: List[Shard], output_dir: Path, fmt: str, max_length: int, n_process: int,
               batch_size: int, progress: Optional[ProgressFn] = None) -> None:
     fields = output_fields(nlp)
-    pending: Dict[int, Dict] = {}  # shard index -> {"shard", "rejects", "expected", "docs"}, in plan order
+    # shard index -> {"shard", "rejects", "expected", "docs"}; filled in plan order, so the dict's order is the plan's
+    pending: Dict[int, Dict] = {}
 
-    def flush(up_to: Optional[int]) -> None:
-        """Write the pending shards before `up_to` (all if None) and `up_to` itself if complete."""
-        for index in sorted(pending):
-            entry = pending[index]
-            complete = len(entry["docs"]) == entry["expected"]
-            if up_to is not None and (index > up_to or (index == up_to and not complete)):
+    def flush(through: Optional[int]) -> None:
+        """Write the pending shards up to and including `through` (all if None)."""
+        for index in list(pending):
+            if through is not None and index > through:
                 break
+            entry = pending.pop(index)
             write_shard(output_dir, entry["shard"], entry["docs"], entry["rejects"], fmt, fields)
-            del pending[index]
 
     def records():
         for shard in todo:
@@ -68,9 +67,10 @@ def run_local(nlp: Language, todo: List[Shard], output_dir: Path, fmt: str, max_
                 yield (record.doc if record.doc is not None else record.text), (shard.index, record)
 
     for doc, (index, record) in nlp.pipe(records(), as_tuples=True, n_process=n_process, batch_size=batch_size):
-        flush(index - 1)  # nlp.pipe keeps the order: every earlier shard is complete
-        pending[index]["docs"].append(stamp(doc, record.source, record.meta))
-        flush(index)
+        entry = pending[index]
+        entry["docs"].append(stamp(doc, record.source, record.meta))
+        if len(entry["docs"]) == entry["expected"]:
+            flush(index)  # nlp.pipe keeps the order: every earlier shard is complete too
         if progress:
             progress(1)
     flush(None)
