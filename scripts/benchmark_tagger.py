@@ -90,7 +90,8 @@ def train(system: System, train_path: Path, dev_path: Path, out_dir: Path, extra
 def ensure_trained(system: System, train_path: Path, dev_path: Path, out_dir: Path, extra: List[str],
                    retrain: bool = False) -> None:
     """Train the system into out_dir unless a finished training is there (model-best and its wall time)."""
-    ensure_trained(system, train_path, dev_path, out_dir, extra, retrain)
+    if retrain or not (out_dir / "model-best").exists() or not (out_dir / "train_time.json").exists():
+        train(system, train_path, dev_path, out_dir, extra)
 
 
 def train_seconds(out_dir: Path) -> float:
