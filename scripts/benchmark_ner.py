@@ -43,6 +43,9 @@ SYSTEMS = [
     ("conll2003", System("rnn_ner_crf_gru", "configs/ner.cfg", overrides=CRF_GRU, description="rnn_ner, gru + CRF")),
     ("conll2003", System("rnn_ner_crf_lstm_reg", "configs/ner.cfg", overrides=REGULARIZED,
                          description="rnn_ner, lstm + CRF, dropout 0.33, word dropout 0.1, 9000 steps")),
+    ("conll2003", System("rnn_ner_crf_mingru_reg", "configs/ner.cfg",
+                         overrides={**REGULARIZED, "components.ner.model.encoder.cell": "mingru"},
+                         description="rnn_ner, mingru + CRF, as rnn_ner_crf_lstm_reg")),
     ("uner", System("spacy_ner", "configs/baselines/spacy_ner.cfg", description="spaCy ner (efficiency)")),
     ("uner", System("rnn_ner_crf_lstm", "configs/ner.cfg", description="rnn_ner, lstm + CRF")),
 ]
