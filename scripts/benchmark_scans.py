@@ -1,11 +1,14 @@
 """How fast the linear-recurrence scans run against torch's packed nn.LSTM on
 this machine: a 2-layer x 128 bidirectional encoder stack over batches of
 32 sequences, training (forward + backward) and prediction tokens/s, for
-several sequence lengths, one torch thread. linear_scan's "auto" choice
+several sequence lengths, one torch thread; and prediction with int8 Linear
+weights (spacy_rnn's quantize_modules, torch's dynamic quantization) for the
+lstm and the looped mingru. linear_scan's "auto" choice
 (spacy_rnn/models/pytorch/linear_recurrence.py) follows these figures.
 
     python scripts/benchmark_scans.py metrics/benchmark_scans.json
 """
+import copy
 import json
 import time
 from pathlib import Path
@@ -15,6 +18,7 @@ import torch
 import typer
 
 from spacy_rnn.models.pytorch.recurrent import RecurrentEncoder
+from spacy_rnn.pipeline.quantize import quantize_modules
 
 SYSTEMS = [
     # name, cell, scan
@@ -23,6 +27,7 @@ SYSTEMS = [
     ("mingru, chunked", "mingru", "chunked"),
     ("minlstm, loop", "minlstm", "loop"),
 ]
+INT8 = ("lstm (packed nn.LSTM)", "mingru, loop")  # also measured with int8 weights (prediction only)
 
 
 def tokens_per_second(encoder, inputs, lengths, train: bool, repeats: int) -> float:
@@ -49,7 +54,7 @@ def render_markdown(data: Dict) -> str:
         cells = []
         for n in lengths:
             row = next(r for r in data["rows"] if r["system"] == name and r["length"] == n)
-            cells += [f"{row['train']:,.0f}", f"{row['predict']:,.0f}"]
+            cells += ["–" if row["train"] is None else f"{row['train']:,.0f}", f"{row['predict']:,.0f}"]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -72,6 +77,13 @@ def main(output: Path = typer.Argument(Path("metrics/benchmark_scans.json")),
                    "predict": tokens_per_second(encoder, inputs, seq_lengths, False, repeats)}
             rows.append(row)
             print(row, flush=True)
+            if name in INT8:
+                quantized = copy.deepcopy(encoder)
+                quantize_modules([quantized])
+                row = {"system": f"{name}, int8", "length": length, "train": None,
+                       "predict": tokens_per_second(quantized, inputs, seq_lengths, False, repeats)}
+                rows.append(row)
+                print(row, flush=True)
     data = {"setup": f"2 x 128 bidirectional, batch {batch}, lengths uniform in [T/2, T], 1 torch thread, torch {torch.__version__}",
             "rows": rows}
     print(render_markdown(data))

@@ -197,6 +197,14 @@ THREADS = {
     ],
 }
 
+SCANS = {
+    "setup": "2 x 128 bidirectional",
+    "rows": [
+        {"system": "mingru, loop", "length": 25, "train": 25000.0, "predict": 87000.0},
+        {"system": "mingru, loop, int8", "length": 25, "train": None, "predict": 190000.0},
+    ],
+}
+
 
 @pytest.mark.parametrize("name,data,expected", [
     ("benchmark_tagger.json", TAGGER, ["| rnn_lstm (rnn_tagger, cell=lstm) | tag | 94.47 | 94.85 | 63.55 | 78.14 | 56,423 | 2.82x | 1.00x | 1,000 | 1.00x | 14.3 min |",
@@ -207,6 +215,7 @@ THREADS = {
                                  "| uner | rnn_ner_crf_lstm (rnn_ner, lstm + CRF) | test |", "68.21"]),
     ("lm_benchmark.json", LM, ["| lstm | shared recipe | 6 | 116.9 | 113.3 | 162.8 (22.5%) | 148.3 (23.0%) | 4,219 | 22.7 min |",
                                "| lstm_tied | tie_weights=True |", "| lstm_tied | 169.4 | 137.8 |"]),
+    ("benchmark_scans.json", SCANS, ["| mingru, loop | 25,000 | 87,000 |", "| mingru, loop, int8 | – | 190,000 |"]),
     ("benchmark_threads.json", THREADS, ["| train | idle | 1 | 1,234 | 1,851 | 1.50x |", "| predict | busy | 2 | 45,000 | 40,000 | 0.89x |",
                                          "2 threads vs 1"]),
 ])
