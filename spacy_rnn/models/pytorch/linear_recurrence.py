@@ -73,11 +73,12 @@ def scan_chunked(log_a: torch.Tensor, b: torch.Tensor, h0: Optional[torch.Tensor
 def linear_scan(log_a: torch.Tensor, b: torch.Tensor, h0: Optional[torch.Tensor] = None, method: str = "auto",
                 chunk_size: int = 16) -> torch.Tensor:
     """The scan in the form meant for the case: the loop for sequences up to
-    64 steps on the CPU (a probe on this machine found the loop and a chunked
-    closed form equally fast once the matrix products are out of the loop),
-    the chunked closed form otherwise (fewer Python steps for long sequences
-    and GPUs). scripts/benchmark_scans.py measures the forms; this choice has
-    not been re-measured with it yet."""
+    64 steps on the CPU, the chunked closed form otherwise (fewer Python steps
+    for long sequences and GPUs). scripts/benchmark_scans.py
+    (metrics/benchmark_scans.json) measured, on CPU with one thread: the loop
+    faster at 25 and 100 steps, the chunked form faster for training at 400
+    steps but slower for prediction there; the 64-step threshold has not been
+    tuned to those figures."""
     if method == "auto":
         method = "loop" if (b.device.type == "cpu" and b.shape[1] <= 64) else "chunked"
     if method == "loop":
