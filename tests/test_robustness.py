@@ -467,7 +467,7 @@ if __name__ == "__main__":
 """
 
 
-@pytest.mark.parametrize("start_method", ["fork", "spawn"])
+@pytest.mark.parametrize("start_method", ["fork", pytest.param("spawn", marks=pytest.mark.slow)])  # spawn: fresh interpreters, slow
 def test_n_process_2_matches_n_process_1(trained, tmp_path, start_method):
     if start_method == "spawn" and not torch_shims(trained.nlp.get_pipe(trained.name)):
         pytest.skip("spawn pickles the pipes; checked for the torch components, whose models need it")
