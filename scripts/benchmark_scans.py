@@ -1,9 +1,10 @@
 """How fast the linear-recurrence scans run against torch's packed nn.LSTM on
 this machine: a 2-layer x 128 bidirectional encoder stack over batches of
 32 sequences, training (forward + backward) and prediction tokens/s, for
-several sequence lengths, one torch thread; and prediction with int8 Linear
-weights (spacy_rnn's quantize_modules, torch's dynamic quantization) for the
-lstm and the looped mingru. linear_scan's "auto" choice
+several sequence lengths, one torch thread; the linear cells as a bare
+stack (the default) and, for mingru, with feed-forward blocks; and
+prediction with int8 Linear weights (spacy_rnn's quantize_modules, torch's
+dynamic quantization). linear_scan's "auto" choice
 (spacy_rnn/models/pytorch/linear_recurrence.py) follows these figures.
 
     python scripts/benchmark_scans.py metrics/benchmark_scans.json
@@ -21,13 +22,15 @@ from spacy_rnn.models.pytorch.recurrent import RecurrentEncoder
 from spacy_rnn.pipeline.quantize import quantize_modules
 
 SYSTEMS = [
-    # name, cell, scan
-    ("lstm (packed nn.LSTM)", "lstm", None),
-    ("mingru, loop", "mingru", "loop"),
-    ("mingru, chunked", "mingru", "chunked"),
-    ("minlstm, loop", "minlstm", "loop"),
+    # name, cell, scan, feed-forward blocks
+    ("lstm (packed nn.LSTM)", "lstm", None, False),
+    ("mingru, loop", "mingru", "loop", False),
+    ("mingru, loop, feed-forward", "mingru", "loop", True),
+    ("mingru, chunked", "mingru", "chunked", False),
+    ("minlstm, loop", "minlstm", "loop", False),
 ]
-INT8 = ("lstm (packed nn.LSTM)", "mingru, loop")  # also measured with int8 weights (prediction only)
+# also measured with int8 weights (prediction only)
+INT8 = ("lstm (packed nn.LSTM)", "mingru, loop", "mingru, loop, feed-forward", "minlstm, loop")
 
 
 def tokens_per_second(encoder, inputs, lengths, train: bool, repeats: int) -> float:
@@ -68,8 +71,9 @@ def main(output: Path = typer.Argument(Path("metrics/benchmark_scans.json")),
         # a realistic spread of lengths around T
         seq_lengths = torch.randint(max(1, length // 2), length + 1, (batch,), dtype=torch.int64)
         inputs = torch.randn(int(seq_lengths.sum()), 224)
-        for name, cell, scan in SYSTEMS:
-            encoder = RecurrentEncoder(cell=cell, input_width=224, hidden_width=128, n_layers=2, bidirectional=True, dropout_prob=0.0)
+        for name, cell, scan, feed_forward in SYSTEMS:
+            encoder = RecurrentEncoder(cell=cell, input_width=224, hidden_width=128, n_layers=2, bidirectional=True,
+                                       dropout_prob=0.0, feed_forward=feed_forward)
             if scan:
                 encoder.rnn.scan = scan
             row = {"system": name, "length": length,

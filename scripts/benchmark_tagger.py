@@ -60,6 +60,8 @@ SYSTEMS = [
     System("rnn_mingru", "configs/tagger_mingru.cfg", description="rnn_tagger, cell=mingru (configs/tagger_mingru.cfg)"),
     System("rnn_minlstm", "configs/tagger_mingru.cfg", overrides={"components.tagger.model.encoder.cell": "minlstm"},
            description="rnn_tagger, cell=minlstm"),
+    System("rnn_mingru_ff", "configs/tagger_mingru.cfg", overrides={"components.tagger.model.encoder.feed_forward": "true"},
+           description="rnn_tagger, cell=mingru with feed-forward blocks"),
     System("rnn_lstm_int8", "configs/tagger.cfg", int8_of="rnn_lstm", description="rnn_lstm with int8 weights"),
     System("rnn_mingru_int8", "configs/tagger_mingru.cfg", int8_of="rnn_mingru", description="rnn_mingru with int8 weights"),
     System("rnn_minlstm_int8", "configs/tagger_mingru.cfg", int8_of="rnn_minlstm", description="rnn_minlstm with int8 weights"),

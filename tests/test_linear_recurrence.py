@@ -8,7 +8,6 @@ from spacy_rnn.models.pytorch.linear_recurrence import (
     LinearRecurrence,
     MinRecurrentCell,
     linear_scan,
-    reverse_within_lengths,
     scan_chunked,
     scan_loop,
 )
@@ -89,10 +88,47 @@ def test_cell_is_the_recurrence_of_the_paper(cell):
     assert torch.allclose(module(x, scan="chunked"), expected, atol=1e-6)
 
 
-def test_reverse_within_lengths():
-    x = torch.arange(8.0).reshape(2, 4, 1)
-    out = reverse_within_lengths(x, torch.tensor([3, 1]))
-    assert out[:, :, 0].tolist() == [[2.0, 1.0, 0.0, 3.0], [4.0, 5.0, 6.0, 7.0]]
+def reference_stack(stack, x):
+    """One sequence x (T, input_width) through the stack written out layer by
+    layer: the backward cell reads the sequence flipped, its output flipped back."""
+    x = x[None]
+    for layer in range(stack.num_layers):
+        normed = stack.cell_norms[layer](x)
+        parts = [stack.forward_cells[layer](normed, scan="loop")]
+        if stack.bidirectional:
+            parts.append(stack.backward_cells[layer](normed.flip(1), scan="loop").flip(1))
+        y = torch.cat(parts, -1)
+        x = x + y if x.shape[-1] == y.shape[-1] else y
+        if stack.feed_forward:
+            x = x + stack.feed_forwards[layer](stack.ff_norms[layer](x))
+    return stack.final_norm(x)[0]
+
+
+@pytest.mark.parametrize("feed_forward", [False, True])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_stack_over_flat_tokens_is_the_layer_by_layer_recurrence(feed_forward, bidirectional):
+    """forward_tokens (position-wise work on the tokens, both directions in one
+    padded scan) equals each sequence run alone through the written-out stack."""
+    torch.manual_seed(0)
+    stack = LinearRecurrence("mingru", 4, 3, num_layers=3, bidirectional=bidirectional, feed_forward=feed_forward).eval()
+    lengths = torch.tensor([5, 0, 1, 8])
+    x = torch.randn(int(lengths.sum()), 4)
+    out, _ = stack.forward_tokens(x, lengths)
+    assert out.shape == (14, 6 if bidirectional else 3)
+    start = 0
+    for length in lengths.tolist():
+        if length:
+            expected = reference_stack(stack, x[start : start + length])
+            assert (out[start : start + length] - expected).abs().max().item() <= 1e-5
+        start += length
+
+
+def test_stack_gradients_gradcheck():
+    torch.manual_seed(0)
+    stack = LinearRecurrence("minlstm", 3, 2, num_layers=2, bidirectional=True, feed_forward=True).double()
+    lengths = torch.tensor([3, 1, 4])
+    x = torch.randn(8, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda inp: stack.forward_tokens(inp, lengths)[0], (x,))
 
 
 @pytest.mark.parametrize("cell", ["mingru", "minlstm"])
@@ -139,3 +175,15 @@ def test_language_model_with_a_linear_cell_trains():
         optimizer.step()
     assert loss.item() < 0.5
     assert state.shape == (2, 4, 8)
+
+
+@pytest.mark.parametrize("feed_forward", [False, True])
+def test_encoder_architecture_passes_feed_forward_to_the_stack(feed_forward):
+    from spacy_rnn.models.architectures import build_rnn_encoder_v2
+    from spacy_rnn.models.wrappers import torch_modules
+
+    model = build_rnn_encoder_v2(cell="mingru", width=8, depth=2, feed_forward=feed_forward)
+    stacks = [m for module in torch_modules(model) for m in module.modules() if isinstance(m, LinearRecurrence)]
+    assert len(stacks) == 1
+    assert stacks[0].feed_forward is feed_forward
+    assert len(stacks[0].feed_forwards) == (2 if feed_forward else 0)

@@ -71,7 +71,7 @@ def build_rnn_encoder_v1(
     max_word_chars (int): Characters read per word (start and end of long words).
     n_chars (int): Rows of the character table (code points are hashed into it).
     """
-    return _build_rnn_encoder(**locals(), vocab_from_sample=False)
+    return _build_rnn_encoder(**locals(), vocab_from_sample=False, feed_forward=True)
 
 
 @registry.architectures("spacy_rnn.RNNEncoder.v2")
@@ -93,6 +93,7 @@ def build_rnn_encoder_v2(
     char_filters: NonNegative = 64,
     max_word_chars: Positive = 20,
     n_chars: IntRange(2) = 1024,
+    feed_forward: bool = False,
 ) -> DocEncoder:
     """Token vectors from a recurrent network over word embeddings, hashed
     token features and a character CNN: the model of rnn_tagger and rnn_ner,
@@ -128,6 +129,10 @@ def build_rnn_encoder_v2(
     char_filters (int): Filters of the character CNN; 0 disables it.
     max_word_chars (int): Characters read per word (start and end of long words).
     n_chars (int): Rows of the character table (code points are hashed into it).
+    feed_forward (bool): Linear-recurrence cells only: a GELU feed-forward
+        block (pre-norm, residual) after each layer, as in the reference
+        implementations; about three times the matrix work of the bare stack
+        (scripts/benchmark_scans.py, scripts/benchmark_tagger.py measure both).
     """
     return _build_rnn_encoder(**locals(), vocab_from_sample=True)
 
@@ -135,6 +140,7 @@ def build_rnn_encoder_v2(
 def _build_rnn_encoder(
     *, cell, width, depth, bidirectional, dropout, word_attr, word_width, vocab_size, min_word_freq,
     word_dropout, attrs, rows, embed_widths, char_width, char_filters, max_word_chars, n_chars, vocab_from_sample,
+    feed_forward,
 ) -> DocEncoder:
     if not len(attrs) == len(rows) == len(embed_widths):
         raise ValueError(
@@ -155,6 +161,7 @@ def _build_rnn_encoder(
         bidirectional=bidirectional,
         dropout_prob=dropout,
         word_dropout_prob=word_dropout,
+        feed_forward=feed_forward,
     )
     features = doc_features(
         word_attr, attrs, max_word_chars, vocab_size, min_word_freq, vocab_from_sample=vocab_from_sample

@@ -28,6 +28,7 @@ class TokenEncoder(nn.Module):
         bidirectional: bool,
         dropout_prob: float,
         word_dropout_prob: float,
+        feed_forward: bool = False,
     ) -> None:
         """
         n_words, word_width: the word table; row 0 is the unknown word.
@@ -39,6 +40,7 @@ class TokenEncoder(nn.Module):
         word_dropout_prob: in training, the probability of replacing a word by
             the unknown word, so that the model learns to tag from spelling,
             as it must for words unseen in training.
+        feed_forward: linear-recurrence cells only, a GELU feed-forward block after each layer.
         """
         super().__init__()
         self.words = nn.Embedding(n_words, word_width)
@@ -59,6 +61,7 @@ class TokenEncoder(nn.Module):
             n_layers=n_layers,
             bidirectional=bidirectional,
             dropout_prob=dropout_prob,
+            feed_forward=feed_forward,
         )
         self.output_width = self.encoder.output_width
 

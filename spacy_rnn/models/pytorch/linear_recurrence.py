@@ -23,11 +23,14 @@ Scans (all exact, the same numbers up to rounding), behind `linear_scan`:
   long sequences (the language model) and GPUs.
 
 Stacks follow the reference implementations: pre-norm residual blocks,
-x = x + cell(LayerNorm(x)) then x = x + FF(LayerNorm(x)) (a GELU feed-forward
-of twice the width), a residual only where the widths match (not into the
-first layer), and a final LayerNorm. Bidirectional: a second cell reads each
-sequence reversed within its own length, so padding never reaches a real
-position in either direction.
+x = x + cell(LayerNorm(x)) then, with `feed_forward`, x = x + FF(LayerNorm(x))
+(a GELU feed-forward of twice the width), a residual only where the widths
+match (not into the first layer), and a final LayerNorm. Without the
+feed-forward blocks the stack does about a third of the matrix work
+(scripts/benchmark_scans.py measures both). Bidirectional: a second cell
+reads each sequence reversed within its own length, so padding never reaches
+a real position in either direction; both directions' coefficients go
+through one scan of twice the width.
 """
 from typing import List, Optional, Tuple
 
@@ -39,15 +42,43 @@ LINEAR_CELLS = ("mingru", "minlstm")
 SCANS = ("loop", "chunked")
 
 
+class _LoopScan(torch.autograd.Function):
+    """The scan step by step, time-major, with its gradient written out as the
+    reverse scan g_t = dL/dh_t + a_{t+1} g_{t+1}, so that autograd records
+    one node for the whole sequence rather than a few per step."""
+
+    @staticmethod
+    def forward(ctx, a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
+        # a, b: (T, batch, width) contiguous; h0: (batch, width)
+        out = torch.empty_like(b)
+        h = h0
+        for t in range(b.shape[0]):
+            h = torch.addcmul(b[t], a[t], h)
+            out[t] = h
+        ctx.save_for_backward(a, out, h0)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        a, out, h0 = ctx.saved_tensors
+        grad_out = grad_out.contiguous()
+        grad_b = torch.empty_like(grad_out)
+        g = torch.zeros_like(h0)
+        for t in range(grad_out.shape[0] - 1, -1, -1):
+            g = grad_out[t] + g
+            grad_b[t] = g
+            g = g * a[t]
+        previous = torch.cat([h0[None], out[:-1]], dim=0)
+        return grad_b * previous, grad_b, g
+
+
 def scan_loop(log_a: torch.Tensor, b: torch.Tensor, h0: Optional[torch.Tensor] = None) -> torch.Tensor:
     """h_t = exp(log_a_t) * h_{t-1} + b_t over dim 1; log_a, b: (batch, T, width); h0: (batch, width)."""
-    a = log_a.exp()
-    h = h0 if h0 is not None else b.new_zeros((b.shape[0], b.shape[2]))
-    outputs = []
-    for t in range(b.shape[1]):
-        h = a[:, t] * h + b[:, t]
-        outputs.append(h)
-    return torch.stack(outputs, dim=1) if outputs else b.new_zeros(b.shape)
+    if b.shape[1] == 0:
+        return b.new_zeros(b.shape)
+    h0 = h0 if h0 is not None else b.new_zeros((b.shape[0], b.shape[2]))
+    a = log_a.exp().transpose(0, 1).contiguous()
+    return _LoopScan.apply(a, b.transpose(0, 1).contiguous(), h0).transpose(0, 1)
 
 
 def scan_chunked(log_a: torch.Tensor, b: torch.Tensor, h0: Optional[torch.Tensor] = None, chunk_size: int = 16) -> torch.Tensor:
@@ -72,15 +103,12 @@ def scan_chunked(log_a: torch.Tensor, b: torch.Tensor, h0: Optional[torch.Tensor
 
 def linear_scan(log_a: torch.Tensor, b: torch.Tensor, h0: Optional[torch.Tensor] = None, method: str = "auto",
                 chunk_size: int = 16) -> torch.Tensor:
-    """The scan in the form meant for the case: the loop for sequences up to
-    64 steps on the CPU, the chunked closed form otherwise (fewer Python steps
-    for long sequences and GPUs). scripts/benchmark_scans.py
-    (metrics/benchmark_scans.json) measured, on CPU with one thread: the loop
-    faster at 25 and 100 steps, the chunked form faster for training at 400
-    steps but slower for prediction there; the 64-step threshold has not been
-    tuned to those figures."""
+    """The scan in the form meant for the case: the loop on the CPU, the
+    chunked closed form on other devices (chunk_size times fewer steps, each
+    a kernel launch there). scripts/benchmark_scans.py
+    (metrics/benchmark_scans.json) measures both on the CPU."""
     if method == "auto":
-        method = "loop" if (b.device.type == "cpu" and b.shape[1] <= 64) else "chunked"
+        method = "loop" if b.device.type == "cpu" else "chunked"
     if method == "loop":
         return scan_loop(log_a, b, h0)
     if method == "chunked":
@@ -114,15 +142,6 @@ class MinRecurrentCell(nn.Module):
         return linear_scan(log_a, b, h0, method=scan)
 
 
-def reverse_within_lengths(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Each sequence of x (batch, T, width) reversed within its length; positions past it stay."""
-    batch, length = x.shape[:2]
-    steps = torch.arange(length, device=x.device)[None, :]
-    lengths = lengths.to(x.device)[:, None]
-    index = torch.where(steps < lengths, lengths - 1 - steps, steps)  # (batch, T)
-    return x.gather(1, index[:, :, None].expand_as(x))
-
-
 class LinearRecurrence(nn.Module):
     """A stack of minGRU / minLSTM layers with the interface of a batch-first
     torch RNN: forward(x, state) -> (outputs, state), state (n_layers *
@@ -130,14 +149,15 @@ class LinearRecurrence(nn.Module):
     bidirectional stack read each sequence right to left from its own end."""
 
     def __init__(self, cell: str, input_width: int, hidden_width: int, num_layers: int = 1,
-                 bidirectional: bool = False, dropout: float = 0.0, scan: str = "auto") -> None:
+                 bidirectional: bool = False, dropout: float = 0.0, scan: str = "auto",
+                 feed_forward: bool = False) -> None:
         super().__init__()
         if num_layers < 1:
             raise ValueError(f"num_layers must be at least 1, got {num_layers}")
         if scan not in SCANS + ("auto",):
             raise ValueError(f"unknown scan {scan!r}; choose from {SCANS} or 'auto'")
         self.cell, self.hidden_width, self.num_layers = cell, hidden_width, num_layers
-        self.bidirectional, self.scan = bidirectional, scan
+        self.bidirectional, self.scan, self.feed_forward = bidirectional, scan, feed_forward
         self.directions = 2 if bidirectional else 1
         width = hidden_width * self.directions
         self.cell_norms = nn.ModuleList()
@@ -151,8 +171,9 @@ class LinearRecurrence(nn.Module):
             self.forward_cells.append(MinRecurrentCell(cell, layer_input, hidden_width))
             if bidirectional:
                 self.backward_cells.append(MinRecurrentCell(cell, layer_input, hidden_width))
-            self.ff_norms.append(nn.LayerNorm(width))
-            self.feed_forwards.append(nn.Sequential(nn.Linear(width, 2 * width), nn.GELU(), nn.Linear(2 * width, width)))
+            if feed_forward:
+                self.ff_norms.append(nn.LayerNorm(width))
+                self.feed_forwards.append(nn.Sequential(nn.Linear(width, 2 * width), nn.GELU(), nn.Linear(2 * width, width)))
         self.final_norm = nn.LayerNorm(width)
         self.dropout = nn.Dropout(dropout)
 
@@ -160,25 +181,68 @@ class LinearRecurrence(nn.Module):
                 lengths: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
         """x: (batch, T, input_width); state: (num_layers * directions, batch,
         hidden_width) or None (zeros). Returns the outputs (batch, T,
-        directions * hidden_width) and the state after the last step. With
-        `lengths`, the backward direction starts at each sequence's own last
-        position; the state returned is that at step T (for a language
-        model's equal-length chunks, the state after the chunk)."""
-        if self.bidirectional and lengths is None:
-            lengths = torch.full((x.shape[0],), x.shape[1], dtype=torch.int64)
+        directions * hidden_width), zeros past each length, and the state after
+        the last step. With `lengths`, the backward direction starts at each
+        sequence's own last position; the state returned is that at step T
+        (for a language model's equal-length chunks, the state after the chunk)."""
+        batch, length = x.shape[:2]
+        if lengths is None:
+            flat, outputs_state = self.forward_tokens(x.reshape(batch * length, -1), torch.full((batch,), length), state)
+            return flat.reshape(batch, length, -1), outputs_state
+        batch_index, step_index = padding_index(lengths)
+        flat, outputs_state = self.forward_tokens(x[batch_index, step_index], lengths, state)
+        padded = flat.new_zeros((batch, length, flat.shape[-1]))
+        padded[batch_index, step_index] = flat
+        return padded, outputs_state
+
+    def forward_tokens(self, x: torch.Tensor, lengths: torch.Tensor,
+                       state: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The stack over the tokens of several sequences one after another,
+        x: (n_tokens, input_width), lengths: (batch,) int64 on the CPU summing
+        to n_tokens. Everything but the scan runs on the tokens alone; only
+        the scan's coefficients are padded (log a = 0, b = 0 past a length,
+        which leaves the state unchanged). Returns (n_tokens, directions *
+        hidden_width) and the state at the longest sequence's last step."""
+        lengths = lengths.cpu()
+        batch, longest = len(lengths), int(lengths.max()) if len(lengths) else 0
+        batch_index, step_index = padding_index(lengths)
+        starts = torch.cumsum(lengths, 0) - lengths
+        reverse = (starts[batch_index] + lengths[batch_index] - 1 - step_index).to(x.device)
+        batch_index, step_index = batch_index.to(x.device), step_index.to(x.device)
+
+        def pad(flat: torch.Tensor) -> torch.Tensor:
+            padded = flat.new_zeros((batch, longest, flat.shape[-1]))
+            padded[batch_index, step_index] = flat
+            return padded
+
         states: List[torch.Tensor] = []
         for layer in range(self.num_layers):
             if layer > 0:
                 x = self.dropout(x)
             normed = self.cell_norms[layer](x)
-            h0 = state[layer * self.directions] if state is not None else None
-            parts = [self.forward_cells[layer](normed, h0, self.scan)]
+            first = layer * self.directions
+            h0 = state[first : first + self.directions].transpose(0, 1).flatten(1) if state is not None else None
+            log_a, b = self.forward_cells[layer].coefficients(normed)
             if self.bidirectional:
-                h0_back = state[layer * self.directions + 1] if state is not None else None
-                reversed_h = self.backward_cells[layer](reverse_within_lengths(normed, lengths), h0_back, self.scan)
-                parts.append(reverse_within_lengths(reversed_h, lengths))
-            states += [part[:, -1] if part.shape[1] else part.new_zeros((part.shape[0], self.hidden_width)) for part in parts]
-            y = torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
+                # the backward cell reads each sequence reversed: its coefficients in reversed order, beside the forward ones
+                back_log_a, back_b = self.backward_cells[layer].coefficients(normed)
+                log_a, b = torch.cat([log_a, back_log_a[reverse]], dim=-1), torch.cat([b, back_b[reverse]], dim=-1)
+            y_padded = linear_scan(pad(log_a), pad(b), h0, method=self.scan)  # (batch, longest, directions * hidden)
+            last = y_padded[:, -1] if longest else y_padded.new_zeros((batch, y_padded.shape[-1]))
+            states += list(last.chunk(self.directions, dim=-1))
+            y = y_padded[batch_index, step_index]
+            if self.bidirectional:
+                forward_y, backward_y = y.chunk(2, dim=-1)
+                y = torch.cat([forward_y, backward_y[reverse]], dim=-1)
             x = x + y if x.shape[-1] == y.shape[-1] else y
-            x = x + self.feed_forwards[layer](self.ff_norms[layer](x))
+            if self.feed_forward:
+                x = x + self.feed_forwards[layer](self.ff_norms[layer](x))
         return self.final_norm(x), torch.stack(states, dim=0)
+
+
+def padding_index(lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """For the flat tokens of sequences of these lengths: each token's sequence and step."""
+    batch_index = torch.repeat_interleave(torch.arange(len(lengths)), lengths)
+    starts = torch.cumsum(lengths, 0) - lengths
+    step_index = torch.arange(int(lengths.sum())) - starts[batch_index]
+    return batch_index, step_index

@@ -14,16 +14,19 @@ CELL_TYPES = tuple(CELL_CLASSES) + LINEAR_CELLS
 
 
 def stacked_rnn(
-    cell: str, input_width: int, hidden_width: int, n_layers: int, dropout_prob: float, bidirectional: bool = False
+    cell: str, input_width: int, hidden_width: int, n_layers: int, dropout_prob: float, bidirectional: bool = False,
+    feed_forward: bool = False,
 ) -> Union[nn.RNNBase, LinearRecurrence]:
     """A batch-first torch RNN/LSTM/GRU, or a minGRU/minLSTM stack with the
-    same call interface, of n_layers, dropout_prob between layers."""
+    same call interface, of n_layers, dropout_prob between layers
+    (feed_forward: GELU feed-forward blocks between linear-recurrence layers)."""
     if cell not in CELL_TYPES:
         raise ValueError(f"Unknown recurrent cell {cell!r}; choose one of {CELL_TYPES}")
     if n_layers < 1:
         raise ValueError(f"n_layers must be at least 1, got {n_layers}")
     if cell in LINEAR_CELLS:
-        return LinearRecurrence(cell, input_width, hidden_width, n_layers, bidirectional, dropout_prob)
+        return LinearRecurrence(cell, input_width, hidden_width, n_layers, bidirectional, dropout_prob,
+                                feed_forward=feed_forward)
     return CELL_CLASSES[cell](
         input_width,
         hidden_width,
@@ -49,6 +52,7 @@ class RecurrentEncoder(nn.Module):
         n_layers: int,
         bidirectional: bool,
         dropout_prob: float,
+        feed_forward: bool = False,
     ) -> None:
         """
         cell: "rnn" (tanh), "lstm", "gru", "mingru" or "minlstm".
@@ -57,9 +61,10 @@ class RecurrentEncoder(nn.Module):
         n_layers: number of stacked recurrent layers.
         bidirectional: also run a right-to-left pass and concatenate.
         dropout_prob: dropout between layers and on the output.
+        feed_forward: linear-recurrence cells only, a GELU feed-forward block after each layer.
         """
         super().__init__()
-        self.rnn = stacked_rnn(cell, input_width, hidden_width, n_layers, dropout_prob, bidirectional)
+        self.rnn = stacked_rnn(cell, input_width, hidden_width, n_layers, dropout_prob, bidirectional, feed_forward)
         self.dropout = nn.Dropout(dropout_prob)
         self.output_width = hidden_width * (2 if bidirectional else 1)
 
@@ -82,21 +87,9 @@ class RecurrentEncoder(nn.Module):
         return self.dropout(flat)
 
     def _forward_padded(self, inputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """The linear-recurrence stack over the sequences padded to the longest."""
-        batch_index, step_index = padding_index(lengths)
-        batch_index, step_index = batch_index.to(inputs.device), step_index.to(inputs.device)
-        padded = inputs.new_zeros((len(lengths), int(lengths.max()), inputs.shape[1]))
-        padded[batch_index, step_index] = inputs
-        outputs, _ = self.rnn(padded, lengths=lengths)
-        return outputs[batch_index, step_index]
-
-
-def padding_index(lengths: torch.Tensor):
-    """For the flat tokens of sequences of these lengths: each token's sequence and step."""
-    batch_index = torch.repeat_interleave(torch.arange(len(lengths)), lengths)
-    starts = torch.cumsum(lengths, 0) - lengths
-    step_index = torch.arange(int(lengths.sum())) - starts[batch_index]
-    return batch_index, step_index
+        """The linear-recurrence stack: position-wise work on the tokens, the scan padded to the longest."""
+        outputs, _ = self.rnn.forward_tokens(inputs, lengths)
+        return outputs
 
 
 def packing_order(lengths: torch.Tensor):
