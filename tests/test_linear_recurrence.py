@@ -104,31 +104,43 @@ def reference_stack(stack, x):
     return stack.final_norm(x)[0]
 
 
+@pytest.mark.parametrize("scan", ["loop", "chunked"])
 @pytest.mark.parametrize("feed_forward", [False, True])
 @pytest.mark.parametrize("bidirectional", [False, True])
-def test_stack_over_flat_tokens_is_the_layer_by_layer_recurrence(feed_forward, bidirectional):
+def test_stack_over_flat_tokens_is_the_layer_by_layer_recurrence(scan, feed_forward, bidirectional):
     """forward_tokens (position-wise work on the tokens, both directions in one
-    padded scan) equals each sequence run alone through the written-out stack."""
+    scan, packed or padded) equals each sequence run alone through the
+    written-out stack, outputs and final states."""
     torch.manual_seed(0)
-    stack = LinearRecurrence("mingru", 4, 3, num_layers=3, bidirectional=bidirectional, feed_forward=feed_forward).eval()
-    lengths = torch.tensor([5, 0, 1, 8])
+    stack = LinearRecurrence("mingru", 4, 3, num_layers=3, bidirectional=bidirectional, feed_forward=feed_forward,
+                             scan=scan).eval()
+    lengths = torch.tensor([5, 0, 1, 8, 5])
     x = torch.randn(int(lengths.sum()), 4)
-    out, _ = stack.forward_tokens(x, lengths)
-    assert out.shape == (14, 6 if bidirectional else 3)
+    out, states = stack.forward_tokens(x, lengths)
+    assert out.shape == (19, 6 if bidirectional else 3)
+    assert states.shape == (3 * (2 if bidirectional else 1), 5, 3)
     start = 0
-    for length in lengths.tolist():
+    for i, length in enumerate(lengths.tolist()):
         if length:
             expected = reference_stack(stack, x[start : start + length])
             assert (out[start : start + length] - expected).abs().max().item() <= 1e-5
+            _, alone = stack.forward_tokens(x[start : start + length], torch.tensor([length]))
+            assert (states[:, i] - alone[:, 0]).abs().max().item() <= 1e-5
+        else:
+            assert states[:, i].abs().max().item() == 0.0
         start += length
 
 
-def test_stack_gradients_gradcheck():
+@pytest.mark.parametrize("scan", ["loop", "chunked"])
+def test_stack_gradients_gradcheck(scan):
+    """Gradients through the stack, packed scan included, with unequal and empty sequences and a start state."""
     torch.manual_seed(0)
-    stack = LinearRecurrence("minlstm", 3, 2, num_layers=2, bidirectional=True, feed_forward=True).double()
-    lengths = torch.tensor([3, 1, 4])
+    stack = LinearRecurrence("minlstm", 3, 2, num_layers=2, bidirectional=True, feed_forward=True, scan=scan).double()
+    lengths = torch.tensor([3, 1, 0, 4])
     x = torch.randn(8, 3, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda inp: stack.forward_tokens(inp, lengths)[0], (x,))
+    h0 = torch.randn(4, 4, 2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda inp, h: stack.forward_tokens(inp, lengths, h)[0], (x, h0))
+    assert torch.autograd.gradcheck(lambda inp, h: stack.forward_tokens(inp, lengths, h)[1], (x, h0))
 
 
 @pytest.mark.parametrize("cell", ["mingru", "minlstm"])
@@ -187,3 +199,28 @@ def test_encoder_architecture_passes_feed_forward_to_the_stack(feed_forward):
     assert len(stacks) == 1
     assert stacks[0].feed_forward is feed_forward
     assert len(stacks[0].feed_forwards) == (2 if feed_forward else 0)
+
+
+@pytest.mark.parametrize("scan", ["loop", "chunked"])
+def test_stack_over_no_tokens_keeps_the_state(scan):
+    stack = LinearRecurrence("mingru", 4, 3, num_layers=2, bidirectional=True, scan=scan)
+    state = torch.randn(4, 2, 3)
+    out, new_state = stack.forward_tokens(torch.zeros(0, 4), torch.tensor([0, 0]), state)
+    assert out.shape == (0, 6)
+    assert torch.equal(new_state, state)
+    _, zero_state = stack.forward_tokens(torch.zeros(0, 4), torch.tensor([0, 0]))
+    assert zero_state.shape == (4, 2, 3) and zero_state.abs().max().item() == 0.0
+
+
+def test_packed_scan_equals_the_sequential_recurrence_per_sequence():
+    from spacy_rnn.models.pytorch.linear_recurrence import scan_packed
+
+    lengths = torch.tensor([3, 0, 7, 1, 7])
+    log_a, b, h0 = random_coefficients(1, int(lengths.sum()), 4)
+    h0 = torch.randn(5, 4)
+    out = scan_packed(log_a[0], b[0], lengths, h0)
+    start = 0
+    for i, length in enumerate(lengths.tolist()):
+        expected = sequential(log_a[:, start : start + length].exp(), b[:, start : start + length], h0[i : i + 1])[0]
+        assert (out[start : start + length] - expected).abs().max().item() <= 1e-5 if length else True
+        start += length

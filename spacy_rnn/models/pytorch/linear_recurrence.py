@@ -38,6 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .packing import packing_order, padding_index
+
 LINEAR_CELLS = ("mingru", "minlstm")
 SCANS = ("loop", "chunked")
 
@@ -79,6 +81,67 @@ def scan_loop(log_a: torch.Tensor, b: torch.Tensor, h0: Optional[torch.Tensor] =
     h0 = h0 if h0 is not None else b.new_zeros((b.shape[0], b.shape[2]))
     a = log_a.exp().transpose(0, 1).contiguous()
     return _LoopScan.apply(a, b.transpose(0, 1).contiguous(), h0).transpose(0, 1)
+
+
+class _PackedScan(torch.autograd.Function):
+    """The loop over packed rows (time-major, longest sequence first): step t
+    updates only the batch_sizes[t] sequences still running, so no padding is
+    ever scanned. Its gradient is the reverse scan, as for _LoopScan."""
+
+    @staticmethod
+    def forward(ctx, a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor, batch_sizes: List[int]) -> torch.Tensor:
+        # a, b: (n_tokens, width) packed; h0: (batch, width) in the packed (longest first) order
+        out = torch.empty_like(b)
+        h, start = h0, 0
+        for size in batch_sizes:
+            h = torch.addcmul(b[start : start + size], a[start : start + size], h[:size])
+            out[start : start + size] = h
+            start += size
+        ctx.save_for_backward(a, out, h0)
+        ctx.batch_sizes = batch_sizes
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        a, out, h0 = ctx.saved_tensors
+        sizes = ctx.batch_sizes
+        starts = [0]
+        for size in sizes[:-1]:
+            starts.append(starts[-1] + size)
+        grad_a, grad_b = torch.empty_like(a), torch.empty_like(grad_out)
+        grad_h0 = torch.zeros_like(h0)
+        carry = None  # a_{t+1} * g_{t+1} for the sequences running at step t + 1
+        for t in range(len(sizes) - 1, -1, -1):
+            start, size = starts[t], sizes[t]
+            g = grad_out[start : start + size]
+            if carry is not None:
+                g = torch.cat([g[: carry.shape[0]] + carry, g[carry.shape[0] :]]) if carry.shape[0] < size else g + carry
+            grad_b[start : start + size] = g
+            previous = out[starts[t - 1] : starts[t - 1] + size] if t > 0 else h0[:size]
+            grad_a[start : start + size] = g * previous
+            carry = g * a[start : start + size]
+        if carry is not None:
+            grad_h0[: carry.shape[0]] = carry
+        return grad_a, grad_b, grad_h0, None
+
+
+def scan_packed(log_a: torch.Tensor, b: torch.Tensor, lengths: torch.Tensor,
+                h0: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """The scan over the tokens of sequences given one after another: log_a,
+    b: (n_tokens, width), lengths: (batch,) int64 on the CPU summing to
+    n_tokens, h0: (batch, width) or None. Returns h, (n_tokens, width), in the
+    same order. On the CPU the fastest form: no step touches padding."""
+    lengths = lengths.cpu()
+    if b.shape[0] == 0:
+        return b.new_zeros(b.shape)
+    packed_index, batch_sizes = packing_order(lengths)
+    packed_index = packed_index.to(b.device)
+    order = torch.argsort(lengths, descending=True, stable=True).to(b.device)
+    h0 = h0[order] if h0 is not None else b.new_zeros((len(lengths), b.shape[1]))
+    packed = _PackedScan.apply(log_a[packed_index].exp(), b[packed_index], h0, batch_sizes.tolist())
+    out = torch.empty_like(packed)
+    out[packed_index] = packed
+    return out
 
 
 def scan_chunked(log_a: torch.Tensor, b: torch.Tensor, h0: Optional[torch.Tensor] = None, chunk_size: int = 16) -> torch.Tensor:
@@ -181,10 +244,11 @@ class LinearRecurrence(nn.Module):
                 lengths: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
         """x: (batch, T, input_width); state: (num_layers * directions, batch,
         hidden_width) or None (zeros). Returns the outputs (batch, T,
-        directions * hidden_width), zeros past each length, and the state after
-        the last step. With `lengths`, the backward direction starts at each
-        sequence's own last position; the state returned is that at step T
-        (for a language model's equal-length chunks, the state after the chunk)."""
+        directions * hidden_width), zeros past each length, and each
+        sequence's state after its last step (for a language model's
+        equal-length chunks, the state after the chunk). With `lengths`, each
+        sequence is read within its own length, the backward direction from
+        its own last position."""
         batch, length = x.shape[:2]
         if lengths is None:
             flat, outputs_state = self.forward_tokens(x.reshape(batch * length, -1), torch.full((batch,), length), state)
@@ -200,20 +264,42 @@ class LinearRecurrence(nn.Module):
         """The stack over the tokens of several sequences one after another,
         x: (n_tokens, input_width), lengths: (batch,) int64 on the CPU summing
         to n_tokens. Everything but the scan runs on the tokens alone; only
-        the scan's coefficients are padded (log a = 0, b = 0 past a length,
-        which leaves the state unchanged). Returns (n_tokens, directions *
-        hidden_width) and the state at the longest sequence's last step."""
+        the scan, which on the CPU steps through the packed tokens (at step t
+        only the sequences still running) and elsewhere pads for the chunked
+        form. Returns (n_tokens, directions * hidden_width) and each
+        sequence's state after its last token (h0, or zeros, for an empty one)."""
         lengths = lengths.cpu()
-        batch, longest = len(lengths), int(lengths.max()) if len(lengths) else 0
+        batch = len(lengths)
+        if x.shape[0] == 0:  # nothing to read: no outputs, the states as given
+            empty_state = x.new_zeros((self.num_layers * self.directions, batch, self.hidden_width))
+            return x.new_zeros((0, self.directions * self.hidden_width)), state if state is not None else empty_state
+        method = self.scan if self.scan != "auto" else ("loop" if x.device.type == "cpu" else "chunked")
         batch_index, step_index = padding_index(lengths)
         starts = torch.cumsum(lengths, 0) - lengths
-        reverse = (starts[batch_index] + lengths[batch_index] - 1 - step_index).to(x.device)
+        reverse = starts[batch_index] + lengths[batch_index] - 1 - step_index  # each token's mirror in its sequence
+        ends = (starts + lengths - 1).clamp(min=0)  # each sequence's last token
+        if method == "loop":
+            # The whole stack works in packed order (time-major, longest first): one
+            # permutation in, one out; the scan steps through the running sequences only.
+            packed_index, batch_sizes = packing_order(lengths)
+            position = torch.empty_like(packed_index)
+            position[packed_index] = torch.arange(len(packed_index))
+            reverse, ends = position[reverse[packed_index]], position[ends]
+            order = torch.argsort(lengths, descending=True, stable=True).to(x.device)
+            sizes = batch_sizes.tolist()
+            x = x[packed_index.to(x.device)]
+        reverse, ends = reverse.to(x.device), ends.to(x.device)
         batch_index, step_index = batch_index.to(x.device), step_index.to(x.device)
 
-        def pad(flat: torch.Tensor) -> torch.Tensor:
-            padded = flat.new_zeros((batch, longest, flat.shape[-1]))
-            padded[batch_index, step_index] = flat
-            return padded
+        def scan(log_a: torch.Tensor, b: torch.Tensor, h0: Optional[torch.Tensor]) -> torch.Tensor:
+            if method == "loop":
+                h0 = h0[order] if h0 is not None else b.new_zeros((batch, b.shape[1]))
+                return _PackedScan.apply(log_a.exp(), b, h0, sizes)
+            # padded for the chunked form: log a = 0, b = 0 past a length leave the state unchanged
+            padded = [t.new_zeros((batch, int(lengths.max()), t.shape[-1])) for t in (log_a, b)]
+            for target, flat in zip(padded, (log_a, b)):
+                target[batch_index, step_index] = flat
+            return linear_scan(padded[0], padded[1], h0, method=method)[batch_index, step_index]
 
         states: List[torch.Tensor] = []
         for layer in range(self.num_layers):
@@ -227,22 +313,16 @@ class LinearRecurrence(nn.Module):
                 # the backward cell reads each sequence reversed: its coefficients in reversed order, beside the forward ones
                 back_log_a, back_b = self.backward_cells[layer].coefficients(normed)
                 log_a, b = torch.cat([log_a, back_log_a[reverse]], dim=-1), torch.cat([b, back_b[reverse]], dim=-1)
-            y_padded = linear_scan(pad(log_a), pad(b), h0, method=self.scan)  # (batch, longest, directions * hidden)
-            last = y_padded[:, -1] if longest else y_padded.new_zeros((batch, y_padded.shape[-1]))
+            y = scan(log_a, b, h0)  # (n_tokens, directions * hidden_width), the backward half reversed
+            last = torch.where((lengths > 0).to(x.device)[:, None], y[ends], h0 if h0 is not None else y.new_zeros(()))
             states += list(last.chunk(self.directions, dim=-1))
-            y = y_padded[batch_index, step_index]
             if self.bidirectional:
                 forward_y, backward_y = y.chunk(2, dim=-1)
                 y = torch.cat([forward_y, backward_y[reverse]], dim=-1)
             x = x + y if x.shape[-1] == y.shape[-1] else y
             if self.feed_forward:
                 x = x + self.feed_forwards[layer](self.ff_norms[layer](x))
-        return self.final_norm(x), torch.stack(states, dim=0)
-
-
-def padding_index(lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """For the flat tokens of sequences of these lengths: each token's sequence and step."""
-    batch_index = torch.repeat_interleave(torch.arange(len(lengths)), lengths)
-    starts = torch.cumsum(lengths, 0) - lengths
-    step_index = torch.arange(int(lengths.sum())) - starts[batch_index]
-    return batch_index, step_index
+        x = self.final_norm(x)
+        if method == "loop":
+            x = x[position.to(x.device)]
+        return x, torch.stack(states, dim=0)

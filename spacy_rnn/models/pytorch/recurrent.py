@@ -8,6 +8,7 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
 from .linear_recurrence import LINEAR_CELLS, LinearRecurrence
+from .packing import packing_order
 
 CELL_CLASSES = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 CELL_TYPES = tuple(CELL_CLASSES) + LINEAR_CELLS
@@ -78,7 +79,7 @@ class RecurrentEncoder(nn.Module):
         if inputs.shape[0] == 0:
             return inputs.new_zeros((0, self.output_width))
         if isinstance(self.rnn, LinearRecurrence):
-            return self.dropout(self._forward_padded(inputs, lengths))
+            return self.dropout(self._forward_linear(inputs, lengths))
         packed_index, batch_sizes = packing_order(lengths)
         packed = PackedSequence(inputs[packed_index.to(inputs.device)], batch_sizes)
         outputs, _ = self.rnn(packed)
@@ -86,25 +87,7 @@ class RecurrentEncoder(nn.Module):
         flat[packed_index.to(flat.device)] = outputs.data
         return self.dropout(flat)
 
-    def _forward_padded(self, inputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """The linear-recurrence stack: position-wise work on the tokens, the scan padded to the longest."""
+    def _forward_linear(self, inputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The linear-recurrence stack over the tokens as given (it packs them itself)."""
         outputs, _ = self.rnn.forward_tokens(inputs, lengths)
         return outputs
-
-
-def packing_order(lengths: torch.Tensor):
-    """Where each packed (time-major, longest sequence first) row comes from.
-
-    lengths: (batch_size,) int64 on the CPU; zero lengths are allowed.
-    returns: packed_index, (n_tokens,) int64: the position in the flat input of
-        each row of PackedSequence.data; batch_sizes, (max_len,) int64 on the CPU.
-    """
-    order = torch.argsort(lengths, descending=True, stable=True)
-    sorted_lengths = lengths[order]
-    starts = torch.cumsum(lengths, 0) - lengths
-    steps = torch.arange(int(sorted_lengths[0]))
-    index = starts[order][None, :] + steps[:, None]  # (max_len, batch_size)
-    mask = steps[:, None] < sorted_lengths[None, :]
-    return index[mask], mask.sum(dim=1)
-
-
