@@ -13,14 +13,18 @@ linear scan h_t = a_t * h_{t-1} + b_t.
 
 The decays are computed as log a_t (log-sigmoids), which the scans use.
 
-Scans (all exact, the same numbers up to rounding), behind `linear_scan`:
-- "loop": step by step. The reference, and fast on CPU for short sequences
-  once the matrix products are out of the loop.
+Scans (all exact, the same numbers up to rounding):
+- "loop": step by step, with the gradient written out as the reverse scan
+  (one autograd node per scan, not a few per step). Over padded sequences
+  (`scan_loop`, `linear_scan`) or, as the stacks run it on the CPU, over
+  packed tokens (`scan_packed`): step t updates only the sequences still
+  running, so no padding is computed. Fast on the CPU once the matrix
+  products are out of the loop.
 - "chunked": closed form inside chunks of `chunk_size` steps,
   h_t = sum_{s<=t} exp(c_t - c_s) b_s + exp(c_t) h_0 with c the cumulative
   sum of log a inside the chunk (every exponent <= 0, so nothing overflows),
-  the state carried between chunks: chunk_size times fewer Python steps, for
-  long sequences (the language model) and GPUs.
+  the state carried between chunks: chunk_size times fewer steps, each a
+  kernel launch on a GPU.
 
 Stacks follow the reference implementations: pre-norm residual blocks,
 x = x + cell(LayerNorm(x)) then, with `feed_forward`, x = x + FF(LayerNorm(x))
@@ -28,9 +32,8 @@ x = x + cell(LayerNorm(x)) then, with `feed_forward`, x = x + FF(LayerNorm(x))
 match (not into the first layer), and a final LayerNorm. Without the
 feed-forward blocks the stack does about a third of the matrix work
 (scripts/benchmark_scans.py measures both). Bidirectional: a second cell
-reads each sequence reversed within its own length, so padding never reaches
-a real position in either direction; both directions' coefficients go
-through one scan of twice the width.
+reads each sequence reversed within its own length; both directions'
+coefficients go through one scan of twice the width.
 """
 from typing import List, Optional, Tuple
 
