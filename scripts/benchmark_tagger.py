@@ -64,6 +64,7 @@ SYSTEMS = [
            description="rnn_tagger, cell=mingru with feed-forward blocks"),
     System("rnn_lstm_int8", "configs/tagger.cfg", int8_of="rnn_lstm", description="rnn_lstm with int8 weights"),
     System("rnn_mingru_int8", "configs/tagger_mingru.cfg", int8_of="rnn_mingru", description="rnn_mingru with int8 weights"),
+    System("rnn_mingru_ff_int8", "configs/tagger_mingru.cfg", int8_of="rnn_mingru_ff", description="rnn_mingru_ff with int8 weights"),
     System("rnn_minlstm_int8", "configs/tagger_mingru.cfg", int8_of="rnn_minlstm", description="rnn_minlstm with int8 weights"),
     System("rnn_lstm_upos", "configs/tagger_upos.cfg", attr="pos", description="rnn_tagger as shipped, UPOS"),
     System("rnn_lstm_upos_6k", "configs/tagger_upos.cfg", attr="pos", overrides=PREVIOUS_SCHEDULE,
