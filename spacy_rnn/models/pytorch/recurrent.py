@@ -79,15 +79,11 @@ class RecurrentEncoder(nn.Module):
         if inputs.shape[0] == 0:
             return inputs.new_zeros((0, self.output_width))
         if isinstance(self.rnn, LinearRecurrence):
-            return self.dropout(self._forward_linear(inputs, lengths))
+            outputs, _ = self.rnn.forward_tokens(inputs, lengths)  # it packs the tokens itself
+            return self.dropout(outputs)
         packed_index, batch_sizes = packing_order(lengths)
         packed = PackedSequence(inputs[packed_index.to(inputs.device)], batch_sizes)
         outputs, _ = self.rnn(packed)
         flat = torch.empty_like(outputs.data)  # (n_tokens, output_width)
         flat[packed_index.to(flat.device)] = outputs.data
         return self.dropout(flat)
-
-    def _forward_linear(self, inputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """The linear-recurrence stack over the tokens as given (it packs them itself)."""
-        outputs, _ = self.rnn.forward_tokens(inputs, lengths)
-        return outputs
