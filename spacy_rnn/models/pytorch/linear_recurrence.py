@@ -11,7 +11,8 @@ linear scan h_t = a_t * h_{t-1} + b_t.
   normalized f'_t = f_t / (f_t + i_t), i'_t = i_t / (f_t + i_t);
   a_t = f'_t, b_t = i'_t * h~_t.
 
-The decays are computed as log a_t (log-sigmoids), which the scans use.
+The chunked scan reads the decays as log a_t (log-sigmoids); the loop reads
+a_t itself (for minGRU one sigmoid: a_t = 1 - z_t).
 
 Scans (all exact, the same numbers up to rounding):
 - "loop": step by step, with the gradient written out as the reverse scan
@@ -193,15 +194,20 @@ class MinRecurrentCell(nn.Module):
         self.hidden_width = hidden_width
         self.proj = nn.Linear(input_width, (2 if cell == "mingru" else 3) * hidden_width)
 
-    def coefficients(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """log a_t and b_t for x: (..., input_width) -> two (..., hidden_width)."""
+    def coefficients(self, x: torch.Tensor, log_decay: bool = True) -> Tuple[torch.Tensor, torch.Tensor]:
+        """log a_t (a_t itself with log_decay=False, as the loop scan reads it)
+        and b_t for x: (..., input_width) -> two (..., hidden_width)."""
         if self.cell == "mingru":
             k, candidate = self.proj(x).chunk(2, dim=-1)
+            if not log_decay:  # one sigmoid instead of a log-sigmoid and, in the scan, an exp
+                z = torch.sigmoid(k)
+                return 1 - z, z * candidate
             return F.logsigmoid(-k), torch.sigmoid(k) * candidate
         k_f, k_i, candidate = self.proj(x).chunk(3, dim=-1)
         log_f, log_i = F.logsigmoid(k_f), F.logsigmoid(k_i)
-        log_norm = torch.logaddexp(log_f, log_i)
-        return log_f - log_norm, (log_i - log_norm).exp() * candidate
+        log_norm = torch.logaddexp(log_f, log_i)  # normalized in log space: f + i may underflow
+        log_a = log_f - log_norm
+        return (log_a if log_decay else log_a.exp()), (log_i - log_norm).exp() * candidate
 
     def forward(self, x: torch.Tensor, h0: Optional[torch.Tensor] = None, scan: str = "auto") -> torch.Tensor:
         log_a, b = self.coefficients(x)
@@ -294,10 +300,12 @@ class LinearRecurrence(nn.Module):
         reverse, ends = reverse.to(x.device), ends.to(x.device)
         batch_index, step_index = batch_index.to(x.device), step_index.to(x.device)
 
-        def scan(log_a: torch.Tensor, b: torch.Tensor, h0: Optional[torch.Tensor]) -> torch.Tensor:
+        def scan(decay: torch.Tensor, b: torch.Tensor, h0: Optional[torch.Tensor]) -> torch.Tensor:
+            # decay: a_t for the loop, log a_t for the chunked form
             if method == "loop":
                 h0 = h0[order] if h0 is not None else b.new_zeros((batch, b.shape[1]))
-                return _PackedScan.apply(log_a.exp(), b, h0, sizes)
+                return _PackedScan.apply(decay, b, h0, sizes)
+            log_a = decay
             # padded for the chunked form: log a = 0, b = 0 past a length leave the state unchanged
             padded = [t.new_zeros((batch, int(lengths.max()), t.shape[-1])) for t in (log_a, b)]
             for target, flat in zip(padded, (log_a, b)):
@@ -311,12 +319,13 @@ class LinearRecurrence(nn.Module):
             normed = self.cell_norms[layer](x)
             first = layer * self.directions
             h0 = state[first : first + self.directions].transpose(0, 1).flatten(1) if state is not None else None
-            log_a, b = self.forward_cells[layer].coefficients(normed)
+            log_decay = method != "loop"
+            decay, b = self.forward_cells[layer].coefficients(normed, log_decay)
             if self.bidirectional:
-                # the backward cell reads each sequence reversed: its coefficients in reversed order, beside the forward ones
-                back_log_a, back_b = self.backward_cells[layer].coefficients(normed)
-                log_a, b = torch.cat([log_a, back_log_a[reverse]], dim=-1), torch.cat([b, back_b[reverse]], dim=-1)
-            y = scan(log_a, b, h0)  # (n_tokens, directions * hidden_width), the backward half reversed
+                # the backward cell reads each sequence reversed; its coefficients go beside the forward ones
+                back_decay, back_b = self.backward_cells[layer].coefficients(normed[reverse], log_decay)
+                decay, b = torch.cat([decay, back_decay], dim=-1), torch.cat([b, back_b], dim=-1)
+            y = scan(decay, b, h0)  # (n_tokens, directions * hidden_width), the backward half reversed
             last = torch.where((lengths > 0).to(x.device)[:, None], y[ends], h0 if h0 is not None else y.new_zeros(()))
             states += list(last.chunk(self.directions, dim=-1))
             if self.bidirectional:
