@@ -1,4 +1,7 @@
-"""How many torch threads a process uses: one setting, applied in one place.
+"""Process-wide settings, each applied in one place: how many torch threads a
+process uses, and (below) how glibc's malloc gives memory back.
+
+Threads.
 
 Measured on a 2-core machine (`scripts/benchmark_threads.py`, results in
 metrics/benchmark_threads.json and the README): with two torch threads
@@ -17,8 +20,10 @@ prediction or update of a spacy_rnn component applies it to the process
 (torch's setting is per process). Worker processes of `nlp.pipe(n_process=N)`
 always use one thread: N processes already use N cores.
 """
+import ctypes
 import multiprocessing
 import os
+import platform
 from typing import Optional
 
 import torch
@@ -54,3 +59,61 @@ def apply_thread_policy() -> None:
     threads = 1 if multiprocessing.parent_process() is not None else configured_threads()
     if threads and torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
+
+
+# The heap policy: a fixed mmap threshold for glibc's malloc.
+#
+# Training an encoder that spaCy's parser listens to (configs/parser_tagger_rnn.cfg)
+# made `spacy train` grow by 5 to 11 MB a step until the machine ran out of
+# memory here, although no Python, numpy or
+# torch object outlives its step. glibc raises its mmap threshold each time a
+# large block is freed (up to 32 MB on 64-bit), so later blocks of that size
+# (measured: between 4 and 16 MiB; the encoder's word table, its gradient and
+# the optimizer's temporaries are 11.5 MB) come from the heap, where they interleave with the parser's arrays and the
+# heap is never given back. Setting the threshold (mallopt M_MMAP_THRESHOLD,
+# the documented tunable behind MALLOC_MMAP_THRESHOLD_) turns the dynamic
+# adjustment off: blocks above it are mapped and unmapped on their own. The
+# shared-encoder config applies it through the spacy_rnn.fixed_mmap_threshold.v1
+# callback (spacy_rnn/pipeline/heap.py); scripts/benchmark_memory.py measures
+# memory and speed with and without it.
+
+MMAP_ENV_VAR = "SPACY_RNN_MMAP_THRESHOLD"
+DEFAULT_MMAP_THRESHOLD = 4 * 2**20  # bytes
+_M_MMAP_THRESHOLD = -3  # mallopt's parameter number, from <malloc.h>
+
+_heap_policy_pid: Optional[int] = None
+
+
+def configured_mmap_threshold() -> int:
+    """The threshold asked for, in bytes: SPACY_RNN_MMAP_THRESHOLD, else the default (0 = leave glibc's own)."""
+    value = os.environ.get(MMAP_ENV_VAR, "").strip()
+    if not value:
+        return DEFAULT_MMAP_THRESHOLD
+    try:
+        threshold = int(value)
+    except ValueError:
+        raise ValueError(f"{MMAP_ENV_VAR} must be a number of bytes (0 = glibc's default), got {value!r}") from None
+    if threshold < 0:
+        raise ValueError(f"{MMAP_ENV_VAR} must be >= 0, got {threshold}")
+    return threshold
+
+
+def apply_heap_policy() -> bool:
+    """Give glibc's malloc a fixed mmap threshold (configured_mmap_threshold)
+    once per process. Does nothing (returns False) when
+    the threshold is 0, off glibc, or when the user set glibc's own
+    MALLOC_MMAP_THRESHOLD_ / GLIBC_TUNABLES mmap_threshold. Returns whether it
+    was set now or before in this process."""
+    global _heap_policy_pid
+    pid = os.getpid()
+    if _heap_policy_pid == pid:
+        return True
+    threshold = configured_mmap_threshold()
+    user_set = "MALLOC_MMAP_THRESHOLD_" in os.environ or "mmap_threshold" in os.environ.get("GLIBC_TUNABLES", "")
+    if threshold == 0 or user_set or platform.libc_ver()[0] != "glibc":
+        return False
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
+    if mallopt is None or not mallopt(_M_MMAP_THRESHOLD, threshold):
+        return False
+    _heap_policy_pid = pid
+    return True
