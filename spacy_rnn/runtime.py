@@ -34,18 +34,24 @@ DEFAULT_THREADS = 1
 _applied_pid: Optional[int] = None
 
 
+def _env_count(name: str, default: int, meaning: str) -> int:
+    """A non-negative integer from the environment variable `name`, or the default
+    when it is unset or blank; `meaning` says what it counts in the error."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        count = int(value)
+    except ValueError:
+        raise ValueError(f"{name} must be {meaning}, got {value!r}") from None
+    if count < 0:
+        raise ValueError(f"{name} must be >= 0, got {count}")
+    return count
+
+
 def configured_threads() -> int:
     """The thread count asked for: SPACY_RNN_NUM_THREADS, else the default (0 = torch's own)."""
-    value = os.environ.get(ENV_VAR, "").strip()
-    if not value:
-        return DEFAULT_THREADS
-    try:
-        threads = int(value)
-    except ValueError:
-        raise ValueError(f"{ENV_VAR} must be a number of threads (0 = torch's default), got {value!r}") from None
-    if threads < 0:
-        raise ValueError(f"{ENV_VAR} must be >= 0, got {threads}")
-    return threads
+    return _env_count(ENV_VAR, DEFAULT_THREADS, "a number of threads (0 = torch's default)")
 
 
 def apply_thread_policy() -> None:
@@ -86,16 +92,7 @@ _heap_policy_pid: Optional[int] = None
 
 def configured_mmap_threshold() -> int:
     """The threshold asked for, in bytes: SPACY_RNN_MMAP_THRESHOLD, else the default (0 = leave glibc's own)."""
-    value = os.environ.get(MMAP_ENV_VAR, "").strip()
-    if not value:
-        return DEFAULT_MMAP_THRESHOLD
-    try:
-        threshold = int(value)
-    except ValueError:
-        raise ValueError(f"{MMAP_ENV_VAR} must be a number of bytes (0 = glibc's default), got {value!r}") from None
-    if threshold < 0:
-        raise ValueError(f"{MMAP_ENV_VAR} must be >= 0, got {threshold}")
-    return threshold
+    return _env_count(MMAP_ENV_VAR, DEFAULT_MMAP_THRESHOLD, "a number of bytes (0 = glibc's default)")
 
 
 def apply_heap_policy() -> bool:

@@ -305,13 +305,13 @@ class LinearRecurrence(nn.Module):
             if method == "loop":
                 h0 = h0[order] if h0 is not None else b.new_zeros((batch, b.shape[1]))
                 return _PackedScan.apply(decay, b, h0, sizes)
-            log_a = decay
             # padded for the chunked form: log a = 0, b = 0 past a length leave the state unchanged
-            padded = [t.new_zeros((batch, int(lengths.max()), t.shape[-1])) for t in (log_a, b)]
-            for target, flat in zip(padded, (log_a, b)):
+            padded = [t.new_zeros((batch, int(lengths.max()), t.shape[-1])) for t in (decay, b)]
+            for target, flat in zip(padded, (decay, b)):
                 target[batch_index, step_index] = flat
             return linear_scan(padded[0], padded[1], h0, method=method)[batch_index, step_index]
 
+        log_decay = method != "loop"  # the loop scan reads a_t, the chunked form log a_t
         states: List[torch.Tensor] = []
         for layer in range(self.num_layers):
             if layer > 0:
@@ -319,7 +319,6 @@ class LinearRecurrence(nn.Module):
             normed = self.cell_norms[layer](x)
             first = layer * self.directions
             h0 = state[first : first + self.directions].transpose(0, 1).flatten(1) if state is not None else None
-            log_decay = method != "loop"
             decay, b = self.forward_cells[layer].coefficients(normed, log_decay)
             if self.bidirectional:
                 # the backward cell reads each sequence reversed; its coefficients go beside the forward ones
