@@ -224,3 +224,49 @@ def test_packed_scan_equals_the_sequential_recurrence_per_sequence():
         expected = sequential(log_a[:, start : start + length].exp(), b[:, start : start + length], h0[i : i + 1])[0]
         assert (out[start : start + length] - expected).abs().max().item() <= 1e-5 if length else True
         start += length
+
+
+@pytest.mark.parametrize("split", [0, 2, 4])
+def test_packed_scan_runs_the_columns_after_split_backward_in_time(split):
+    """Columns [split:] scan each sequence from its own last token to its first, from h0."""
+    from spacy_rnn.models.pytorch.linear_recurrence import scan_packed
+
+    lengths = torch.tensor([3, 0, 7, 1, 7, 2])
+    log_a, b, _ = random_coefficients(1, int(lengths.sum()), 4)
+    h0 = torch.randn(6, 4)
+    out = scan_packed(log_a[0], b[0], lengths, h0, split=split)
+    start = 0
+    for i, length in enumerate(lengths.tolist()):
+        la, bb = log_a[:, start : start + length], b[:, start : start + length]
+        forward = sequential(la.exp(), bb, h0[i : i + 1])[0]
+        backward = sequential(la.flip(1).exp(), bb.flip(1), h0[i : i + 1])[0].flip(0)
+        expected = torch.cat([forward[:, :split], backward[:, split:]], dim=-1)
+        assert (out[start : start + length] - expected).abs().max().item() <= 1e-5 if length else True
+        start += length
+
+
+@pytest.mark.parametrize("split", [0, 1, 3])
+def test_packed_scan_gradients_gradcheck_both_directions(split):
+    from spacy_rnn.models.pytorch.linear_recurrence import scan_packed
+
+    lengths = torch.tensor([4, 1, 0, 3])
+    log_a, b, _ = random_coefficients(1, int(lengths.sum()), 3, dtype=torch.float64)
+    h0 = torch.randn(4, 3, dtype=torch.float64)
+    inputs = tuple(t.requires_grad_() for t in (log_a[0], b[0], h0))
+    assert torch.autograd.gradcheck(lambda la, bb, h: scan_packed(la, bb, lengths, h, split=split), inputs)
+
+
+@pytest.mark.parametrize("cell", ["mingru", "minlstm"])
+def test_fused_projections_give_the_same_outputs(cell):
+    """fuse_projections (done before int8 quantization) changes how the stack multiplies, not what it computes."""
+    torch.manual_seed(0)
+    stack = LinearRecurrence(cell, 5, 4, num_layers=2, bidirectional=True).eval()
+    lengths = torch.tensor([6, 0, 1, 3])
+    x = torch.randn(10, 5)
+    with torch.no_grad():
+        before, before_state = stack.forward_tokens(x, lengths)
+        stack.fuse_projections()
+        after, after_state = stack.forward_tokens(x, lengths)
+    assert len(stack.fused_projections) == 2 and stack.fused_projections[0].out_features == (4 if cell == "mingru" else 6) * 4
+    assert (before - after).abs().max().item() <= 1e-5
+    assert (before_state - after_state).abs().max().item() <= 1e-5

@@ -107,3 +107,20 @@ def test_hash_embedding_and_char_cnn_shapes():
     assert chars(code_points).shape == (2, 7)
     with pytest.raises(ValueError, match="one width per table"):
         HashEmbedding(n_rows=[10], widths=[3, 4])
+
+
+def test_char_cnn_grouped_by_length_equals_one_padded_batch():
+    """Encoding words in groups by length (the fast path) gives what padding all of them to the longest gives."""
+    from spacy_rnn.models.pytorch.embeddings import CharCNN
+
+    torch.manual_seed(0)
+    cnn = CharCNN(n_chars=50, char_width=4, n_filters=6)
+    lengths = [0, 1, 3, 6, 7, 10, 11, 20, 5, 2]
+    code_points = torch.zeros(len(lengths), 20, dtype=torch.long)
+    for row, length in enumerate(lengths):
+        code_points[row, :length] = torch.randint(1, 300, (length,))
+    grouped = cnn(code_points)
+    assert torch.equal(grouped, cnn._encode(code_points))
+    assert grouped[0].abs().max().item() == 0.0  # a word with no characters
+    grouped.sum().backward()  # and it trains
+    assert cnn.conv.weight.grad.abs().sum().item() > 0

@@ -27,6 +27,7 @@ from spacy.language import Language
 from spacy.util import registry
 from torch import nn
 
+from ..models.pytorch.linear_recurrence import LinearRecurrence
 from ..models.wrappers import torch_modules
 
 QUANTIZED_ATTR = "spacy_rnn_int8"
@@ -36,9 +37,15 @@ def quantize_modules(modules: List[nn.Module]) -> int:
     """Quantize the nn.Linear layers of the modules in place; returns how many were converted."""
     converted = 0
     for module in modules:
-        before = sum(isinstance(m, nn.Linear) for m in module.modules())
         module.eval()
-        torch.ao.quantization.quantize_dynamic(module, {nn.Linear}, dtype=torch.qint8, inplace=True)
+        for stack in module.modules():
+            if isinstance(stack, LinearRecurrence):
+                stack.fuse_projections()  # one int8 product per layer for both directions
+        before = sum(isinstance(m, nn.Linear) for m in module.modules())
+        # One scale per output row (per channel): a fused layer holds both directions' gates and
+        # candidates, whose weights need not share a range.
+        torch.ao.quantization.quantize_dynamic(
+            module, {nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True)
         converted += before - sum(isinstance(m, nn.Linear) for m in module.modules())
     return converted
 

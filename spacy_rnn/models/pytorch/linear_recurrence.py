@@ -19,8 +19,9 @@ Scans (all exact, the same numbers up to rounding):
   (one autograd node per scan, not a few per step). Over padded sequences
   (`scan_loop`, `linear_scan`) or, as the stacks run it on the CPU, over
   packed tokens (`scan_packed`): step t updates only the sequences still
-  running, so no padding is computed. Fast on the CPU once the matrix
-  products are out of the loop.
+  running, so no padding is computed, and a backward direction steps from
+  each sequence's own end, so nothing is reversed. Fast on the CPU once the
+  matrix products are out of the loop.
 - "chunked": closed form inside chunks of `chunk_size` steps,
   h_t = sum_{s<=t} exp(c_t - c_s) b_s + exp(c_t) h_0 with c the cumulative
   sum of log a inside the chunk (every exponent <= 0, so nothing overflows),
@@ -33,8 +34,10 @@ x = x + cell(LayerNorm(x)) then, with `feed_forward`, x = x + FF(LayerNorm(x))
 match (not into the first layer), and a final LayerNorm. Without the
 feed-forward blocks the stack does about a third of the matrix work
 (scripts/benchmark_scans.py measures both). Bidirectional: a second cell
-reads each sequence reversed within its own length; both directions'
-coefficients go through one scan of twice the width.
+reads each sequence right to left; both directions' projections run as one
+matrix product (their weights side by side) and their coefficients go
+through one scan of twice the width, the backward half stepping from each
+sequence's end (packed) or over each sequence reversed (chunked).
 """
 from typing import List, Optional, Tuple
 
@@ -87,54 +90,87 @@ def scan_loop(log_a: torch.Tensor, b: torch.Tensor, h0: Optional[torch.Tensor] =
     return _LoopScan.apply(a, b.transpose(0, 1).contiguous(), h0).transpose(0, 1)
 
 
+def _block_starts(sizes: List[int]) -> List[int]:
+    starts = [0]
+    for size in sizes[:-1]:
+        starts.append(starts[-1] + size)
+    return starts
+
+
 class _PackedScan(torch.autograd.Function):
-    """The loop over packed rows (time-major, longest sequence first): step t
-    updates only the batch_sizes[t] sequences still running, so no padding is
-    ever scanned. Its gradient is the reverse scan, as for _LoopScan."""
+    """The loop over packed rows (time-major, longest sequence first; step t
+    holds the sizes[t] sequences still running, as in torch's PackedSequence),
+    so no padding is ever scanned. Columns [:split] run forward in time,
+    h_t = a_t h_{t-1} + b_t; columns [split:] backward in time, h_t = a_t
+    h_{t+1} + b_t, each sequence starting from h0 at its own last step: the
+    backward direction needs no reversed copy of its input or output. Each
+    step writes its rows in place (no allocation per step). The gradient is
+    the same pair of scans run the other way in time, written out."""
 
     @staticmethod
-    def forward(ctx, a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor, batch_sizes: List[int]) -> torch.Tensor:
+    def forward(ctx, a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor, batch_sizes: List[int], split: int) -> torch.Tensor:
         # a, b: (n_tokens, width) packed; h0: (batch, width) in the packed (longest first) order
         out = torch.empty_like(b)
-        h, start = h0, 0
-        for size in batch_sizes:
-            h = torch.addcmul(b[start : start + size], a[start : start + size], h[:size])
-            out[start : start + size] = h
-            start += size
+        starts, steps = _block_starts(batch_sizes), len(batch_sizes)
+        fwd, bwd = slice(0, split), slice(split, b.shape[1])
+        if split > 0:
+            for t in range(steps):
+                s, n = starts[t], batch_sizes[t]
+                previous = h0[:n, fwd] if t == 0 else out[starts[t - 1] : starts[t - 1] + n, fwd]
+                torch.addcmul(b[s : s + n, fwd], a[s : s + n, fwd], previous, out=out[s : s + n, fwd])
+        if split < b.shape[1]:
+            for t in range(steps - 1, -1, -1):
+                s, n = starts[t], batch_sizes[t]
+                m = batch_sizes[t + 1] if t + 1 < steps else 0  # the sequences that go on from step t + 1
+                if m:
+                    torch.addcmul(b[s : s + m, bwd], a[s : s + m, bwd], out[starts[t + 1] : starts[t + 1] + m, bwd],
+                                  out=out[s : s + m, bwd])
+                if n > m:  # sequences whose last step is t start from h0
+                    torch.addcmul(b[s + m : s + n, bwd], a[s + m : s + n, bwd], h0[m:n, bwd], out=out[s + m : s + n, bwd])
         ctx.save_for_backward(a, out, h0)
-        ctx.batch_sizes = batch_sizes
+        ctx.batch_sizes, ctx.split = batch_sizes, split
         return out
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
         a, out, h0 = ctx.saved_tensors
-        sizes = ctx.batch_sizes
-        starts = [0]
-        for size in sizes[:-1]:
-            starts.append(starts[-1] + size)
-        grad_a, grad_b = torch.empty_like(a), torch.empty_like(grad_out)
+        sizes, split = ctx.batch_sizes, ctx.split
+        starts, steps = _block_starts(sizes), len(sizes)
+        fwd, bwd = slice(0, split), slice(split, out.shape[1])
+        grad_b = grad_out.clone()  # becomes dL/dh_t including what flows back through the recurrence
+        previous = torch.empty_like(out)  # h_{t-1} (forward columns) or h_{t+1} (backward columns) of each row
         grad_h0 = torch.zeros_like(h0)
-        carry = None  # a_{t+1} * g_{t+1} for the sequences running at step t + 1
-        for t in range(len(sizes) - 1, -1, -1):
-            start, size = starts[t], sizes[t]
-            g = grad_out[start : start + size]
-            if carry is not None:
-                g = torch.cat([g[: carry.shape[0]] + carry, g[carry.shape[0] :]]) if carry.shape[0] < size else g + carry
-            grad_b[start : start + size] = g
-            previous = out[starts[t - 1] : starts[t - 1] + size] if t > 0 else h0[:size]
-            grad_a[start : start + size] = g * previous
-            carry = g * a[start : start + size]
-        if carry is not None:
-            grad_h0[: carry.shape[0]] = carry
-        return grad_a, grad_b, grad_h0, None
+        if split > 0:
+            for t in range(steps - 2, -1, -1):  # g_t += a_{t+1} g_{t+1}
+                s, s1, n1 = starts[t], starts[t + 1], sizes[t + 1]
+                grad_b[s : s + n1, fwd].addcmul_(a[s1 : s1 + n1, fwd], grad_b[s1 : s1 + n1, fwd])
+            for t in range(steps):
+                s, n = starts[t], sizes[t]
+                previous[s : s + n, fwd] = h0[:n, fwd] if t == 0 else out[starts[t - 1] : starts[t - 1] + n, fwd]
+            if steps:
+                grad_h0[: sizes[0], fwd] = a[: sizes[0], fwd] * grad_b[: sizes[0], fwd]
+        if split < out.shape[1]:
+            for t in range(1, steps):  # g_t += a_{t-1} g_{t-1}
+                s, s0, n = starts[t], starts[t - 1], sizes[t]
+                grad_b[s : s + n, bwd].addcmul_(a[s0 : s0 + n, bwd], grad_b[s0 : s0 + n, bwd])
+            for t in range(steps):
+                s, n = starts[t], sizes[t]
+                m = sizes[t + 1] if t + 1 < steps else 0
+                if m:
+                    previous[s : s + m, bwd] = out[starts[t + 1] : starts[t + 1] + m, bwd]
+                previous[s + m : s + n, bwd] = h0[m:n, bwd]
+                grad_h0[m:n, bwd] = a[s + m : s + n, bwd] * grad_b[s + m : s + n, bwd]
+        return grad_b * previous, grad_b, grad_h0, None, None
 
 
 def scan_packed(log_a: torch.Tensor, b: torch.Tensor, lengths: torch.Tensor,
-                h0: Optional[torch.Tensor] = None) -> torch.Tensor:
+                h0: Optional[torch.Tensor] = None, split: Optional[int] = None) -> torch.Tensor:
     """The scan over the tokens of sequences given one after another: log_a,
     b: (n_tokens, width), lengths: (batch,) int64 on the CPU summing to
-    n_tokens, h0: (batch, width) or None. Returns h, (n_tokens, width), in the
-    same order. On the CPU the fastest form: no step touches padding."""
+    n_tokens, h0: (batch, width) or None. Columns [:split] (all by default)
+    run forward in time, columns [split:] backward, each sequence from its own
+    last token. Returns h, (n_tokens, width), in the same order. On the CPU
+    the fastest form: no step touches padding."""
     lengths = lengths.cpu()
     if b.shape[0] == 0:
         return b.new_zeros(b.shape)
@@ -142,7 +178,8 @@ def scan_packed(log_a: torch.Tensor, b: torch.Tensor, lengths: torch.Tensor,
     packed_index = packed_index.to(b.device)
     order = torch.argsort(lengths, descending=True, stable=True).to(b.device)
     h0 = h0[order] if h0 is not None else b.new_zeros((len(lengths), b.shape[1]))
-    packed = _PackedScan.apply(log_a[packed_index].exp(), b[packed_index], h0, batch_sizes.tolist())
+    split = b.shape[1] if split is None else split
+    packed = _PackedScan.apply(log_a[packed_index].exp(), b[packed_index], h0, batch_sizes.tolist(), split)
     out = torch.empty_like(packed)
     out[packed_index] = packed
     return out
@@ -183,6 +220,24 @@ def linear_scan(log_a: torch.Tensor, b: torch.Tensor, h0: Optional[torch.Tensor]
     raise ValueError(f"unknown scan {method!r}; choose from {SCANS} or 'auto'")
 
 
+def coefficients_from(cell: str, projected: torch.Tensor, log_decay: bool = True) -> Tuple[torch.Tensor, torch.Tensor]:
+    """A cell's decays and inputs from its projected input, (..., k * width)
+    laid out as k equal parts [gate(s)..., candidate] (k = 2 for minGRU, 3 for
+    minLSTM), each part possibly several directions side by side: log a_t (a_t
+    itself with log_decay=False) and b_t, (..., width) each."""
+    if cell == "mingru":
+        k, candidate = projected.chunk(2, dim=-1)
+        if not log_decay:  # one sigmoid instead of a log-sigmoid and, in the scan, an exp
+            z = torch.sigmoid(k)
+            return 1 - z, z * candidate
+        return F.logsigmoid(-k), torch.sigmoid(k) * candidate
+    k_f, k_i, candidate = projected.chunk(3, dim=-1)
+    log_f, log_i = F.logsigmoid(k_f), F.logsigmoid(k_i)
+    log_norm = torch.logaddexp(log_f, log_i)  # normalized in log space: f + i may underflow
+    log_a = log_f - log_norm
+    return (log_a if log_decay else log_a.exp()), (log_i - log_norm).exp() * candidate
+
+
 class MinRecurrentCell(nn.Module):
     """One direction of a minGRU or minLSTM layer: all gates from one matrix product, then the scan."""
 
@@ -197,17 +252,7 @@ class MinRecurrentCell(nn.Module):
     def coefficients(self, x: torch.Tensor, log_decay: bool = True) -> Tuple[torch.Tensor, torch.Tensor]:
         """log a_t (a_t itself with log_decay=False, as the loop scan reads it)
         and b_t for x: (..., input_width) -> two (..., hidden_width)."""
-        if self.cell == "mingru":
-            k, candidate = self.proj(x).chunk(2, dim=-1)
-            if not log_decay:  # one sigmoid instead of a log-sigmoid and, in the scan, an exp
-                z = torch.sigmoid(k)
-                return 1 - z, z * candidate
-            return F.logsigmoid(-k), torch.sigmoid(k) * candidate
-        k_f, k_i, candidate = self.proj(x).chunk(3, dim=-1)
-        log_f, log_i = F.logsigmoid(k_f), F.logsigmoid(k_i)
-        log_norm = torch.logaddexp(log_f, log_i)  # normalized in log space: f + i may underflow
-        log_a = log_f - log_norm
-        return (log_a if log_decay else log_a.exp()), (log_i - log_norm).exp() * candidate
+        return coefficients_from(self.cell, self.proj(x), log_decay)
 
     def forward(self, x: torch.Tensor, h0: Optional[torch.Tensor] = None, scan: str = "auto") -> torch.Tensor:
         log_a, b = self.coefficients(x)
@@ -248,6 +293,7 @@ class LinearRecurrence(nn.Module):
                 self.feed_forwards.append(nn.Sequential(nn.Linear(width, 2 * width), nn.GELU(), nn.Linear(2 * width, width)))
         self.final_norm = nn.LayerNorm(width)
         self.dropout = nn.Dropout(dropout)
+        self.fused_projections: Optional[nn.ModuleList] = None  # see fuse_projections
 
     def forward(self, x: torch.Tensor, state: Optional[torch.Tensor] = None,
                 lengths: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -272,46 +318,91 @@ class LinearRecurrence(nn.Module):
                        state: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
         """The stack over the tokens of several sequences one after another,
         x: (n_tokens, input_width), lengths: (batch,) int64 on the CPU summing
-        to n_tokens. Everything but the scan runs on the tokens alone; only
-        the scan, which on the CPU steps through the packed tokens (at step t
-        only the sequences still running) and elsewhere pads for the chunked
-        form. Returns (n_tokens, directions * hidden_width) and each
-        sequence's state after its last token (h0, or zeros, for an empty one)."""
+        to n_tokens. Everything but the scan runs on the tokens alone. On the
+        CPU the whole stack works in packed order (time-major, longest first):
+        the scan steps through the running sequences only, the backward
+        direction stepping from each sequence's end, so nothing is reversed or
+        padded; elsewhere each layer pads for the chunked form. Returns
+        (n_tokens, directions * hidden_width) and each sequence's state after
+        its last token (h0, or zeros, for an empty one)."""
         lengths = lengths.cpu()
         batch = len(lengths)
         if x.shape[0] == 0:  # nothing to read: no outputs, the states as given
             empty_state = x.new_zeros((self.num_layers * self.directions, batch, self.hidden_width))
             return x.new_zeros((0, self.directions * self.hidden_width)), state if state is not None else empty_state
         method = self.scan if self.scan != "auto" else ("loop" if x.device.type == "cpu" else "chunked")
-        batch_index, step_index = padding_index(lengths)
-        starts = torch.cumsum(lengths, 0) - lengths
-        reverse = starts[batch_index] + lengths[batch_index] - 1 - step_index  # each token's mirror in its sequence
-        ends = (starts + lengths - 1).clamp(min=0)  # each sequence's last token
         if method == "loop":
-            # The whole stack works in packed order (time-major, longest first): one
-            # permutation in, one out; the scan steps through the running sequences only.
-            packed_index, batch_sizes = packing_order(lengths)
-            position = torch.empty_like(packed_index)
-            position[packed_index] = torch.arange(len(packed_index))
-            reverse, ends = position[reverse[packed_index]], position[ends]
-            order = torch.argsort(lengths, descending=True, stable=True).to(x.device)
-            sizes = batch_sizes.tolist()
-            x = x[packed_index.to(x.device)]
-        reverse, ends = reverse.to(x.device), ends.to(x.device)
-        batch_index, step_index = batch_index.to(x.device), step_index.to(x.device)
+            return self._forward_packed(x, lengths, state)
+        return self._forward_padded(x, lengths, state, method)
 
-        def scan(decay: torch.Tensor, b: torch.Tensor, h0: Optional[torch.Tensor]) -> torch.Tensor:
-            # decay: a_t for the loop, log a_t for the chunked form
-            if method == "loop":
-                h0 = h0[order] if h0 is not None else b.new_zeros((batch, b.shape[1]))
-                return _PackedScan.apply(decay, b, h0, sizes)
-            # padded for the chunked form: log a = 0, b = 0 past a length leave the state unchanged
-            padded = [t.new_zeros((batch, int(lengths.max()), t.shape[-1])) for t in (decay, b)]
-            for target, flat in zip(padded, (decay, b)):
-                target[batch_index, step_index] = flat
-            return linear_scan(padded[0], padded[1], h0, method=method)[batch_index, step_index]
+    def _layer_coefficients(self, layer: int, normed: torch.Tensor, log_decay: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Both directions' decays and inputs side by side, (n_tokens, directions * hidden_width)
+        each, for the tokens in the order given, from one matrix product."""
+        if self.fused_projections is not None:
+            projected = self.fused_projections[layer](normed)
+        elif not self.bidirectional:
+            projected = self.forward_cells[layer].proj(normed)
+        else:
+            weight, bias = self._fused_weights(layer)
+            projected = F.linear(normed, weight, bias)
+        return coefficients_from(self.cell, projected, log_decay)
 
-        log_decay = method != "loop"  # the loop scan reads a_t, the chunked form log a_t
+    def _fused_weights(self, layer: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Both directions' projections of a layer as one: part by part (gates,
+        candidate), the forward cell's rows then the backward cell's, so that
+        coefficients_from reads both directions side by side."""
+        parts = 2 if self.cell == "mingru" else 3
+        projections = [self.forward_cells[layer].proj, self.backward_cells[layer].proj]
+        weights = [p.weight.chunk(parts) for p in projections]
+        biases = [p.bias.chunk(parts) for p in projections]
+        return (torch.cat([w[i] for i in range(parts) for w in weights]),
+                torch.cat([b[i] for i in range(parts) for b in biases]))
+
+    def fuse_projections(self) -> None:
+        """For prediction with int8 weights: give each bidirectional layer one
+        nn.Linear holding both directions' projections (the weights as they
+        are now), so that dynamic quantization quantizes each layer's input
+        once and runs one int8 product. The fused layers are saved with the
+        module; training goes on to update the cells' own weights, so call
+        this only on a model that is done training."""
+        if not self.bidirectional or self.fused_projections is not None:
+            return
+        fused = nn.ModuleList()
+        for layer in range(self.num_layers):
+            weight, bias = self._fused_weights(layer)
+            linear = nn.Linear(weight.shape[1], weight.shape[0], device=weight.device, dtype=weight.dtype)
+            with torch.no_grad():
+                linear.weight.copy_(weight)
+                linear.bias.copy_(bias)
+            fused.append(linear)
+        self.fused_projections = fused
+
+    def _after_layer(self, layer: int, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        x = x + y if x.shape[-1] == y.shape[-1] else y
+        if self.feed_forward:
+            x = x + self.feed_forwards[layer](self.ff_norms[layer](x))
+        return x
+
+    def _forward_packed(self, x: torch.Tensor, lengths: torch.Tensor,
+                        state: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """forward_tokens on the CPU: one permutation into packed order and one
+        back; the forward direction scans step 0 up, the backward one from
+        each sequence's last step down (_PackedScan), so neither the inputs
+        nor the outputs of the backward cell are ever reversed."""
+        batch, device = len(lengths), x.device
+        packed_index, batch_sizes = packing_order(lengths)
+        position = torch.empty_like(packed_index)
+        position[packed_index] = torch.arange(len(packed_index))
+        starts = torch.cumsum(lengths, 0) - lengths
+        nonempty = lengths > 0
+        # each sequence's last and first token in packed order (a placeholder for empty sequences)
+        last_token = position[(starts + lengths - 1).clamp(min=0)].to(device)
+        first_token = position[starts.clamp(max=len(position) - 1)].to(device)
+        nonempty = nonempty.to(device)[:, None]
+        order = torch.argsort(lengths, descending=True, stable=True).to(device)
+        sizes = batch_sizes.tolist()
+        x = x[packed_index.to(device)]
+        hidden = self.hidden_width
         states: List[torch.Tensor] = []
         for layer in range(self.num_layers):
             if layer > 0:
@@ -319,21 +410,51 @@ class LinearRecurrence(nn.Module):
             normed = self.cell_norms[layer](x)
             first = layer * self.directions
             h0 = state[first : first + self.directions].transpose(0, 1).flatten(1) if state is not None else None
-            decay, b = self.forward_cells[layer].coefficients(normed, log_decay)
+            decay, b = self._layer_coefficients(layer, normed, log_decay=False)
+            start = h0[order] if h0 is not None else b.new_zeros((batch, b.shape[1]))
+            y = _PackedScan.apply(decay, b, start, sizes, hidden)  # (n_tokens, directions * hidden_width)
+            finals = [y[last_token, :hidden]]  # the forward state after each sequence's last token
             if self.bidirectional:
-                # the backward cell reads each sequence reversed; its coefficients go beside the forward ones
-                back_decay, back_b = self.backward_cells[layer].coefficients(normed[reverse], log_decay)
-                decay, b = torch.cat([decay, back_decay], dim=-1), torch.cat([b, back_b], dim=-1)
-            y = scan(decay, b, h0)  # (n_tokens, directions * hidden_width), the backward half reversed
-            last = torch.where((lengths > 0).to(x.device)[:, None], y[ends], h0 if h0 is not None else y.new_zeros(()))
+                finals.append(y[first_token, hidden:])  # the backward state after its first token
+            for direction, final in enumerate(finals):
+                given = h0[:, direction * hidden : (direction + 1) * hidden] if h0 is not None else final.new_zeros(())
+                states.append(torch.where(nonempty, final, given))
+            x = self._after_layer(layer, x, y)
+        x = self.final_norm(x)
+        return x[position.to(device)], torch.stack(states, dim=0)
+
+    def _forward_padded(self, x: torch.Tensor, lengths: torch.Tensor, state: Optional[torch.Tensor],
+                        method: str) -> Tuple[torch.Tensor, torch.Tensor]:
+        """forward_tokens for the chunked form: each layer's coefficients are
+        padded (log a = 0, b = 0 past a length leave the state unchanged), the
+        backward cell reads each sequence reversed within its own length."""
+        batch, device = len(lengths), x.device
+        batch_index, step_index = padding_index(lengths)
+        starts = torch.cumsum(lengths, 0) - lengths
+        reverse = (starts[batch_index] + lengths[batch_index] - 1 - step_index).to(device)  # each token's mirror
+        ends = (starts + lengths - 1).clamp(min=0).to(device)  # each sequence's last token
+        batch_index, step_index = batch_index.to(device), step_index.to(device)
+        nonempty = (lengths > 0).to(device)[:, None]
+        states: List[torch.Tensor] = []
+        for layer in range(self.num_layers):
+            if layer > 0:
+                x = self.dropout(x)
+            normed = self.cell_norms[layer](x)
+            first = layer * self.directions
+            h0 = state[first : first + self.directions].transpose(0, 1).flatten(1) if state is not None else None
+            log_decay, b = self._layer_coefficients(layer, normed, log_decay=True)
+            if self.bidirectional:  # the backward cell reads each sequence reversed
+                hidden = self.hidden_width
+                log_decay = torch.cat([log_decay[:, :hidden], log_decay[reverse, hidden:]], dim=-1)
+                b = torch.cat([b[:, :hidden], b[reverse, hidden:]], dim=-1)
+            padded = [t.new_zeros((batch, int(lengths.max()), t.shape[-1])) for t in (log_decay, b)]
+            for target, flat in zip(padded, (log_decay, b)):
+                target[batch_index, step_index] = flat
+            y = linear_scan(padded[0], padded[1], h0, method=method)[batch_index, step_index]  # backward half reversed
+            last = torch.where(nonempty, y[ends], h0 if h0 is not None else y.new_zeros(()))
             states += list(last.chunk(self.directions, dim=-1))
             if self.bidirectional:
                 forward_y, backward_y = y.chunk(2, dim=-1)
                 y = torch.cat([forward_y, backward_y[reverse]], dim=-1)
-            x = x + y if x.shape[-1] == y.shape[-1] else y
-            if self.feed_forward:
-                x = x + self.feed_forwards[layer](self.ff_norms[layer](x))
-        x = self.final_norm(x)
-        if method == "loop":
-            x = x[position.to(x.device)]
-        return x, torch.stack(states, dim=0)
+            x = self._after_layer(layer, x, y)
+        return self.final_norm(x), torch.stack(states, dim=0)
