@@ -132,10 +132,12 @@ def test_stack_over_flat_tokens_is_the_layer_by_layer_recurrence(scan, feed_forw
 
 
 @pytest.mark.parametrize("scan", ["loop", "chunked"])
-def test_stack_gradients_gradcheck(scan):
-    """Gradients through the stack, packed scan included, with unequal and empty sequences and a start state."""
+@pytest.mark.parametrize("cell", ["mingru", "minlstm"])
+def test_stack_gradients_gradcheck(scan, cell):
+    """Gradients through the stack, packed scan included (minGRU's interpolating
+    form too), with unequal and empty sequences and a start state."""
     torch.manual_seed(0)
-    stack = LinearRecurrence("minlstm", 3, 2, num_layers=2, bidirectional=True, feed_forward=True, scan=scan).double()
+    stack = LinearRecurrence(cell, 3, 2, num_layers=2, bidirectional=True, feed_forward=True, scan=scan).double()
     lengths = torch.tensor([3, 1, 0, 4])
     x = torch.randn(8, 3, dtype=torch.float64, requires_grad=True)
     h0 = torch.randn(4, 4, 2, dtype=torch.float64, requires_grad=True)

@@ -2,6 +2,7 @@
 import subprocess
 import sys
 
+import numpy
 import pytest
 import spacy
 from thinc.api import fix_random_seed
@@ -35,6 +36,11 @@ def tags(nlp):
     return [[t.tag_ for t in doc] for doc in nlp.pipe(TEXTS)]
 
 
+def scores(nlp):
+    """The tagger's tag probabilities, (n_tokens, n_tags) per text."""
+    return nlp.get_pipe("rnn_tagger").model.predict([nlp.make_doc(text) for text in TEXTS])
+
+
 def n_linear(nlp):
     return sum(isinstance(m, nn.Linear) for module in torch_modules(nlp.get_pipe("rnn_tagger").model) for m in module.modules())
 
@@ -47,8 +53,19 @@ def test_quantized_pipeline_agrees_and_round_trips(float_pipeline, tmp_path):
     if cell == "mingru":
         assert linear_before > 0 and n_linear(int8) == 0  # every Linear of the minGRU stack is now int8
     float_tags, int8_tags = tags(float_nlp), tags(int8)
-    same = sum(a == b for x, y in zip(float_tags, int8_tags) for a, b in zip(x, y))
-    assert same / sum(len(x) for x in float_tags) >= 0.99
+    # int8 weights move the tag probabilities a little: every tag the float model is not
+    # near a tie on stays the same (on this tiny model one token, ":", is a near tie; the
+    # tagger benchmark's int8 rows compare whole test sets).
+    float_scores, int8_scores = scores(float_nlp), scores(int8)
+    confident = 0
+    for f, q, f_tags, q_tags in zip(float_scores, int8_scores, float_tags, int8_tags):
+        assert numpy.abs(f - q).max() <= 0.1
+        top_two = numpy.sort(f, axis=1)[:, -2:]
+        for margin, a, b in zip(top_two[:, 1] - top_two[:, 0], f_tags, q_tags):
+            if margin >= 0.2:
+                confident += 1
+                assert a == b
+    assert confident >= 0.8 * sum(len(x) for x in float_tags)  # the check above is not vacuous
     # the CLI writes a copy that spacy.load reads as int8, with the same predictions
     result = subprocess.run([sys.executable, "-m", "spacy_rnn", "quantize", str(path), str(tmp_path / "int8")],
                             capture_output=True, text=True)

@@ -105,36 +105,49 @@ class _PackedScan(torch.autograd.Function):
     h_{t+1} + b_t, each sequence starting from h0 at its own last step: the
     backward direction needs no reversed copy of its input or output. Each
     step writes its rows in place (no allocation per step). The gradient is
-    the same pair of scans run the other way in time, written out."""
+    the same pair of scans run the other way in time, written out.
+
+    With interpolate=True the inputs are minGRU's gate z_t and candidate
+    h~_t, and each step is h_t = lerp(h_prev, h~_t, z_t) = (1 - z_t) h_prev +
+    z_t h~_t: the same recurrence, without computing a_t and b_t first."""
 
     @staticmethod
-    def forward(ctx, a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor, batch_sizes: List[int], split: int) -> torch.Tensor:
+    def forward(ctx, a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor, batch_sizes: List[int], split: int,
+                interpolate: bool = False) -> torch.Tensor:
         # a, b: (n_tokens, width) packed; h0: (batch, width) in the packed (longest first) order
         out = torch.empty_like(b)
         starts, steps = _block_starts(batch_sizes), len(batch_sizes)
         fwd, bwd = slice(0, split), slice(split, b.shape[1])
+
+        def step(rows: slice, columns: slice, previous: torch.Tensor) -> None:
+            if interpolate:
+                torch.lerp(previous, b[rows, columns], a[rows, columns], out=out[rows, columns])
+            else:
+                torch.addcmul(b[rows, columns], a[rows, columns], previous, out=out[rows, columns])
+
         if split > 0:
             for t in range(steps):
                 s, n = starts[t], batch_sizes[t]
-                previous = h0[:n, fwd] if t == 0 else out[starts[t - 1] : starts[t - 1] + n, fwd]
-                torch.addcmul(b[s : s + n, fwd], a[s : s + n, fwd], previous, out=out[s : s + n, fwd])
+                step(slice(s, s + n), fwd, h0[:n, fwd] if t == 0 else out[starts[t - 1] : starts[t - 1] + n, fwd])
         if split < b.shape[1]:
             for t in range(steps - 1, -1, -1):
                 s, n = starts[t], batch_sizes[t]
                 m = batch_sizes[t + 1] if t + 1 < steps else 0  # the sequences that go on from step t + 1
                 if m:
-                    torch.addcmul(b[s : s + m, bwd], a[s : s + m, bwd], out[starts[t + 1] : starts[t + 1] + m, bwd],
-                                  out=out[s : s + m, bwd])
+                    step(slice(s, s + m), bwd, out[starts[t + 1] : starts[t + 1] + m, bwd])
                 if n > m:  # sequences whose last step is t start from h0
-                    torch.addcmul(b[s + m : s + n, bwd], a[s + m : s + n, bwd], h0[m:n, bwd], out=out[s + m : s + n, bwd])
-        ctx.save_for_backward(a, out, h0)
-        ctx.batch_sizes, ctx.split = batch_sizes, split
+                    step(slice(s + m, s + n), bwd, h0[m:n, bwd])
+        ctx.save_for_backward(a, b, out, h0)
+        ctx.batch_sizes, ctx.split, ctx.interpolate = batch_sizes, split, interpolate
         return out
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
-        a, out, h0 = ctx.saved_tensors
+        a, b, out, h0 = ctx.saved_tensors
         sizes, split = ctx.batch_sizes, ctx.split
+        if ctx.interpolate:  # as h_t = a_t h_prev + b_t with a = 1 - z, b = z h~
+            z, candidate = a, b
+            a = 1 - z
         starts, steps = _block_starts(sizes), len(sizes)
         fwd, bwd = slice(0, split), slice(split, out.shape[1])
         grad_b = grad_out.clone()  # becomes dL/dh_t including what flows back through the recurrence
@@ -160,7 +173,10 @@ class _PackedScan(torch.autograd.Function):
                     previous[s : s + m, bwd] = out[starts[t + 1] : starts[t + 1] + m, bwd]
                 previous[s + m : s + n, bwd] = h0[m:n, bwd]
                 grad_h0[m:n, bwd] = a[s + m : s + n, bwd] * grad_b[s + m : s + n, bwd]
-        return grad_b * previous, grad_b, grad_h0, None, None
+        grad_a = grad_b * previous
+        if ctx.interpolate:  # d/dz of (1 - z) h_prev + z h~ is h~ - h_prev; d/dh~ is z
+            return grad_b * candidate - grad_a, grad_b * z, grad_h0, None, None, None
+        return grad_a, grad_b, grad_h0, None, None, None
 
 
 def scan_packed(log_a: torch.Tensor, b: torch.Tensor, lengths: torch.Tensor,
@@ -335,17 +351,15 @@ class LinearRecurrence(nn.Module):
             return self._forward_packed(x, lengths, state)
         return self._forward_padded(x, lengths, state, method)
 
-    def _layer_coefficients(self, layer: int, normed: torch.Tensor, log_decay: bool) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Both directions' decays and inputs side by side, (n_tokens, directions * hidden_width)
-        each, for the tokens in the order given, from one matrix product."""
+    def _projection(self, layer: int, normed: torch.Tensor) -> torch.Tensor:
+        """Both directions' projections side by side, part by part (gates,
+        candidate), from one matrix product: (n_tokens, k * directions * hidden_width)."""
         if self.fused_projections is not None:
-            projected = self.fused_projections[layer](normed)
-        elif not self.bidirectional:
-            projected = self.forward_cells[layer].proj(normed)
-        else:
-            weight, bias = self._fused_weights(layer)
-            projected = F.linear(normed, weight, bias)
-        return coefficients_from(self.cell, projected, log_decay)
+            return self.fused_projections[layer](normed)
+        if not self.bidirectional:
+            return self.forward_cells[layer].proj(normed)
+        weight, bias = self._fused_weights(layer)
+        return F.linear(normed, weight, bias)
 
     def _fused_weights(self, layer: int) -> Tuple[torch.Tensor, torch.Tensor]:
         """Both directions' projections of a layer as one: part by part (gates,
@@ -410,9 +424,15 @@ class LinearRecurrence(nn.Module):
             normed = self.cell_norms[layer](x)
             first = layer * self.directions
             h0 = state[first : first + self.directions].transpose(0, 1).flatten(1) if state is not None else None
-            decay, b = self._layer_coefficients(layer, normed, log_decay=False)
-            start = h0[order] if h0 is not None else b.new_zeros((batch, b.shape[1]))
-            y = _PackedScan.apply(decay, b, start, sizes, hidden)  # (n_tokens, directions * hidden_width)
+            projected = self._projection(layer, normed)
+            if self.cell == "mingru":  # the scan interpolates: h_t = lerp(h_prev, h~_t, z_t)
+                k, candidate = projected.chunk(2, dim=-1)
+                first, second, interpolate = torch.sigmoid(k), candidate, True
+            else:
+                (first, second), interpolate = coefficients_from(self.cell, projected, log_decay=False), False
+            start = h0[order] if h0 is not None else second.new_zeros((batch, second.shape[1]))
+            # (n_tokens, directions * hidden_width)
+            y = _PackedScan.apply(first, second, start, sizes, hidden, interpolate)
             finals = [y[last_token, :hidden]]  # the forward state after each sequence's last token
             if self.bidirectional:
                 finals.append(y[first_token, hidden:])  # the backward state after its first token
@@ -442,7 +462,7 @@ class LinearRecurrence(nn.Module):
             normed = self.cell_norms[layer](x)
             first = layer * self.directions
             h0 = state[first : first + self.directions].transpose(0, 1).flatten(1) if state is not None else None
-            log_decay, b = self._layer_coefficients(layer, normed, log_decay=True)
+            log_decay, b = coefficients_from(self.cell, self._projection(layer, normed), log_decay=True)
             if self.bidirectional:  # the backward cell reads each sequence reversed
                 hidden = self.hidden_width
                 log_decay = torch.cat([log_decay[:, :hidden], log_decay[reverse, hidden:]], dim=-1)
