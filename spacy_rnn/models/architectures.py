@@ -15,6 +15,7 @@ from thinc.types import Floats1d, Floats2d, Ints1d
 from .crf import crf_transitions
 from .featurize import doc_features
 from .lm_vocab import EOS_ID
+from .ops import with_cpu_gemm
 from .pytorch import RNNLanguageModel, SequenceLogProbs, TokenEncoder
 from .pooling import build_pooling
 from .types import Cell, Depth, DocEncoder, IntRange, NonNegative, Pooling, Positive, Probability
@@ -201,7 +202,7 @@ def build_rnn_tagger_v1(
     nO (Optional[int]): Number of tags; inferred from the data at initialize when null.
     """
     t2v_width = encoder.get_dim("nO") if encoder.has_dim("nO") else None
-    output_layer = Softmax_v2(nO, t2v_width)
+    output_layer = with_cpu_gemm(Softmax_v2(nO, t2v_width))
     model = chain(encoder, with_array(output_layer))
     model.set_ref("tok2vec", encoder)
     model.set_ref("output_layer", output_layer)
@@ -220,7 +221,7 @@ def build_rnn_entity_recognizer_v1(
     nO (Optional[int]): Number of tags; inferred from the data at initialize when null.
     """
     t2v_width = encoder.get_dim("nO") if encoder.has_dim("nO") else None
-    output_layer = Linear(nO, t2v_width)
+    output_layer = with_cpu_gemm(Linear(nO, t2v_width))
     crf = crf_transitions(nO)
     model = chain(encoder, with_array(output_layer), crf)
     model.set_ref("tok2vec", encoder)
@@ -263,10 +264,10 @@ def build_rnn_text_classifier_v1(
     pooled = build_pooling(pooling, width, bool(bidirectional))
     n_pooled = pooled.get_dim("nO")
     if exclusive_classes:
-        output_layer = Softmax_v2(nO, n_pooled)
+        output_layer = with_cpu_gemm(Softmax_v2(nO, n_pooled))
         head = output_layer
     else:
-        output_layer = Linear(nO, n_pooled)
+        output_layer = with_cpu_gemm(Linear(nO, n_pooled))
         head = chain(output_layer, Logistic())
     model = chain(encoder, list2ragged(), pooled, head)
     model.set_ref("tok2vec", encoder)
