@@ -237,9 +237,12 @@ class _StringsOf:
     stores need not hold the same strings). Only asked on code-point cache misses."""
 
     def __init__(self, docs: List[Doc]) -> None:
-        self.stores = list({id(doc.vocab): doc.vocab.strings for doc in docs}.values())
+        self.docs = docs
+        self.stores: Optional[list] = None  # found on the first miss: most batches have none
 
     def __getitem__(self, orth: int) -> str:
+        if self.stores is None:
+            self.stores = list({id(doc.vocab): doc.vocab.strings for doc in self.docs}.values())
         for store in self.stores[:-1]:
             if orth in store:
                 return store[orth]
@@ -262,11 +265,12 @@ def _docs_to_batch(docs: List[Doc], attr_ids: List[int], word_keys, cache: _Code
     ) if len(values) else numpy.zeros((0, n_features, 4), dtype="uint32")
     unique_orths, word_index = numpy.unique(values[:, 0], return_inverse=True)
     strings = _StringsOf(docs)
-    words = [cache.get(int(orth), strings) for orth in unique_orths]
-    max_chars = max(max((len(w) for w in words), default=1), 1)
+    words = [cache.get(orth, strings) for orth in unique_orths.tolist()]
+    n_chars = numpy.fromiter((len(w) for w in words), dtype="int64", count=len(words))
+    max_chars = max(int(n_chars.max()) if len(words) else 1, 1)
     code_points = numpy.zeros((len(words), max_chars), dtype="int64")
-    for row, word in enumerate(words):
-        code_points[row, : len(word)] = word
+    if len(words):  # each word's code points, left-aligned in its row
+        code_points[numpy.arange(max_chars)[None, :] < n_chars[:, None]] = numpy.concatenate(words)
     return TokenBatch(
         word_ids=_word_ids(values[:, 1], word_keys),
         hashes=hashes,
