@@ -105,15 +105,16 @@ def reference_stack(stack, x):
 
 
 @pytest.mark.parametrize("scan", ["loop", "chunked"])
-@pytest.mark.parametrize("feed_forward", [False, True])
+@pytest.mark.parametrize("feed_forward,output_gate", [(False, False), (True, False), (False, True)])
 @pytest.mark.parametrize("bidirectional", [False, True])
-def test_stack_over_flat_tokens_is_the_layer_by_layer_recurrence(scan, feed_forward, bidirectional):
+@pytest.mark.parametrize("cell", ["mingru", "minlstm"])
+def test_stack_over_flat_tokens_is_the_layer_by_layer_recurrence(scan, feed_forward, output_gate, bidirectional, cell):
     """forward_tokens (position-wise work on the tokens, both directions in one
     scan, packed or padded) equals each sequence run alone through the
     written-out stack, outputs and final states."""
     torch.manual_seed(0)
-    stack = LinearRecurrence("mingru", 4, 3, num_layers=3, bidirectional=bidirectional, feed_forward=feed_forward,
-                             scan=scan).eval()
+    stack = LinearRecurrence(cell, 4, 3, num_layers=3, bidirectional=bidirectional, feed_forward=feed_forward,
+                             scan=scan, output_gate=output_gate).eval()
     lengths = torch.tensor([5, 0, 1, 8, 5])
     x = torch.randn(int(lengths.sum()), 4)
     out, states = stack.forward_tokens(x, lengths)
@@ -135,9 +136,10 @@ def test_stack_over_flat_tokens_is_the_layer_by_layer_recurrence(scan, feed_forw
 @pytest.mark.parametrize("cell", ["mingru", "minlstm"])
 def test_stack_gradients_gradcheck(scan, cell):
     """Gradients through the stack, packed scan included (minGRU's interpolating
-    form too), with unequal and empty sequences and a start state."""
+    form too), with unequal and empty sequences, a start state and output gates."""
     torch.manual_seed(0)
-    stack = LinearRecurrence(cell, 3, 2, num_layers=2, bidirectional=True, feed_forward=True, scan=scan).double()
+    stack = LinearRecurrence(cell, 3, 2, num_layers=2, bidirectional=True, feed_forward=True, scan=scan,
+                             output_gate=True).double()
     lengths = torch.tensor([3, 1, 0, 4])
     x = torch.randn(8, 3, dtype=torch.float64, requires_grad=True)
     h0 = torch.randn(4, 4, 2, dtype=torch.float64, requires_grad=True)
@@ -192,15 +194,18 @@ def test_language_model_with_a_linear_cell_trains():
 
 
 @pytest.mark.parametrize("feed_forward", [False, True])
-def test_encoder_architecture_passes_feed_forward_to_the_stack(feed_forward):
+@pytest.mark.parametrize("output_gate", [False, True])
+def test_encoder_architecture_passes_feed_forward_and_output_gate_to_the_stack(feed_forward, output_gate):
     from spacy_rnn.models.architectures import build_rnn_encoder_v2
     from spacy_rnn.models.wrappers import torch_modules
 
-    model = build_rnn_encoder_v2(cell="mingru", width=8, depth=2, feed_forward=feed_forward)
+    model = build_rnn_encoder_v2(cell="mingru", width=8, depth=2, feed_forward=feed_forward, output_gate=output_gate)
     stacks = [m for module in torch_modules(model) for m in module.modules() if isinstance(m, LinearRecurrence)]
     assert len(stacks) == 1
     assert stacks[0].feed_forward is feed_forward
     assert len(stacks[0].feed_forwards) == (2 if feed_forward else 0)
+    # a gate, a candidate and, with the output gate, its part, for each of 8 hidden units
+    assert stacks[0].forward_cells[0].proj.out_features == (3 if output_gate else 2) * 8
 
 
 @pytest.mark.parametrize("scan", ["loop", "chunked"])

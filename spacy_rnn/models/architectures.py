@@ -72,7 +72,7 @@ def build_rnn_encoder_v1(
     max_word_chars (int): Characters read per word (start and end of long words).
     n_chars (int): Rows of the character table (code points are hashed into it).
     """
-    return _build_rnn_encoder(**locals(), vocab_from_sample=False, feed_forward=True)
+    return _build_rnn_encoder(**locals(), vocab_from_sample=False, feed_forward=True, output_gate=False)
 
 
 @registry.architectures("spacy_rnn.RNNEncoder.v2")
@@ -95,6 +95,7 @@ def build_rnn_encoder_v2(
     max_word_chars: Positive = 20,
     n_chars: IntRange(2) = 1024,
     feed_forward: bool = False,
+    output_gate: bool = False,
 ) -> DocEncoder:
     """Token vectors from a recurrent network over word embeddings, hashed
     token features and a character CNN: the model of rnn_tagger and rnn_ner,
@@ -134,6 +135,9 @@ def build_rnn_encoder_v2(
         block (pre-norm, residual) after each layer, as in the reference
         implementations; about three times the matrix work of the bare stack
         (scripts/benchmark_scans.py, scripts/benchmark_tagger.py measure both).
+    output_gate (bool): Linear-recurrence cells only: read each layer's states
+        through an output gate of its input, y_t = h_t * silu(W_o x_t) (as in
+        HGRN, GLA and Mamba), one more part of the layer's one matrix product.
     """
     return _build_rnn_encoder(**locals(), vocab_from_sample=True)
 
@@ -141,7 +145,7 @@ def build_rnn_encoder_v2(
 def _build_rnn_encoder(
     *, cell, width, depth, bidirectional, dropout, word_attr, word_width, vocab_size, min_word_freq,
     word_dropout, attrs, rows, embed_widths, char_width, char_filters, max_word_chars, n_chars, vocab_from_sample,
-    feed_forward,
+    feed_forward, output_gate,
 ) -> DocEncoder:
     if not len(attrs) == len(rows) == len(embed_widths):
         raise ValueError(
@@ -163,6 +167,7 @@ def _build_rnn_encoder(
         dropout_prob=dropout,
         word_dropout_prob=word_dropout,
         feed_forward=feed_forward,
+        output_gate=output_gate,
     )
     features = doc_features(
         word_attr, attrs, max_word_chars, vocab_size, min_word_freq, vocab_from_sample=vocab_from_sample

@@ -29,6 +29,7 @@ class TokenEncoder(nn.Module):
         dropout_prob: float,
         word_dropout_prob: float,
         feed_forward: bool = False,
+        output_gate: bool = False,
     ) -> None:
         """
         n_words, word_width: the word table; row 0 is the unknown word.
@@ -41,6 +42,7 @@ class TokenEncoder(nn.Module):
             the unknown word, so that the model learns to tag from spelling,
             as it must for words unseen in training.
         feed_forward: linear-recurrence cells only, a GELU feed-forward block after each layer.
+        output_gate: linear-recurrence cells only, states read through an output gate of the input.
         """
         super().__init__()
         self.words = nn.Embedding(n_words, word_width)
@@ -62,6 +64,7 @@ class TokenEncoder(nn.Module):
             bidirectional=bidirectional,
             dropout_prob=dropout_prob,
             feed_forward=feed_forward,
+            output_gate=output_gate,
         )
         self.output_width = self.encoder.output_width
 

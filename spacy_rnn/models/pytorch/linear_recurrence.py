@@ -254,25 +254,38 @@ def coefficients_from(cell: str, projected: torch.Tensor, log_decay: bool = True
     return (log_a if log_decay else log_a.exp()), (log_i - log_norm).exp() * candidate
 
 
-class MinRecurrentCell(nn.Module):
-    """One direction of a minGRU or minLSTM layer: all gates from one matrix product, then the scan."""
+def cell_parts(cell: str) -> int:
+    """How many hidden_width-wide parts a cell projects its input to: minGRU a
+    gate and a candidate, minLSTM two gates and a candidate."""
+    return 2 if cell == "mingru" else 3
 
-    def __init__(self, cell: str, input_width: int, hidden_width: int) -> None:
+
+class MinRecurrentCell(nn.Module):
+    """One direction of a minGRU or minLSTM layer: all gates from one matrix
+    product, then the scan; with `output_gate`, the states are read through
+    an output gate of the input, y_t = h_t * silu(W_o x_t) (as in HGRN, GLA
+    and Mamba), one more part of the same product."""
+
+    def __init__(self, cell: str, input_width: int, hidden_width: int, output_gate: bool = False) -> None:
         super().__init__()
         if cell not in LINEAR_CELLS:
             raise ValueError(f"unknown linear-recurrence cell {cell!r}; choose from {LINEAR_CELLS}")
         self.cell = cell
         self.hidden_width = hidden_width
-        self.proj = nn.Linear(input_width, (2 if cell == "mingru" else 3) * hidden_width)
+        self.output_gate = output_gate
+        self.proj = nn.Linear(input_width, (cell_parts(cell) + output_gate) * hidden_width)
 
     def coefficients(self, x: torch.Tensor, log_decay: bool = True) -> Tuple[torch.Tensor, torch.Tensor]:
         """log a_t (a_t itself with log_decay=False, as the loop scan reads it)
         and b_t for x: (..., input_width) -> two (..., hidden_width)."""
-        return coefficients_from(self.cell, self.proj(x), log_decay)
+        return coefficients_from(self.cell, self.proj(x)[..., : cell_parts(self.cell) * self.hidden_width], log_decay)
 
     def forward(self, x: torch.Tensor, h0: Optional[torch.Tensor] = None, scan: str = "auto") -> torch.Tensor:
-        log_a, b = self.coefficients(x)
-        return linear_scan(log_a, b, h0, method=scan)
+        projected = self.proj(x)
+        split = cell_parts(self.cell) * self.hidden_width
+        log_a, b = coefficients_from(self.cell, projected[..., :split])
+        h = linear_scan(log_a, b, h0, method=scan)
+        return h * F.silu(projected[..., split:]) if self.output_gate else h
 
 
 class LinearRecurrence(nn.Module):
@@ -283,7 +296,7 @@ class LinearRecurrence(nn.Module):
 
     def __init__(self, cell: str, input_width: int, hidden_width: int, num_layers: int = 1,
                  bidirectional: bool = False, dropout: float = 0.0, scan: str = "auto",
-                 feed_forward: bool = False) -> None:
+                 feed_forward: bool = False, output_gate: bool = False) -> None:
         super().__init__()
         if num_layers < 1:
             raise ValueError(f"num_layers must be at least 1, got {num_layers}")
@@ -291,6 +304,7 @@ class LinearRecurrence(nn.Module):
             raise ValueError(f"unknown scan {scan!r}; choose from {SCANS} or 'auto'")
         self.cell, self.hidden_width, self.num_layers = cell, hidden_width, num_layers
         self.bidirectional, self.scan, self.feed_forward = bidirectional, scan, feed_forward
+        self.output_gate = output_gate
         self.directions = 2 if bidirectional else 1
         width = hidden_width * self.directions
         self.cell_norms = nn.ModuleList()
@@ -301,9 +315,9 @@ class LinearRecurrence(nn.Module):
         for layer in range(num_layers):
             layer_input = input_width if layer == 0 else width
             self.cell_norms.append(nn.LayerNorm(layer_input))
-            self.forward_cells.append(MinRecurrentCell(cell, layer_input, hidden_width))
+            self.forward_cells.append(MinRecurrentCell(cell, layer_input, hidden_width, output_gate))
             if bidirectional:
-                self.backward_cells.append(MinRecurrentCell(cell, layer_input, hidden_width))
+                self.backward_cells.append(MinRecurrentCell(cell, layer_input, hidden_width, output_gate))
             if feed_forward:
                 self.ff_norms.append(nn.LayerNorm(width))
                 self.feed_forwards.append(nn.Sequential(nn.Linear(width, 2 * width), nn.GELU(), nn.Linear(2 * width, width)))
@@ -361,11 +375,18 @@ class LinearRecurrence(nn.Module):
         weight, bias = self._fused_weights(layer)
         return F.linear(normed, weight, bias)
 
+    def _split_gate(self, projected: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """The cells' parts of a layer's projection and its output gate's part (None without one)."""
+        if not self.output_gate:
+            return projected, None
+        split = cell_parts(self.cell) * self.directions * self.hidden_width
+        return projected[:, :split], projected[:, split:]
+
     def _fused_weights(self, layer: int) -> Tuple[torch.Tensor, torch.Tensor]:
         """Both directions' projections of a layer as one: part by part (gates,
         candidate), the forward cell's rows then the backward cell's, so that
         coefficients_from reads both directions side by side."""
-        parts = 2 if self.cell == "mingru" else 3
+        parts = cell_parts(self.cell) + self.output_gate
         projections = [self.forward_cells[layer].proj, self.backward_cells[layer].proj]
         weights = [p.weight.chunk(parts) for p in projections]
         biases = [p.bias.chunk(parts) for p in projections]
@@ -424,7 +445,7 @@ class LinearRecurrence(nn.Module):
             normed = self.cell_norms[layer](x)
             first = layer * self.directions
             h0 = state[first : first + self.directions].transpose(0, 1).flatten(1) if state is not None else None
-            projected = self._projection(layer, normed)
+            projected, gate = self._split_gate(self._projection(layer, normed))
             if self.cell == "mingru":  # the scan interpolates: h_t = lerp(h_prev, h~_t, z_t)
                 k, candidate = projected.chunk(2, dim=-1)
                 first, second, interpolate = torch.sigmoid(k), candidate, True
@@ -439,7 +460,7 @@ class LinearRecurrence(nn.Module):
             for direction, final in enumerate(finals):
                 given = h0[:, direction * hidden : (direction + 1) * hidden] if h0 is not None else final.new_zeros(())
                 states.append(torch.where(nonempty, final, given))
-            x = self._after_layer(layer, x, y)
+            x = self._after_layer(layer, x, y if gate is None else y * F.silu(gate))
         x = self.final_norm(x)
         return x[position.to(device)], torch.stack(states, dim=0)
 
@@ -462,7 +483,8 @@ class LinearRecurrence(nn.Module):
             normed = self.cell_norms[layer](x)
             first = layer * self.directions
             h0 = state[first : first + self.directions].transpose(0, 1).flatten(1) if state is not None else None
-            log_decay, b = coefficients_from(self.cell, self._projection(layer, normed), log_decay=True)
+            projected, gate = self._split_gate(self._projection(layer, normed))
+            log_decay, b = coefficients_from(self.cell, projected, log_decay=True)
             if self.bidirectional:  # the backward cell reads each sequence reversed
                 hidden = self.hidden_width
                 log_decay = torch.cat([log_decay[:, :hidden], log_decay[reverse, hidden:]], dim=-1)
@@ -476,5 +498,5 @@ class LinearRecurrence(nn.Module):
             if self.bidirectional:
                 forward_y, backward_y = y.chunk(2, dim=-1)
                 y = torch.cat([forward_y, backward_y[reverse]], dim=-1)
-            x = self._after_layer(layer, x, y)
+            x = self._after_layer(layer, x, y if gate is None else y * F.silu(gate))
         return self.final_norm(x), torch.stack(states, dim=0)

@@ -16,18 +16,19 @@ CELL_TYPES = tuple(CELL_CLASSES) + LINEAR_CELLS
 
 def stacked_rnn(
     cell: str, input_width: int, hidden_width: int, n_layers: int, dropout_prob: float, bidirectional: bool = False,
-    feed_forward: bool = False,
+    feed_forward: bool = False, output_gate: bool = False,
 ) -> Union[nn.RNNBase, LinearRecurrence]:
     """A batch-first torch RNN/LSTM/GRU, or a minGRU/minLSTM stack with the
     same call interface, of n_layers, dropout_prob between layers
-    (feed_forward: GELU feed-forward blocks between linear-recurrence layers)."""
+    (feed_forward: GELU feed-forward blocks between linear-recurrence layers;
+    output_gate: their states read through an output gate)."""
     if cell not in CELL_TYPES:
         raise ValueError(f"Unknown recurrent cell {cell!r}; choose one of {CELL_TYPES}")
     if n_layers < 1:
         raise ValueError(f"n_layers must be at least 1, got {n_layers}")
     if cell in LINEAR_CELLS:
         return LinearRecurrence(cell, input_width, hidden_width, n_layers, bidirectional, dropout_prob,
-                                feed_forward=feed_forward)
+                                feed_forward=feed_forward, output_gate=output_gate)
     return CELL_CLASSES[cell](
         input_width,
         hidden_width,
@@ -54,6 +55,7 @@ class RecurrentEncoder(nn.Module):
         bidirectional: bool,
         dropout_prob: float,
         feed_forward: bool = False,
+        output_gate: bool = False,
     ) -> None:
         """
         cell: "rnn" (tanh), "lstm", "gru", "mingru" or "minlstm".
@@ -63,9 +65,11 @@ class RecurrentEncoder(nn.Module):
         bidirectional: also run a right-to-left pass and concatenate.
         dropout_prob: dropout between layers and on the output.
         feed_forward: linear-recurrence cells only, a GELU feed-forward block after each layer.
+        output_gate: linear-recurrence cells only, states read through an output gate of the input.
         """
         super().__init__()
-        self.rnn = stacked_rnn(cell, input_width, hidden_width, n_layers, dropout_prob, bidirectional, feed_forward)
+        self.rnn = stacked_rnn(cell, input_width, hidden_width, n_layers, dropout_prob, bidirectional, feed_forward,
+                               output_gate)
         self.dropout = nn.Dropout(dropout_prob)
         self.output_width = hidden_width * (2 if bidirectional else 1)
 
