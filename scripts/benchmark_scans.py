@@ -2,7 +2,8 @@
 this machine: a 2-layer x 128 bidirectional encoder stack over batches of
 32 sequences, training (forward + backward) and prediction tokens/s, for
 several sequence lengths, one torch thread; the linear cells as a bare
-stack (the default) and, for mingru, with feed-forward blocks; and
+stack, with output gates (configs/tagger_mingru.cfg) and, for mingru, with
+feed-forward blocks; and
 prediction with int8 Linear weights (spacy_rnn's quantize_modules, torch's
 dynamic quantization). linear_scan's "auto" choice
 (spacy_rnn/models/pytorch/linear_recurrence.py) follows these figures.
@@ -22,15 +23,16 @@ from spacy_rnn.models.pytorch.recurrent import RecurrentEncoder
 from spacy_rnn.pipeline.quantize import quantize_modules
 
 SYSTEMS = [
-    # name, cell, scan, feed-forward blocks
-    ("lstm (packed nn.LSTM)", "lstm", None, False),
-    ("mingru, loop", "mingru", "loop", False),
-    ("mingru, loop, feed-forward", "mingru", "loop", True),
-    ("mingru, chunked", "mingru", "chunked", False),
-    ("minlstm, loop", "minlstm", "loop", False),
+    # name, cell, scan, feed-forward blocks, output gates
+    ("lstm (packed nn.LSTM)", "lstm", None, False, False),
+    ("mingru, loop", "mingru", "loop", False, False),
+    ("mingru, loop, output gates", "mingru", "loop", False, True),
+    ("mingru, loop, feed-forward", "mingru", "loop", True, False),
+    ("mingru, chunked", "mingru", "chunked", False, False),
+    ("minlstm, loop", "minlstm", "loop", False, False),
 ]
 # also measured with int8 weights (prediction only)
-INT8 = ("lstm (packed nn.LSTM)", "mingru, loop", "mingru, loop, feed-forward", "minlstm, loop")
+INT8 = ("lstm (packed nn.LSTM)", "mingru, loop", "mingru, loop, output gates", "mingru, loop, feed-forward", "minlstm, loop")
 
 
 def tokens_per_second(encoder, inputs, lengths, train: bool, repeats: int) -> float:
@@ -71,9 +73,9 @@ def main(output: Path = typer.Argument(Path("metrics/benchmark_scans.json")),
         # a realistic spread of lengths around T
         seq_lengths = torch.randint(max(1, length // 2), length + 1, (batch,), dtype=torch.int64)
         inputs = torch.randn(int(seq_lengths.sum()), 224)
-        for name, cell, scan, feed_forward in SYSTEMS:
+        for name, cell, scan, feed_forward, output_gate in SYSTEMS:
             encoder = RecurrentEncoder(cell=cell, input_width=224, hidden_width=128, n_layers=2, bidirectional=True,
-                                       dropout_prob=0.0, feed_forward=feed_forward)
+                                       dropout_prob=0.0, feed_forward=feed_forward, output_gate=output_gate)
             if scan:
                 encoder.rnn.scan = scan
             row = {"system": name, "length": length,

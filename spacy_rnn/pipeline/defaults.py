@@ -22,4 +22,5 @@ char_filters = 64
 max_word_chars = 20
 n_chars = 1024
 feed_forward = false
+output_gate = false
 """
