@@ -35,7 +35,8 @@ class HashEmbedding(nn.Module):
         embedded = []
         for i, table in enumerate(self.tables):
             rows = hashes[:, i, :] % table.num_embeddings
-            embedded.append(table(rows).sum(dim=1))
+            # the rows' sum per token, without the (n_tokens, n_hashes, width) intermediate
+            embedded.append(nn.functional.embedding_bag(rows, table.weight, mode="sum"))
         return torch.cat(embedded, dim=-1)
 
 
