@@ -52,6 +52,7 @@ setup(
             "spacy_rnn.init_word_vocabularies.v1 = spacy_rnn.pipeline.vocabulary:make_init_word_vocabularies",
             "spacy_rnn.quantize_int8.v1 = spacy_rnn.pipeline.quantize:make_quantize_int8",
             "spacy_rnn.fixed_mmap_threshold.v1 = spacy_rnn.pipeline.heap:make_fixed_mmap_threshold",
+            "spacy_rnn.fixed_mmap_threshold.v2 = spacy_rnn.pipeline.heap:make_fixed_mmap_threshold_v2",
         ],
         "spacy_cli": [
             "rnn_lm = spacy_rnn.cli.lm:setup_lm_cli",

@@ -90,22 +90,23 @@ _M_MMAP_THRESHOLD = -3  # mallopt's parameter number, from <malloc.h>
 _heap_policy_pid: Optional[int] = None
 
 
-def configured_mmap_threshold() -> int:
-    """The threshold asked for, in bytes: SPACY_RNN_MMAP_THRESHOLD, else the default (0 = leave glibc's own)."""
-    return _env_count(MMAP_ENV_VAR, DEFAULT_MMAP_THRESHOLD, "a number of bytes (0 = glibc's default)")
+def configured_mmap_threshold(default: int = DEFAULT_MMAP_THRESHOLD) -> int:
+    """The threshold asked for, in bytes: SPACY_RNN_MMAP_THRESHOLD, else `default` (0 = leave glibc's own)."""
+    return _env_count(MMAP_ENV_VAR, default, "a number of bytes (0 = glibc's default)")
 
 
-def apply_heap_policy() -> bool:
+def apply_heap_policy(threshold: Optional[int] = None) -> bool:
     """Give glibc's malloc a fixed mmap threshold (configured_mmap_threshold)
     once per process. Does nothing (returns False) when
     the threshold is 0, off glibc, or when the user set glibc's own
     MALLOC_MMAP_THRESHOLD_ / GLIBC_TUNABLES mmap_threshold. Returns whether it
-    was set now or before in this process."""
+    was set now or before in this process. `threshold` (bytes) replaces the
+    default; SPACY_RNN_MMAP_THRESHOLD still wins over both."""
     global _heap_policy_pid
     pid = os.getpid()
     if _heap_policy_pid == pid:
         return True
-    threshold = configured_mmap_threshold()
+    threshold = configured_mmap_threshold(DEFAULT_MMAP_THRESHOLD if threshold is None else threshold)
     user_set = "MALLOC_MMAP_THRESHOLD_" in os.environ or "mmap_threshold" in os.environ.get("GLIBC_TUNABLES", "")
     if threshold == 0 or user_set or platform.libc_ver()[0] != "glibc":
         return False

@@ -77,3 +77,25 @@ def test_the_shared_encoder_config_applies_the_policy_at_initialize(monkeypatch)
     callback = registry.resolve({"cb": config["initialize"]["after_init"]})["cb"]
     assert callback(nlp) is nlp
     assert applied == [True]
+
+
+@pytest.mark.skipif(not ON_GLIBC, reason="glibc's malloc only")
+def test_policy_takes_a_threshold_that_the_environment_overrides(fresh_policy, monkeypatch):
+    calls = []
+    monkeypatch.setattr(runtime.ctypes, "CDLL", lambda name: type("Libc", (), {
+        "mallopt": staticmethod(lambda param, value: calls.append((param, value)) or 1)})())
+    assert runtime.apply_heap_policy(65536)
+    monkeypatch.setattr(runtime, "_heap_policy_pid", None)
+    monkeypatch.setenv(runtime.MMAP_ENV_VAR, "131072")
+    assert runtime.apply_heap_policy(65536)
+    assert calls == [(-3, 65536), (-3, 131072)]
+
+
+def test_the_mingru_tagger_config_applies_a_64k_threshold(monkeypatch):
+    config = load_config(REPO / "configs" / "tagger_mingru.cfg", interpolate=False)
+    assert config["initialize"]["after_init"] == {"@callbacks": "spacy_rnn.fixed_mmap_threshold.v2", "threshold": 65536}
+    applied = []
+    monkeypatch.setattr(heap, "apply_heap_policy", lambda threshold=None: applied.append(threshold))
+    nlp = spacy.blank("en")
+    assert registry.resolve({"cb": config["initialize"]["after_init"]})["cb"](nlp) is nlp
+    assert applied == [65536]
