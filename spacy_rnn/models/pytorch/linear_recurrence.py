@@ -275,11 +275,6 @@ class MinRecurrentCell(nn.Module):
         self.output_gate = output_gate
         self.proj = nn.Linear(input_width, (cell_parts(cell) + output_gate) * hidden_width)
 
-    def coefficients(self, x: torch.Tensor, log_decay: bool = True) -> Tuple[torch.Tensor, torch.Tensor]:
-        """log a_t (a_t itself with log_decay=False, as the loop scan reads it)
-        and b_t for x: (..., input_width) -> two (..., hidden_width)."""
-        return coefficients_from(self.cell, self.proj(x)[..., : cell_parts(self.cell) * self.hidden_width], log_decay)
-
     def forward(self, x: torch.Tensor, h0: Optional[torch.Tensor] = None, scan: str = "auto") -> torch.Tensor:
         projected = self.proj(x)
         split = cell_parts(self.cell) * self.hidden_width
@@ -412,7 +407,22 @@ class LinearRecurrence(nn.Module):
             fused.append(linear)
         self.fused_projections = fused
 
-    def _after_layer(self, layer: int, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def _layer_start(self, layer: int, x: torch.Tensor, state: Optional[torch.Tensor]):
+        """What both forms of forward_tokens do before a layer's scan: dropout
+        (after the first layer), the layer's projection of its normed input
+        split from its output gate's part, and its start state h0 (both
+        directions side by side) or None. Returns (x, projected, gate, h0)."""
+        if layer > 0:
+            x = self.dropout(x)
+        first = layer * self.directions
+        h0 = state[first : first + self.directions].transpose(0, 1).flatten(1) if state is not None else None
+        projected, gate = self._split_gate(self._projection(layer, self.cell_norms[layer](x)))
+        return x, projected, gate, h0
+
+    def _after_layer(self, layer: int, x: torch.Tensor, y: torch.Tensor, gate: Optional[torch.Tensor]) -> torch.Tensor:
+        """The layer's output (through its output gate, if any), the residual and the feed-forward block."""
+        if gate is not None:
+            y = y * F.silu(gate)
         x = x + y if x.shape[-1] == y.shape[-1] else y
         if self.feed_forward:
             x = x + self.feed_forwards[layer](self.ff_norms[layer](x))
@@ -429,38 +439,32 @@ class LinearRecurrence(nn.Module):
         position = torch.empty_like(packed_index)
         position[packed_index] = torch.arange(len(packed_index))
         starts = torch.cumsum(lengths, 0) - lengths
-        nonempty = lengths > 0
         # each sequence's last and first token in packed order (a placeholder for empty sequences)
         last_token = position[(starts + lengths - 1).clamp(min=0)].to(device)
         first_token = position[starts.clamp(max=len(position) - 1)].to(device)
-        nonempty = nonempty.to(device)[:, None]
+        nonempty = (lengths > 0).to(device)[:, None]
         order = torch.argsort(lengths, descending=True, stable=True).to(device)
         sizes = batch_sizes.tolist()
         x = x[packed_index.to(device)]
         hidden = self.hidden_width
         states: List[torch.Tensor] = []
         for layer in range(self.num_layers):
-            if layer > 0:
-                x = self.dropout(x)
-            normed = self.cell_norms[layer](x)
-            first = layer * self.directions
-            h0 = state[first : first + self.directions].transpose(0, 1).flatten(1) if state is not None else None
-            projected, gate = self._split_gate(self._projection(layer, normed))
+            x, projected, gate, h0 = self._layer_start(layer, x, state)
             if self.cell == "mingru":  # the scan interpolates: h_t = lerp(h_prev, h~_t, z_t)
                 k, candidate = projected.chunk(2, dim=-1)
-                first, second, interpolate = torch.sigmoid(k), candidate, True
+                decay, inputs, interpolate = torch.sigmoid(k), candidate, True
             else:
-                (first, second), interpolate = coefficients_from(self.cell, projected, log_decay=False), False
-            start = h0[order] if h0 is not None else second.new_zeros((batch, second.shape[1]))
+                (decay, inputs), interpolate = coefficients_from(self.cell, projected, log_decay=False), False
+            start = h0[order] if h0 is not None else inputs.new_zeros((batch, inputs.shape[1]))
             # (n_tokens, directions * hidden_width)
-            y = _PackedScan.apply(first, second, start, sizes, hidden, interpolate)
+            y = _PackedScan.apply(decay, inputs, start, sizes, hidden, interpolate)
             finals = [y[last_token, :hidden]]  # the forward state after each sequence's last token
             if self.bidirectional:
                 finals.append(y[first_token, hidden:])  # the backward state after its first token
             for direction, final in enumerate(finals):
                 given = h0[:, direction * hidden : (direction + 1) * hidden] if h0 is not None else final.new_zeros(())
                 states.append(torch.where(nonempty, final, given))
-            x = self._after_layer(layer, x, y if gate is None else y * F.silu(gate))
+            x = self._after_layer(layer, x, y, gate)
         x = self.final_norm(x)
         return x[position.to(device)], torch.stack(states, dim=0)
 
@@ -478,12 +482,7 @@ class LinearRecurrence(nn.Module):
         nonempty = (lengths > 0).to(device)[:, None]
         states: List[torch.Tensor] = []
         for layer in range(self.num_layers):
-            if layer > 0:
-                x = self.dropout(x)
-            normed = self.cell_norms[layer](x)
-            first = layer * self.directions
-            h0 = state[first : first + self.directions].transpose(0, 1).flatten(1) if state is not None else None
-            projected, gate = self._split_gate(self._projection(layer, normed))
+            x, projected, gate, h0 = self._layer_start(layer, x, state)
             log_decay, b = coefficients_from(self.cell, projected, log_decay=True)
             if self.bidirectional:  # the backward cell reads each sequence reversed
                 hidden = self.hidden_width
@@ -498,5 +497,5 @@ class LinearRecurrence(nn.Module):
             if self.bidirectional:
                 forward_y, backward_y = y.chunk(2, dim=-1)
                 y = torch.cat([forward_y, backward_y[reverse]], dim=-1)
-            x = self._after_layer(layer, x, y if gate is None else y * F.silu(gate))
+            x = self._after_layer(layer, x, y, gate)
         return self.final_norm(x), torch.stack(states, dim=0)
