@@ -9,8 +9,10 @@ from spacy.util import load_model_from_path
 from spacy.tokens import Span
 from spacy.training import Example
 from thinc.api import fix_random_seed
+import torch
 
-from spacy_rnn.models.gradients import clip_global_grad_norm, global_grad_norm
+from spacy_rnn.models.gradients import all_weights_finite, clip_global_grad_norm, global_grad_norm
+from spacy_rnn.models.wrappers import torch_modules
 
 from .conftest import SMALL_ENCODER, TRAIN_DATA, make_examples
 
@@ -131,6 +133,35 @@ def test_global_norm_clipping_rescales_all_gradients_together():
     assert before > 1.0
     clip_global_grad_norm(tagger.model, 1.0)
     assert global_grad_norm(tagger.model) == pytest.approx(1.0, rel=1e-3)
+
+
+def test_global_norm_is_the_norm_of_all_gradients_joined():
+    nlp = make_nlp()
+    examples = make_examples(nlp)
+    nlp.initialize(lambda: examples)
+    tagger = nlp.get_pipe("rnn_tagger")
+    scores, backprop = tagger.model.begin_update([eg.predicted for eg in examples])
+    backprop(tagger.get_loss(examples, scores)[1])
+    grads = [node.get_grad(name) for node in tagger.model.walk() for name in node.param_names if node.has_grad(name)]
+    grads += [p.grad.numpy() for m in torch_modules(tagger.model) for p in m.parameters() if p.grad is not None]
+    assert len(grads) > 5
+    expected = float(numpy.sqrt(sum(float((numpy.asarray(g, dtype="float64") ** 2).sum()) for g in grads)))
+    assert global_grad_norm(tagger.model) == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("value,finite", [(float("nan"), False), (float("inf"), False), (3e38, True)])
+def test_all_weights_finite_checks_every_element(value, finite):
+    """One bad element in a torch weight is found; finite weights whose sum
+    overflows (3e38 twice) are still finite."""
+    nlp = make_nlp()
+    nlp.initialize(lambda: make_examples(nlp))
+    model = nlp.get_pipe("rnn_tagger").model
+    assert all_weights_finite(model)
+    weight = next(p for m in torch_modules(model) for p in m.parameters() if p.dim() == 2)
+    with torch.no_grad():
+        weight[0, 0] = value
+        weight[0, 1] = value
+    assert all_weights_finite(model) is finite
 
 
 def test_same_seed_same_weights():
@@ -259,3 +290,20 @@ def test_weights_that_overflow_in_an_update_are_reported():
     with pytest.raises(ValueError, match=r"\[rnn_tagger\] this update made weights NaN or infinite"):
         for _ in range(5):
             nlp.update(examples, sgd=optimizer)
+
+
+@pytest.mark.parametrize("predicted_words", [
+    ["I", "like", "green", "eggs", "."],  # same tokens: read straight from the reference
+    ["I", "like", "green", "eggs."],      # other tokens: spaCy's alignment
+    ["i", "like", "green", "eggs", "."],  # same count, one text differs (case)
+])
+def test_aligned_labels_equal_spacys_alignment(predicted_words):
+    from spacy.tokens import Doc
+    from spacy_rnn.pipeline.tagger import _aligned_labels
+
+    nlp = spacy.blank("en")
+    reference = Doc(nlp.vocab, words=["I", "like", "green", "eggs", "."], tags=["PRP", "VBP", "", "NNS", "."])
+    example = Example(Doc(nlp.vocab, words=predicted_words), reference)
+    expected = example.get_aligned("TAG", as_string=True)
+    assert _aligned_labels(example, "TAG") == expected
+    assert "" in expected  # a missing tag stays missing

@@ -4,10 +4,17 @@ Thinc's optimizer ``grad_clip`` clips each parameter on its own; the norm-clippi
 rule of Pascanu et al. (2013) rescales all gradients together so that their joint
 L2 norm is at most ``max_norm``. This must run after backprop and before the
 optimizer step.
+
+The torch side uses torch's own utilities (``get_total_norm`` and
+``clip_grads_with_norm_``, foreach kernels: no tensor the size of a gradient
+is allocated); the Thinc side, a few small arrays, sums squares by a dot
+product. Both run every step, so neither builds a temporary per element.
 """
 import math
 
+import torch
 from thinc.api import Model
+from torch.nn.utils import clip_grads_with_norm_, get_total_norm
 
 from .wrappers import torch_modules
 
@@ -16,9 +23,11 @@ def global_grad_norm(model: Model) -> float:
     """The L2 norm of all gradients currently held by the model and its torch shims."""
     total = 0.0
     for grad in _thinc_grads(model):
-        total += float((grad * grad).sum())
-    for grad in _torch_grads(model):
-        total += float(grad.detach().pow(2).sum())
+        flat = grad.ravel()
+        total += float(model.ops.xp.dot(flat, flat))
+    grads = list(_torch_grads(model))
+    if grads:
+        total += float(get_total_norm(grads, 2.0)) ** 2
     return math.sqrt(total)
 
 
@@ -32,8 +41,9 @@ def clip_global_grad_norm(model: Model, max_norm: float) -> float:
             for name in node.param_names:
                 if node.has_grad(name):
                     node.set_grad(name, node.get_grad(name) * scale)
-        for grad in _torch_grads(model):
-            grad.mul_(scale)
+        parameters = [p for module in torch_modules(model) for p in module.parameters() if p.grad is not None]
+        if parameters:
+            clip_grads_with_norm_(parameters, max_norm, torch.tensor(norm + 1e-6))
     return norm
 
 
@@ -65,13 +75,21 @@ def discard_gradients(model: Model) -> None:
 
 
 def all_weights_finite(model: Model) -> bool:
-    """Whether every parameter of the model and its torch modules is finite."""
+    """Whether every parameter of the model and its torch modules is finite.
+    A NaN or infinite element makes its array's sum NaN or infinite, so the
+    sum answers for the common all-finite case without a mask the size of
+    the array; only a non-finite sum (which finite elements can also give,
+    by overflowing) is checked element by element."""
     for node in model.walk():
         for name in node.param_names:
-            if node.has_param(name) and not node.ops.xp.isfinite(node.get_param(name)).all():
-                return False
+            if node.has_param(name):
+                param = node.get_param(name)
+                xp = node.ops.xp
+                if not math.isfinite(float(param.sum())) and not xp.isfinite(param).all():
+                    return False
     for module in torch_modules(model):
         for param in module.parameters():
-            if not bool(param.detach().isfinite().all()):
+            data = param.detach()
+            if not math.isfinite(float(data.sum())) and not bool(data.isfinite().all()):
                 return False
     return True

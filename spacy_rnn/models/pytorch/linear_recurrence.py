@@ -90,11 +90,22 @@ def scan_loop(log_a: torch.Tensor, b: torch.Tensor, h0: Optional[torch.Tensor] =
     return _LoopScan.apply(a, b.transpose(0, 1).contiguous(), h0).transpose(0, 1)
 
 
-def _block_starts(sizes: List[int]) -> List[int]:
-    starts = [0]
-    for size in sizes[:-1]:
-        starts.append(starts[-1] + size)
-    return starts
+def _previous_rows(sizes: List[int], device: torch.device) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For packed rows (blocks of `sizes` rows, one per step): each row's
+    position in its block (= its sequence in longest-first order), the row of
+    the same sequence one step earlier (forward: for the rows after the first
+    block) and one step later (backward), and whether that later row exists.
+    Returns (position, earlier, later, continues), row indices into the packed rows."""
+    sizes_t = torch.tensor(sizes)
+    n_tokens = int(sizes_t.sum())
+    starts = torch.cumsum(sizes_t, 0) - sizes_t
+    rows = torch.arange(n_tokens)
+    position = rows - torch.repeat_interleave(starts, sizes_t)
+    earlier = rows[sizes[0]:] - torch.repeat_interleave(sizes_t[:-1], sizes_t[1:])
+    later_sizes = torch.repeat_interleave(torch.cat([sizes_t[1:], sizes_t.new_zeros(1)]), sizes_t)
+    continues = position < later_sizes
+    later = torch.where(continues, rows + torch.repeat_interleave(sizes_t, sizes_t), 0)
+    return position.to(device), earlier.to(device), later.to(device), continues.to(device)
 
 
 class _PackedScan(torch.autograd.Function):
@@ -104,8 +115,11 @@ class _PackedScan(torch.autograd.Function):
     h_t = a_t h_{t-1} + b_t; columns [split:] backward in time, h_t = a_t
     h_{t+1} + b_t, each sequence starting from h0 at its own last step: the
     backward direction needs no reversed copy of its input or output. Each
-    step writes its rows in place (no allocation per step). The gradient is
-    the same pair of scans run the other way in time, written out.
+    step writes its rows in place (no allocation per step) through views made
+    once per scan (Tensor.split into the steps' blocks), so a step costs one
+    kernel and at most a slice or two of Python. The gradient is the same pair
+    of scans run the other way in time, written out; the states it multiplies
+    with (each row's previous state) are gathered in one indexing op.
 
     With interpolate=True the inputs are minGRU's gate z_t and candidate
     h~_t, and each step is h_t = lerp(h_prev, h~_t, z_t) = (1 - z_t) h_prev +
@@ -116,27 +130,34 @@ class _PackedScan(torch.autograd.Function):
                 interpolate: bool = False) -> torch.Tensor:
         # a, b: (n_tokens, width) packed; h0: (batch, width) in the packed (longest first) order
         out = torch.empty_like(b)
-        starts, steps = _block_starts(batch_sizes), len(batch_sizes)
-        fwd, bwd = slice(0, split), slice(split, b.shape[1])
+        steps = len(batch_sizes)
 
-        def step(rows: slice, columns: slice, previous: torch.Tensor) -> None:
+        def step(decay: torch.Tensor, inputs: torch.Tensor, previous: torch.Tensor, target: torch.Tensor) -> None:
             if interpolate:
-                torch.lerp(previous, b[rows, columns], a[rows, columns], out=out[rows, columns])
+                torch.lerp(previous, inputs, decay, out=target)
             else:
-                torch.addcmul(b[rows, columns], a[rows, columns], previous, out=out[rows, columns])
+                torch.addcmul(inputs, decay, previous, out=target)
 
-        if split > 0:
-            for t in range(steps):
-                s, n = starts[t], batch_sizes[t]
-                step(slice(s, s + n), fwd, h0[:n, fwd] if t == 0 else out[starts[t - 1] : starts[t - 1] + n, fwd])
-        if split < b.shape[1]:
-            for t in range(steps - 1, -1, -1):
-                s, n = starts[t], batch_sizes[t]
-                m = batch_sizes[t + 1] if t + 1 < steps else 0  # the sequences that go on from step t + 1
-                if m:
-                    step(slice(s, s + m), bwd, out[starts[t + 1] : starts[t + 1] + m, bwd])
-                if n > m:  # sequences whose last step is t start from h0
-                    step(slice(s + m, s + n), bwd, h0[m:n, bwd])
+        for columns, forward_in_time in ((slice(0, split), True), (slice(split, b.shape[1]), False)):
+            if columns.start == columns.stop:
+                continue
+            # each step's rows of this direction's columns, as views
+            A, B, O = (t[:, columns].split(batch_sizes) for t in (a, b, out))
+            start = h0[:, columns]
+            if forward_in_time:
+                for t in range(steps):
+                    n = batch_sizes[t]
+                    step(A[t], B[t], start[:n] if t == 0 else O[t - 1][:n], O[t])
+            else:
+                for t in range(steps - 1, -1, -1):
+                    n = batch_sizes[t]
+                    m = batch_sizes[t + 1] if t + 1 < steps else 0  # the sequences that go on to step t + 1
+                    if m == n:
+                        step(A[t], B[t], O[t + 1], O[t])
+                        continue
+                    if m:
+                        step(A[t][:m], B[t][:m], O[t + 1], O[t][:m])
+                    step(A[t][m:], B[t][m:], start[m:n], O[t][m:])  # sequences whose last step is t start from h0
         ctx.save_for_backward(a, b, out, h0)
         ctx.batch_sizes, ctx.split, ctx.interpolate = batch_sizes, split, interpolate
         return out
@@ -148,31 +169,27 @@ class _PackedScan(torch.autograd.Function):
         if ctx.interpolate:  # as h_t = a_t h_prev + b_t with a = 1 - z, b = z h~
             z, candidate = a, b
             a = 1 - z
-        starts, steps = _block_starts(sizes), len(sizes)
-        fwd, bwd = slice(0, split), slice(split, out.shape[1])
-        grad_b = grad_out.clone()  # becomes dL/dh_t including what flows back through the recurrence
+        steps, width = len(sizes), out.shape[1]
+        fwd, bwd = slice(0, split), slice(split, width)
+        grad_b = grad_out.contiguous().clone()  # becomes dL/dh_t including what flows back through the recurrence
         previous = torch.empty_like(out)  # h_{t-1} (forward columns) or h_{t+1} (backward columns) of each row
         grad_h0 = torch.zeros_like(h0)
+        position, earlier, later, continues = _previous_rows(sizes, out.device)
         if split > 0:
+            G, A = grad_b[:, fwd].split(sizes), a[:, fwd].split(sizes)
             for t in range(steps - 2, -1, -1):  # g_t += a_{t+1} g_{t+1}
-                s, s1, n1 = starts[t], starts[t + 1], sizes[t + 1]
-                grad_b[s : s + n1, fwd].addcmul_(a[s1 : s1 + n1, fwd], grad_b[s1 : s1 + n1, fwd])
-            for t in range(steps):
-                s, n = starts[t], sizes[t]
-                previous[s : s + n, fwd] = h0[:n, fwd] if t == 0 else out[starts[t - 1] : starts[t - 1] + n, fwd]
-            if steps:
-                grad_h0[: sizes[0], fwd] = a[: sizes[0], fwd] * grad_b[: sizes[0], fwd]
-        if split < out.shape[1]:
+                G[t][: sizes[t + 1]].addcmul_(A[t + 1], G[t + 1])
+            previous[: sizes[0], fwd] = h0[: sizes[0], fwd]
+            previous[sizes[0]:, fwd] = out[earlier, fwd]
+            grad_h0[: sizes[0], fwd] = A[0] * G[0]
+        if split < width:
+            G, A = grad_b[:, bwd].split(sizes), a[:, bwd].split(sizes)
             for t in range(1, steps):  # g_t += a_{t-1} g_{t-1}
-                s, s0, n = starts[t], starts[t - 1], sizes[t]
-                grad_b[s : s + n, bwd].addcmul_(a[s0 : s0 + n, bwd], grad_b[s0 : s0 + n, bwd])
-            for t in range(steps):
-                s, n = starts[t], sizes[t]
-                m = sizes[t + 1] if t + 1 < steps else 0
-                if m:
-                    previous[s : s + m, bwd] = out[starts[t + 1] : starts[t + 1] + m, bwd]
-                previous[s + m : s + n, bwd] = h0[m:n, bwd]
-                grad_h0[m:n, bwd] = a[s + m : s + n, bwd] * grad_b[s + m : s + n, bwd]
+                n = sizes[t]
+                G[t].addcmul_(A[t - 1][:n], G[t - 1][:n])
+            previous[:, bwd] = torch.where(continues[:, None], out[later, bwd], h0[position, bwd])
+            ends = ~continues  # each sequence's last step, where the backward direction starts from h0
+            grad_h0[position[ends], bwd] = a[ends, bwd] * grad_b[ends, bwd]
         grad_a = grad_b * previous
         if ctx.interpolate:  # d/dz of (1 - z) h_prev + z h~ is h~ - h_prev; d/dh~ is z
             return grad_b * candidate - grad_a, grad_b * z, grad_h0, None, None, None
