@@ -1,9 +1,12 @@
 """Memory of `spacy train` on the shared-encoder config (configs/parser_tagger_rnn.cfg:
-spaCy's tagger, morphologizer and parser listening to one spacy_rnn.RNNEncoder.v2), with
+spaCy's tagger, morphologizer and parser listening to one spacy_rnn.RNNEncoder.v2), or
+another config (--config), with
 glibc's dynamic mmap threshold (SPACY_RNN_MMAP_THRESHOLD=0) and with fixed thresholds as
 spacy_rnn's heap policy sets them (spacy_rnn/runtime.py).
 
     python scripts/benchmark_memory.py corpus metrics/benchmark_memory.json --steps 300
+    python scripts/benchmark_memory.py corpus metrics/benchmark_memory_mingru.json --steps 1500 \
+        --config configs/tagger_mingru.cfg --settings glibc_dynamic,fixed_64kib
 
 Each setting trains in its own process through spaCy's own training loop (spacy.cli.train
 with no output directory, evaluation only at step 0), one after the other; a
@@ -28,6 +31,7 @@ CONFIG = REPO / "configs" / "parser_tagger_rnn.cfg"
 # Setting name -> SPACY_RNN_MMAP_THRESHOLD (bytes; "0" leaves glibc's dynamic threshold).
 SETTINGS = {
     "glibc_dynamic": "0",
+    "fixed_64kib": str(64 * 2**10),
     "fixed_4mib": str(4 * 2**20),
     "fixed_16mib": str(16 * 2**20),
 }
@@ -53,7 +57,7 @@ def make_recorder():
     return record
 
 
-def worker(corpus: Path, steps: int, out: Path) -> None:
+def worker(config: Path, corpus: Path, steps: int, out: Path) -> None:
     from spacy.cli.train import train
 
     overrides = {
@@ -64,7 +68,7 @@ def worker(corpus: Path, steps: int, out: Path) -> None:
         "training.optimizer.learn_rate.total_steps": steps,
         "training.before_update": {"@callbacks": "benchmark_memory.record.v1"},
     }
-    train(CONFIG, None, overrides=overrides)
+    train(config, None, overrides=overrides)
     out.write_text(json.dumps(_samples))
 
 
@@ -110,26 +114,36 @@ def describe(threshold: str) -> str:
     if threshold == "0":
         return "SPACY_RNN_MMAP_THRESHOLD=0: glibc's dynamic mmap threshold"
     default = ", spacy-rnn's default" if int(threshold) == DEFAULT_MMAP_THRESHOLD else ""
-    return f"SPACY_RNN_MMAP_THRESHOLD={threshold}: a fixed {int(threshold) // 2**20} MiB mmap threshold{default}"
+    size = f"{int(threshold) // 2**20} MiB" if int(threshold) >= 2**20 else f"{int(threshold) // 2**10} KiB"
+    return f"SPACY_RNN_MMAP_THRESHOLD={threshold}: a fixed {size} mmap threshold{default}"
 
 
 def main(
     corpus: Path = typer.Argument(..., help="Folder with en_ewt-ud-train.spacy and en_ewt-ud-dev.spacy"),
     output: Path = typer.Argument(..., help="Results JSON"),
     steps: int = typer.Option(300, help="Training steps per setting"),
+    config: Path = typer.Option(CONFIG, help="The training config"),
+    settings: str = typer.Option("glibc_dynamic,fixed_4mib,fixed_16mib", help=f"Comma-separated, from {', '.join(SETTINGS)}"),
     worker_out: Path = typer.Option(None, hidden=True),
 ) -> None:
     if worker_out is not None:
-        worker(corpus, steps, worker_out)
+        worker(config, corpus, steps, worker_out)
         return
+    chosen = settings.split(",")
+    unknown = sorted(set(chosen) - set(SETTINGS))
+    if unknown:
+        raise typer.BadParameter(f"unknown setting(s) {', '.join(unknown)}; choose from {', '.join(SETTINGS)}")
+    config = config.resolve()
     import spacy
     import torch
 
     results = {}
-    for name, threshold in SETTINGS.items():
+    for name in chosen:
+        threshold = SETTINGS[name]
         samples_path = output.with_suffix(f".{name}.tmp")
         subprocess.run(
-            [sys.executable, __file__, str(corpus), str(output), "--steps", str(steps), "--worker-out", str(samples_path)],
+            [sys.executable, __file__, str(corpus), str(output), "--steps", str(steps), "--config", str(config),
+             "--worker-out", str(samples_path)],
             check=True, env={**os.environ, "SPACY_RNN_MMAP_THRESHOLD": threshold},
         )
         results[name] = {"description": describe(threshold), **summarize(json.loads(samples_path.read_text()))}
@@ -137,7 +151,7 @@ def main(
     data = {
         "machine": f"{platform.machine()}, {platform.libc_ver()[0]} {platform.libc_ver()[1]}; torch {torch.__version__}, "
                    f"spaCy {spacy.__version__}",
-        "config": CONFIG.relative_to(REPO).as_posix(),
+        "config": config.relative_to(REPO).as_posix() if config.is_relative_to(REPO) else str(config),
         "settings": results,
     }
     data["table"] = render_markdown(data)

@@ -2,7 +2,8 @@
 English-EWT, then measure them all in one process on the test set: token
 accuracy, sentence accuracy, accuracy on words unseen in training, tagging
 speed through nlp.pipe, training speed through nlp.update (the same batches
-for every system) and training wall time. The `_int8` rows are another row's
+for every system) and training wall time. Speeds are measured in interleaved rounds, every
+pipeline in turn, so that ratios within a run are fair. The `_int8` rows are another row's
 trained pipeline loaded with int8 weights (spacy_rnn.load_int8), not trained
 themselves.
 
@@ -59,6 +60,9 @@ SYSTEMS = [
     System("rnn_rnn", "configs/tagger.cfg", overrides={"components.tagger.model.encoder.cell": "rnn"}, description="rnn_tagger, cell=rnn (tanh)"),
     System("rnn_mingru", "configs/tagger_mingru.cfg",
            description="rnn_tagger, cell=mingru with output gates (configs/tagger_mingru.cfg)"),
+    System("rnn_mingru_12k", "configs/tagger_mingru.cfg",
+           overrides={"training.max_steps": "12000", "training.optimizer.learn_rate.total_steps": "12000"},
+           description="rnn_tagger, cell=mingru with output gates, 12,000 steps"),
     System("rnn_mingru_d3", "configs/tagger_mingru.cfg", overrides={"components.tagger.model.encoder.depth": "3", "components.tagger.model.encoder.output_gate": "false"},
            description="rnn_tagger, cell=mingru without output gates, 3 layers"),
     System("rnn_mingru_bare", "configs/tagger_mingru.cfg", overrides={"components.tagger.model.encoder.output_gate": "false"},
@@ -143,17 +147,49 @@ def accuracy(nlp, references, attr: str, train_words: set) -> Dict[str, float]:
     }
 
 
-def words_per_second(nlp, references, repeats: int = 3) -> float:
+SPEED_ROUNDS = 5
+
+
+def words_per_second(pipelines: Dict[str, object], references, rounds: int = SPEED_ROUNDS) -> Dict[str, float]:
+    """Words per second through nlp.pipe (batch size 1000) over the references, for each
+    pipeline: `rounds` rounds, each timing one pass of every pipeline in turn, and each
+    pipeline's best pass. Interleaved, so that a slow phase of the machine (speeds here vary by a
+    fifth or more over minutes) hits every pipeline alike instead of the one measured then."""
     n_words = sum(len(ref) for ref in references)
-    best = float("inf")
-    list(nlp.pipe(bare_docs(nlp, references[:200]), batch_size=1000))  # warm up
-    for _ in range(repeats):
-        docs = bare_docs(nlp, references)
+    best = {name: float("inf") for name in pipelines}
+    for nlp in pipelines.values():
+        list(nlp.pipe(bare_docs(nlp, references[:200]), batch_size=1000))  # warm up
+    for _ in range(rounds):
+        for name, nlp in pipelines.items():
+            docs = bare_docs(nlp, references)
+            start = time.perf_counter()
+            for _ in nlp.pipe(docs, batch_size=1000):
+                pass
+            best[name] = min(best[name], time.perf_counter() - start)
+    return {name: n_words / seconds for name, seconds in best.items()}
+
+
+# The torch ops that run matrix products on the CPU: float (nn.Linear, torch.mm/matmul, the output
+# layer through spacy_rnn's TorchGemmOps) and int8 (dynamically quantized nn.Linear).
+MATMUL_OPS = ("aten::addmm", "aten::mm", "aten::bmm", "aten::_addmm_activation", "quantized::linear_dynamic")
+
+
+def matmul_share(nlp, references) -> float:
+    """The share of nlp.pipe's wall time spent inside matrix products, from torch's profiler (one
+    pass over the docs, after a warm-up). It bounds what faster matrix products can give: with a
+    share s, the pipeline can get at most 1 / (1 - s) times faster. The profiler's own cost adds to
+    the rest, so the share is a slight underestimate."""
+    from torch.profiler import ProfilerActivity, profile
+
+    docs = bare_docs(nlp, references)
+    list(nlp.pipe(bare_docs(nlp, references[:200]), batch_size=1000))
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
         start = time.perf_counter()
         for _ in nlp.pipe(docs, batch_size=1000):
             pass
-        best = min(best, time.perf_counter() - start)
-    return n_words / best
+        seconds = time.perf_counter() - start
+    matmul_us = sum(event.self_cpu_time_total for event in prof.key_averages() if event.key in MATMUL_OPS)
+    return matmul_us / 1e6 / seconds
 
 
 TRAIN_SPEED_BATCH, TRAIN_SPEED_STEPS, TRAIN_SPEED_WARMUP = 32, 40, 5
@@ -161,21 +197,34 @@ TRAIN_SPEED_BATCH, TRAIN_SPEED_STEPS, TRAIN_SPEED_WARMUP = 32, 40, 5
 TRAIN_SPEED_SENTENCES = TRAIN_SPEED_BATCH * (TRAIN_SPEED_STEPS + TRAIN_SPEED_WARMUP)
 
 
-def training_words_per_second(nlp, examples: List[Example], batch_size: int = TRAIN_SPEED_BATCH,
-                              steps: int = TRAIN_SPEED_STEPS, warmup: int = TRAIN_SPEED_WARMUP) -> float:
+def training_words_per_second(pipelines: Dict[str, object], examples: Dict[str, List[Example]], rounds: int = SPEED_ROUNDS,
+                              batch_size: int = TRAIN_SPEED_BATCH, steps: int = TRAIN_SPEED_STEPS,
+                              warmup: int = TRAIN_SPEED_WARMUP) -> Dict[str, float]:
     """Words per second through nlp.update (forward, backward and optimizer step, [training]
-    dropout) over the same consecutive batches of training sentences for every system. Run it
-    last: it changes the pipeline's weights."""
-    batches = [examples[i:i + batch_size] for i in range(0, batch_size * (warmup + steps), batch_size)]
-    optimizer = nlp.resume_training()
-    dropout = nlp.config["training"]["dropout"]
-    for batch in batches[:warmup]:
-        nlp.update(batch, sgd=optimizer, drop=dropout)
-    start = time.perf_counter()
-    for batch in batches[warmup:]:
-        nlp.update(batch, sgd=optimizer, drop=dropout)
-    seconds = time.perf_counter() - start
-    return sum(len(eg.reference) for batch in batches[warmup:] for eg in batch) / seconds
+    dropout) over the same consecutive batches of training sentences for every pipeline: after
+    `warmup` batches each, the `steps` batches in `rounds` interleaved slices (every pipeline
+    runs its slice in turn), the time summed per pipeline. `examples`: the same sentences for
+    each pipeline, read with its own vocab. Run it last: it changes the weights."""
+    batches = {name: [examples[name][i:i + batch_size] for i in range(0, batch_size * (warmup + steps), batch_size)]
+               for name in pipelines}
+    optimizers = {name: nlp.resume_training() for name, nlp in pipelines.items()}
+    seconds = {name: 0.0 for name in pipelines}
+
+    def run(name, nlp, chunk):
+        dropout = nlp.config["training"]["dropout"]
+        for batch in chunk:
+            nlp.update(batch, sgd=optimizers[name], drop=dropout)
+
+    for name, nlp in pipelines.items():
+        run(name, nlp, batches[name][:warmup])
+    size = -(-steps // rounds)
+    for start in range(warmup, warmup + steps, size):
+        for name, nlp in pipelines.items():
+            begin = time.perf_counter()
+            run(name, nlp, batches[name][start:min(start + size, warmup + steps)])
+            seconds[name] += time.perf_counter() - begin
+    words = {name: sum(len(eg.reference) for batch in batches[name][warmup:] for eg in batch) for name in pipelines}
+    return {name: words[name] / spent for name, spent in seconds.items()}
 
 
 def machine_description() -> str:
@@ -193,7 +242,7 @@ def render_markdown(data: Dict) -> str:
     """The markdown table of this script's JSON: {"machine": str, "systems": {name: {"description",
     "attr", "dev": {"token_acc"}, "test": {"token_acc", "sentence_acc", "unseen_acc"},
     "words_per_second", "train_words_per_second" (null for int8 rows; absent in older files),
-    "train_seconds"}}}. Tagging speed ratios are against the spacy_cnn row and training speed
+    "train_seconds", "matmul_share" (null for spaCy's own pipelines; absent in older files)}}}. Tagging speed ratios are against the spacy_cnn row and training speed
     ratios against the rnn_lstm row, when there are such rows."""
     results = data["systems"]
     baseline_wps = results.get("spacy_cnn", {}).get("words_per_second")
@@ -202,16 +251,19 @@ def render_markdown(data: Dict) -> str:
         f"Machine: {data['machine']}",
         "",
         "| system | attr | dev acc | test acc | test sentence acc | test unseen-word acc | words/s (nlp.pipe, test) "
-        "| speed vs spacy_cnn | speed vs rnn_lstm | train words/s (nlp.update) | train speed vs rnn_lstm | train time |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| speed vs spacy_cnn | speed vs rnn_lstm | matrix products (share of tagging time) "
+        "| train words/s (nlp.update) | train speed vs rnn_lstm | train time |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, row in results.items():
         train_wps = row.get("train_words_per_second")
+        share = row.get("matmul_share")
         lines.append(
             f"| {name} ({row['description']}) | {row['attr']} | {100 * row['dev']['token_acc']:.2f} | "
             f"{100 * row['test']['token_acc']:.2f} | {100 * row['test']['sentence_acc']:.2f} | "
             f"{100 * row['test']['unseen_acc']:.2f} | {row['words_per_second']:,.0f} | "
             f"{ratio(row['words_per_second'], baseline_wps)} | {ratio(row['words_per_second'], lstm.get('words_per_second'))} | "
+            f"{f'{100 * share:.0f}%' if share is not None else '–'} | "
             f"{f'{train_wps:,.0f}' if train_wps else '–'} | {ratio(train_wps, lstm.get('train_words_per_second'))} | "
             f"{row['train_seconds'] / 60:.1f} min |"
         )
@@ -256,7 +308,8 @@ def main(
     # All measurements happen here, in one process, after all training is done.
     nlp0 = spacy.blank("en")
     train_words = {t.text for ref in gold_sentences(nlp0, corpus / "en_ewt-ud-train.spacy", 0) for t in ref}
-    results = {}
+    results, pipelines = {}, {}
+    test = None
     for system in chosen:
         out_dir = training_dir / (system.int8_of or system.name)
         nlp = load_int8(out_dir / "model-best") if system.int8_of else spacy.load(out_dir / "model-best")
@@ -265,13 +318,19 @@ def main(
         row = {"description": system.description, "attr": system.attr}
         row["test"] = accuracy(nlp, test, system.attr, train_words)
         row["dev"] = accuracy(nlp, dev, system.attr, train_words)
-        row["words_per_second"] = words_per_second(nlp, test)
         row["train_seconds"] = train_seconds(out_dir)
-        # Last: it updates the weights. int8 pipelines are for prediction only.
-        row["train_words_per_second"] = None if system.int8_of else training_words_per_second(
-            nlp, list(islice(Corpus(corpus / "en_ewt-ud-train.spacy", gold_preproc=True)(nlp), TRAIN_SPEED_SENTENCES)))
-        results[system.name] = row
-        print(f"measured {system.name}", flush=True)
+        row["matmul_share"] = matmul_share(nlp, test) if system.name.startswith("rnn_") else None
+        results[system.name], pipelines[system.name] = row, nlp
+        print(f"measured accuracy of {system.name}", flush=True)
+    # Speeds last, every pipeline in the same rounds. The test docs are the same strings for all.
+    for name, wps in words_per_second(pipelines, test).items():
+        results[name]["words_per_second"] = wps
+    trainable = {name: nlp for name, nlp in pipelines.items() if not by_name[name].int8_of}  # int8: prediction only
+    examples = {name: list(islice(Corpus(corpus / "en_ewt-ud-train.spacy", gold_preproc=True)(nlp), TRAIN_SPEED_SENTENCES))
+                for name, nlp in trainable.items()}
+    train_wps = training_words_per_second(trainable, examples)
+    for name, row in results.items():
+        row["train_words_per_second"] = train_wps.get(name)
     report(output, {"machine": machine_description(), "systems": results}, render_markdown)
 
 

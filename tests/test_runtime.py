@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import spacy
 from spacy.util import load_config, registry
+from thinc.api import Config
 
 from spacy_rnn import runtime
 from spacy_rnn.pipeline import heap
@@ -91,9 +92,13 @@ def test_policy_takes_a_threshold_that_the_environment_overrides(fresh_policy, m
     assert calls == [(-3, 65536), (-3, 131072)]
 
 
-def test_the_mingru_tagger_config_applies_a_64k_threshold(monkeypatch):
-    config = load_config(REPO / "configs" / "tagger_mingru.cfg", interpolate=False)
-    assert config["initialize"]["after_init"] == {"@callbacks": "spacy_rnn.fixed_mmap_threshold.v2", "threshold": 65536}
+def test_the_v2_callback_applies_the_threshold_of_the_config(monkeypatch):
+    config = Config().from_str("""
+[initialize]
+[initialize.after_init]
+@callbacks = "spacy_rnn.fixed_mmap_threshold.v2"
+threshold = 65536
+""")
     applied = []
     monkeypatch.setattr(heap, "apply_heap_policy", lambda threshold=None: applied.append(threshold))
     nlp = spacy.blank("en")

@@ -31,12 +31,11 @@ def make_fixed_mmap_threshold() -> Callable[[Language], Language]:
 
 @registry.callbacks("spacy_rnn.fixed_mmap_threshold.v2")
 def make_fixed_mmap_threshold_v2(threshold: int = 4 * 2**20) -> Callable[[Language], Language]:
-    """As v1, with the threshold (bytes) in the config. configs/tagger_mingru.cfg
-    uses 64 KiB: its training (minGRU with output gates) grew by about 1 MB a
-    step with glibc's dynamic threshold and with 4 MiB (the blocks that pile up
-    are smaller: per-batch activations of 0.1 to 2 MB), until two such
-    trainings ran the machine out of memory; with 64 KiB it stayed flat
-    (450 MB to 520 MB over 750 steps)."""
+    """As v1, with the threshold (bytes) in the config. Smaller thresholds map
+    smaller blocks: flatter memory for a process whose growth comes from many
+    mid-sized blocks, at a cost in speed (every such block is mapped, zeroed
+    and unmapped each step). scripts/benchmark_memory.py measures a setting
+    against glibc's dynamic threshold for any config."""
 
     def fixed_mmap_threshold(nlp: Language) -> Language:
         apply_heap_policy(threshold)
