@@ -13,6 +13,7 @@ Models are selected on dev by `spacy train` (model-best); test is only read here
 """
 import json
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -147,16 +148,17 @@ def accuracy(nlp, references, attr: str, train_words: set) -> Dict[str, float]:
     }
 
 
-SPEED_ROUNDS = 5
+SPEED_ROUNDS = 8
 
 
-def words_per_second(pipelines: Dict[str, object], references, rounds: int = SPEED_ROUNDS) -> Dict[str, float]:
+def words_per_second(pipelines: Dict[str, object], references, rounds: int = SPEED_ROUNDS) -> Dict[str, List[float]]:
     """Words per second through nlp.pipe (batch size 1000) over the references, for each
-    pipeline: `rounds` rounds, each timing one pass of every pipeline in turn, and each
-    pipeline's best pass. Interleaved, so that a slow phase of the machine (speeds here vary by a
-    fifth or more over minutes) hits every pipeline alike instead of the one measured then."""
+    pipeline and each of `rounds` rounds; a round times one pass of every pipeline in turn.
+    Interleaved and paired: this machine's speed drifts by a fifth or more within minutes (a
+    shared host), and passes next to each other in time see the same machine, so the ratio of
+    two pipelines is taken round by round (see `paired_ratio`)."""
     n_words = sum(len(ref) for ref in references)
-    best = {name: float("inf") for name in pipelines}
+    speeds: Dict[str, List[float]] = {name: [] for name in pipelines}
     for nlp in pipelines.values():
         list(nlp.pipe(bare_docs(nlp, references[:200]), batch_size=1000))  # warm up
     for _ in range(rounds):
@@ -165,8 +167,15 @@ def words_per_second(pipelines: Dict[str, object], references, rounds: int = SPE
             start = time.perf_counter()
             for _ in nlp.pipe(docs, batch_size=1000):
                 pass
-            best[name] = min(best[name], time.perf_counter() - start)
-    return {name: n_words / seconds for name, seconds in best.items()}
+            speeds[name].append(n_words / (time.perf_counter() - start))
+    return speeds
+
+
+def paired_ratio(speeds: Optional[List[float]], baseline: Optional[List[float]]) -> Optional[float]:
+    """The median over rounds of speed / baseline speed in the same round."""
+    if not speeds or not baseline or len(speeds) != len(baseline):
+        return None
+    return statistics.median(a / b for a, b in zip(speeds, baseline))
 
 
 # The torch ops that run matrix products on the CPU: float (nn.Linear, torch.mm/matmul, the output
@@ -192,23 +201,23 @@ def matmul_share(nlp, references) -> float:
     return matmul_us / 1e6 / seconds
 
 
-TRAIN_SPEED_BATCH, TRAIN_SPEED_STEPS, TRAIN_SPEED_WARMUP = 32, 40, 5
+TRAIN_SPEED_BATCH, TRAIN_SPEED_STEPS, TRAIN_SPEED_WARMUP = 32, 100, 5
 # The training sentences training_words_per_second uses (the corpus is read only that far).
 TRAIN_SPEED_SENTENCES = TRAIN_SPEED_BATCH * (TRAIN_SPEED_STEPS + TRAIN_SPEED_WARMUP)
 
 
-def training_words_per_second(pipelines: Dict[str, object], examples: Dict[str, List[Example]], rounds: int = SPEED_ROUNDS,
+def training_words_per_second(pipelines: Dict[str, object], examples: Dict[str, List[Example]], rounds: int = 10,
                               batch_size: int = TRAIN_SPEED_BATCH, steps: int = TRAIN_SPEED_STEPS,
-                              warmup: int = TRAIN_SPEED_WARMUP) -> Dict[str, float]:
+                              warmup: int = TRAIN_SPEED_WARMUP) -> Dict[str, List[float]]:
     """Words per second through nlp.update (forward, backward and optimizer step, [training]
     dropout) over the same consecutive batches of training sentences for every pipeline: after
     `warmup` batches each, the `steps` batches in `rounds` interleaved slices (every pipeline
-    runs its slice in turn), the time summed per pipeline. `examples`: the same sentences for
-    each pipeline, read with its own vocab. Run it last: it changes the weights."""
+    runs its slice in turn); one speed per pipeline and slice. `examples`: the same sentences
+    for each pipeline, read with its own vocab. Run it last: it changes the weights."""
     batches = {name: [examples[name][i:i + batch_size] for i in range(0, batch_size * (warmup + steps), batch_size)]
                for name in pipelines}
     optimizers = {name: nlp.resume_training() for name, nlp in pipelines.items()}
-    seconds = {name: 0.0 for name in pipelines}
+    speeds: Dict[str, List[float]] = {name: [] for name in pipelines}
 
     def run(name, nlp, chunk):
         dropout = nlp.config["training"]["dropout"]
@@ -220,11 +229,11 @@ def training_words_per_second(pipelines: Dict[str, object], examples: Dict[str, 
     size = -(-steps // rounds)
     for start in range(warmup, warmup + steps, size):
         for name, nlp in pipelines.items():
+            chunk = batches[name][start:min(start + size, warmup + steps)]
             begin = time.perf_counter()
-            run(name, nlp, batches[name][start:min(start + size, warmup + steps)])
-            seconds[name] += time.perf_counter() - begin
-    words = {name: sum(len(eg.reference) for batch in batches[name][warmup:] for eg in batch) for name in pipelines}
-    return {name: words[name] / spent for name, spent in seconds.items()}
+            run(name, nlp, chunk)
+            speeds[name].append(sum(len(eg.reference) for batch in chunk for eg in batch) / (time.perf_counter() - begin))
+    return speeds
 
 
 def machine_description() -> str:
@@ -238,22 +247,32 @@ def ratio(value: Optional[float], baseline: Optional[float]) -> str:
     return f"{value / baseline:.2f}x" if value and baseline else "–"
 
 
+def speed_ratio(row: Dict, base: Dict, key: str) -> str:
+    """row's speed `key` against base's: the median of the per-round ratios when both have the
+    rounds (`key`_rounds), else the ratio of the two speeds (older files)."""
+    paired = paired_ratio(row.get(f"{key}_rounds"), base.get(f"{key}_rounds"))
+    return f"{paired:.2f}x" if paired else ratio(row.get(key), base.get(key))
+
+
 def render_markdown(data: Dict) -> str:
     """The markdown table of this script's JSON: {"machine": str, "systems": {name: {"description",
     "attr", "dev": {"token_acc"}, "test": {"token_acc", "sentence_acc", "unseen_acc"},
     "words_per_second", "train_words_per_second" (null for int8 rows; absent in older files),
-    "train_seconds", "matmul_share" (null for spaCy's own pipelines; absent in older files)}}}. Tagging speed ratios are against the spacy_cnn row and training speed
-    ratios against the rnn_lstm row, when there are such rows."""
+    "train_seconds", "matmul_share" (null for spaCy's own pipelines; absent in older files),
+    "words_per_second_rounds", "train_words_per_second_rounds" (per round; absent in older files),
+    "int8_of" (the float row of an int8 row)}}}. The speeds are medians over rounds; ratios are
+    medians of per-round ratios (speed_ratio): tagging against the spacy_cnn and rnn_lstm rows,
+    training against rnn_lstm, int8 rows against their float row."""
     results = data["systems"]
-    baseline_wps = results.get("spacy_cnn", {}).get("words_per_second")
+    cnn = results.get("spacy_cnn", {})
     lstm = results.get("rnn_lstm", {})
     lines = [
         f"Machine: {data['machine']}",
         "",
         "| system | attr | dev acc | test acc | test sentence acc | test unseen-word acc | words/s (nlp.pipe, test) "
-        "| speed vs spacy_cnn | speed vs rnn_lstm | matrix products (share of tagging time) "
+        "| speed vs spacy_cnn | speed vs rnn_lstm | int8 vs float | matrix products (share of tagging time) "
         "| train words/s (nlp.update) | train speed vs rnn_lstm | train time |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, row in results.items():
         train_wps = row.get("train_words_per_second")
@@ -262,9 +281,11 @@ def render_markdown(data: Dict) -> str:
             f"| {name} ({row['description']}) | {row['attr']} | {100 * row['dev']['token_acc']:.2f} | "
             f"{100 * row['test']['token_acc']:.2f} | {100 * row['test']['sentence_acc']:.2f} | "
             f"{100 * row['test']['unseen_acc']:.2f} | {row['words_per_second']:,.0f} | "
-            f"{ratio(row['words_per_second'], baseline_wps)} | {ratio(row['words_per_second'], lstm.get('words_per_second'))} | "
+            f"{speed_ratio(row, cnn, 'words_per_second')} | {speed_ratio(row, lstm, 'words_per_second')} | "
+            f"{speed_ratio(row, results[row['int8_of']], 'words_per_second') if row.get('int8_of') in results else '–'} | "
             f"{f'{100 * share:.0f}%' if share is not None else '–'} | "
-            f"{f'{train_wps:,.0f}' if train_wps else '–'} | {ratio(train_wps, lstm.get('train_words_per_second'))} | "
+            f"{f'{train_wps:,.0f}' if train_wps else '–'} | "
+            f"{speed_ratio(row, lstm, 'train_words_per_second') if train_wps else '–'} | "
             f"{row['train_seconds'] / 60:.1f} min |"
         )
     return "\n".join(lines)
@@ -316,6 +337,8 @@ def main(
         test = gold_sentences(nlp, corpus / "en_ewt-ud-test.spacy", limit)
         dev = gold_sentences(nlp, corpus / "en_ewt-ud-dev.spacy", limit)
         row = {"description": system.description, "attr": system.attr}
+        if system.int8_of:
+            row["int8_of"] = system.int8_of
         row["test"] = accuracy(nlp, test, system.attr, train_words)
         row["dev"] = accuracy(nlp, dev, system.attr, train_words)
         row["train_seconds"] = train_seconds(out_dir)
@@ -323,14 +346,16 @@ def main(
         results[system.name], pipelines[system.name] = row, nlp
         print(f"measured accuracy of {system.name}", flush=True)
     # Speeds last, every pipeline in the same rounds. The test docs are the same strings for all.
-    for name, wps in words_per_second(pipelines, test).items():
-        results[name]["words_per_second"] = wps
+    for name, speeds in words_per_second(pipelines, test).items():
+        results[name]["words_per_second"] = statistics.median(speeds)
+        results[name]["words_per_second_rounds"] = speeds
     trainable = {name: nlp for name, nlp in pipelines.items() if not by_name[name].int8_of}  # int8: prediction only
     examples = {name: list(islice(Corpus(corpus / "en_ewt-ud-train.spacy", gold_preproc=True)(nlp), TRAIN_SPEED_SENTENCES))
                 for name, nlp in trainable.items()}
     train_wps = training_words_per_second(trainable, examples)
     for name, row in results.items():
-        row["train_words_per_second"] = train_wps.get(name)
+        row["train_words_per_second"] = statistics.median(train_wps[name]) if name in train_wps else None
+        row["train_words_per_second_rounds"] = train_wps.get(name)
     report(output, {"machine": machine_description(), "systems": results}, render_markdown)
 
 

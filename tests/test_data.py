@@ -465,3 +465,13 @@ def test_benchmark_report_crash_keeps_previous_json(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert output.read_text() == before
     assert [p.name for p in output.parent.iterdir()] == ["bench.json"]
+
+
+def test_benchmark_speed_ratios_are_paired_round_by_round():
+    """Two pipelines timed in the same rounds: the ratio is the median of the per-round ratios
+    (2, 1, 3 -> 2), not the ratio of the median speeds (4 / 3), which drift would distort."""
+    benchmark = load_script("benchmark_tagger")
+    row = {"words_per_second": 4.0, "words_per_second_rounds": [2.0, 4.0, 9.0]}
+    base = {"words_per_second": 3.0, "words_per_second_rounds": [1.0, 4.0, 3.0]}
+    assert benchmark.speed_ratio(row, base, "words_per_second") == "2.00x"
+    assert benchmark.speed_ratio({"words_per_second": 4.0}, base, "words_per_second") == "1.33x"  # older files

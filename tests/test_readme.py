@@ -134,7 +134,7 @@ TAGGER = {
         "rnn_mingru": {"description": "rnn_tagger, cell=mingru", "attr": "tag", "dev": ACCURACY, "test": ACCURACY,
                        "words_per_second": 112846.4, "train_seconds": 429.0, "train_words_per_second": 2500.0,
                        "matmul_share": 0.414},
-        "rnn_mingru_int8": {"description": "int8", "attr": "tag", "dev": ACCURACY, "test": ACCURACY,
+        "rnn_mingru_int8": {"description": "int8", "attr": "tag", "dev": ACCURACY, "test": ACCURACY, "int8_of": "rnn_mingru",
                             "words_per_second": 225692.8, "train_seconds": 429.0, "train_words_per_second": None},
     },
     "table": "STALE",
@@ -208,9 +208,9 @@ SCANS = {
 
 
 @pytest.mark.parametrize("name,data,expected", [
-    ("benchmark_tagger.json", TAGGER, ["| rnn_lstm (rnn_tagger, cell=lstm) | tag | 94.47 | 94.85 | 63.55 | 78.14 | 56,423 | 2.82x | 1.00x | – | 1,000 | 1.00x | 14.3 min |",
-                                       "| 112,846 | 5.64x | 2.00x | 41% | 2,500 | 2.50x | 7.2 min |",
-                                       "| 225,693 | 11.28x | 4.00x | – | – | – | 7.2 min |"]),
+    ("benchmark_tagger.json", TAGGER, ["| rnn_lstm (rnn_tagger, cell=lstm) | tag | 94.47 | 94.85 | 63.55 | 78.14 | 56,423 | 2.82x | 1.00x | – | – | 1,000 | 1.00x | 14.3 min |",
+                                       "| 112,846 | 5.64x | 2.00x | – | 41% | 2,500 | 2.50x | 7.2 min |",
+                                       "| 225,693 | 11.28x | 4.00x | 2.00x | – | – | – | 7.2 min |"]),
     ("benchmark_baselines.json", BASELINES, ["| wsj_sample | hmm_order2 (hmm_tagger, order 2) | tag |", "94.95", "78.14 (643)", "95.46"]),
     ("benchmark_ner.json", NER, ["| conll2003 | rnn_ner_crf_lstm (rnn_ner, lstm + CRF) | valid | 91.05 | 90.79 | 90.92 | 92.6 | 93.5 | 87.2 | 87.6 | 51,742 | 5,969 | 18.5 min |",
                                  "| uner | rnn_ner_crf_lstm (rnn_ner, lstm + CRF) | test |", "68.21"]),
