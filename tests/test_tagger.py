@@ -121,14 +121,20 @@ def test_empty_one_token_and_long_docs(trained_nlp):
     assert [t.text for t in doc[-5:]] == ["I", "like", "green", "eggs", "."]
 
 
-def test_global_norm_clipping_rescales_all_gradients_together():
+def backpropped_tagger(scale: float = 1.0):
+    """An initialized rnn_tagger holding the gradients of one batch (the loss's gradient times scale)."""
     nlp = make_nlp()
     examples = make_examples(nlp)
     nlp.initialize(lambda: examples)
     tagger = nlp.get_pipe("rnn_tagger")
     scores, backprop = tagger.model.begin_update([eg.predicted for eg in examples])
     _, d_scores = tagger.get_loss(examples, scores)
-    backprop([d * 1000 for d in d_scores])
+    backprop([d * scale for d in d_scores])
+    return tagger
+
+
+def test_global_norm_clipping_rescales_all_gradients_together():
+    tagger = backpropped_tagger(scale=1000)
     before = global_grad_norm(tagger.model)
     assert before > 1.0
     clip_global_grad_norm(tagger.model, 1.0)
@@ -136,12 +142,7 @@ def test_global_norm_clipping_rescales_all_gradients_together():
 
 
 def test_global_norm_is_the_norm_of_all_gradients_joined():
-    nlp = make_nlp()
-    examples = make_examples(nlp)
-    nlp.initialize(lambda: examples)
-    tagger = nlp.get_pipe("rnn_tagger")
-    scores, backprop = tagger.model.begin_update([eg.predicted for eg in examples])
-    backprop(tagger.get_loss(examples, scores)[1])
+    tagger = backpropped_tagger()
     grads = [node.get_grad(name) for node in tagger.model.walk() for name in node.param_names if node.has_grad(name)]
     grads += [p.grad.numpy() for m in torch_modules(tagger.model) for p in m.parameters() if p.grad is not None]
     assert len(grads) > 5
