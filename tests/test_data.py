@@ -347,7 +347,7 @@ def test_blank_line_of_spaces_and_tabs_ends_a_sentence(tmp_path, reader):
     assert [s.words for s in reader(write(tmp_path, "b.txt", text))] == [["EU"], ["rejects"]]
 
 
-@pytest.mark.parametrize("sep", ["\xa0", "\x85", "\u2028", "\x1e"])
+@pytest.mark.parametrize("sep", ["\xa0", "\u2028", pytest.param("\x85", marks=pytest.mark.slow), pytest.param("\x1e", marks=pytest.mark.slow)])  # each runs the converter in a new process
 def test_unicode_separator_inside_a_token_stays_in_the_token(tmp_path, sep):
     conll = write(tmp_path, "c.txt", f"EU NNP B-NP B-ORG\nre{sep}jects VBZ B-VP O\n")
     uner = write(tmp_path, "u.iob2", f"1\tEU\tB-ORG\t-\t-\n2\tre{sep}jects\tO\t-\t-\n")

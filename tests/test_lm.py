@@ -320,6 +320,7 @@ def test_training_command_saves_a_pipeline_and_resumes(tmp_path):
     assert runs[0].stdout == runs[1].stdout and runs[0].stdout.strip()
 
 
+@pytest.mark.slow  # trains two systems in two processes (about 9 s); the default run stays under 5 minutes
 def test_benchmark_script_trains_systems_side_by_side_into_one_table(tmp_path):
     text = "\n".join(["the cat sat on the mat", "a dog sat on a log", "the dog saw the cat"] * 20) + "\n"
     for folder, names in (("ptb", ["ptb.train.txt", "ptb.valid.txt", "ptb.test.txt"]), ("wt2", ["valid.txt", "test.txt"])):
