@@ -161,6 +161,14 @@ def accuracy(nlp, references, attr: str, train_words: set) -> Dict[str, float]:
 SPEED_ROUNDS = 8
 
 
+def timed_pass(nlp, docs) -> float:
+    """Seconds for one pass of the docs through nlp.pipe (batch size 1000)."""
+    start = time.perf_counter()
+    for _ in nlp.pipe(docs, batch_size=1000):
+        pass
+    return time.perf_counter() - start
+
+
 def words_per_second(pipelines: Dict[str, object], references, rounds: int = SPEED_ROUNDS) -> Dict[str, List[float]]:
     """Words per second through nlp.pipe (batch size 1000) over the references, for each
     pipeline and each of `rounds` rounds; a round times one pass of every pipeline in turn.
@@ -173,11 +181,7 @@ def words_per_second(pipelines: Dict[str, object], references, rounds: int = SPE
         list(nlp.pipe(bare_docs(nlp, references[:200]), batch_size=1000))  # warm up
     for _ in range(rounds):
         for name, nlp in pipelines.items():
-            docs = bare_docs(nlp, references)
-            start = time.perf_counter()
-            for _ in nlp.pipe(docs, batch_size=1000):
-                pass
-            speeds[name].append(n_words / (time.perf_counter() - start))
+            speeds[name].append(n_words / timed_pass(nlp, bare_docs(nlp, references)))
     return speeds
 
 
@@ -195,18 +199,14 @@ MATMUL_OPS = ("aten::addmm", "aten::mm", "aten::bmm", "aten::_addmm_activation",
 
 def matmul_share(nlp, references) -> float:
     """The share of nlp.pipe's wall time spent inside matrix products, from torch's profiler (one
-    pass over the docs, after a warm-up). It bounds what faster matrix products can give: with a
+    pass over the docs; the pipeline is warm from scoring its accuracy). It bounds what faster matrix products can give: with a
     share s, the pipeline can get at most 1 / (1 - s) times faster. The profiler's own cost adds to
     the rest, so the share is a slight underestimate."""
     from torch.profiler import ProfilerActivity, profile
 
     docs = bare_docs(nlp, references)
-    list(nlp.pipe(bare_docs(nlp, references[:200]), batch_size=1000))
     with profile(activities=[ProfilerActivity.CPU]) as prof:
-        start = time.perf_counter()
-        for _ in nlp.pipe(docs, batch_size=1000):
-            pass
-        seconds = time.perf_counter() - start
+        seconds = timed_pass(nlp, docs)
     matmul_us = sum(event.self_cpu_time_total for event in prof.key_averages() if event.key in MATMUL_OPS)
     return matmul_us / 1e6 / seconds
 

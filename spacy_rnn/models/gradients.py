@@ -41,7 +41,7 @@ def clip_global_grad_norm(model: Model, max_norm: float) -> float:
             for name in node.param_names:
                 if node.has_grad(name):
                     node.set_grad(name, node.get_grad(name) * scale)
-        parameters = [p for module in torch_modules(model) for p in module.parameters() if p.grad is not None]
+        parameters = list(_torch_params_with_grad(model))
         if parameters:
             clip_grads_with_norm_(parameters, max_norm, torch.tensor(norm + 1e-6))
     return norm
@@ -54,11 +54,16 @@ def _thinc_grads(model: Model):
                 yield node.get_grad(name)
 
 
-def _torch_grads(model: Model):
+def _torch_params_with_grad(model: Model):
     for module in torch_modules(model):
         for param in module.parameters():
             if param.grad is not None:
-                yield param.grad
+                yield param
+
+
+def _torch_grads(model: Model):
+    for param in _torch_params_with_grad(model):
+        yield param.grad
 
 
 def discard_gradients(model: Model) -> None:

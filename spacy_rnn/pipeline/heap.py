@@ -14,7 +14,7 @@ from typing import Callable
 from spacy.language import Language
 from spacy.util import registry
 
-from ..runtime import apply_heap_policy
+from ..runtime import DEFAULT_MMAP_THRESHOLD, apply_heap_policy
 
 
 @registry.callbacks("spacy_rnn.fixed_mmap_threshold.v1")
@@ -30,7 +30,7 @@ def make_fixed_mmap_threshold() -> Callable[[Language], Language]:
 
 
 @registry.callbacks("spacy_rnn.fixed_mmap_threshold.v2")
-def make_fixed_mmap_threshold_v2(threshold: int = 4 * 2**20) -> Callable[[Language], Language]:
+def make_fixed_mmap_threshold_v2(threshold: int = DEFAULT_MMAP_THRESHOLD) -> Callable[[Language], Language]:
     """As v1, with the threshold (bytes) in the config. Smaller thresholds map
     smaller blocks: flatter memory for a process whose growth comes from many
     mid-sized blocks, at a cost in speed (every such block is mapped, zeroed

@@ -90,7 +90,7 @@ def scan_loop(log_a: torch.Tensor, b: torch.Tensor, h0: Optional[torch.Tensor] =
     return _LoopScan.apply(a, b.transpose(0, 1).contiguous(), h0).transpose(0, 1)
 
 
-def _previous_rows(sizes: List[int], device: torch.device) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _previous_rows(sizes: List[int], device: torch.device) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """For packed rows (blocks of `sizes` rows, one per step): each row's
     position in its block (= its sequence in longest-first order), the row of
     the same sequence one step earlier (forward: for the rows after the first
@@ -142,7 +142,7 @@ class _PackedScan(torch.autograd.Function):
             if columns.start == columns.stop:
                 continue
             # each step's rows of this direction's columns, as views
-            A, B, O = (t[:, columns].split(batch_sizes) for t in (a, b, out))
+            A, B, O = (tensor[:, columns].split(batch_sizes) for tensor in (a, b, out))
             start = h0[:, columns]
             if forward_in_time:
                 for t in range(steps):
