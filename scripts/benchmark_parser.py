@@ -10,6 +10,8 @@ accuracy and sentence-boundary F; speed through nlp.pipe; training wall time.
 Models are selected on dev by `spacy train` (model-best); test is only read here.
 Smoke run: --max-steps 10 --limit 50 --systems rnn_shared,spacy_cnn_efficiency.
 """
+import json
+import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -19,9 +21,24 @@ from spacy.training import Corpus, Example
 
 from benchmark_tagger import System, ensure_trained, machine_description, report, train_seconds, words_per_second
 
+# Candidates for configs/parser_tagger_rnn.cfg, compared on dev: spaCy's default parser size
+# (hidden width 64, two maxout pieces) takes about half the time a step, which buys more steps
+# or a wider encoder in the same training time.
+SMALL_PARSER = {"components.parser.model.hidden_width": "64", "components.parser.model.maxout_pieces": "2"}
+
+
+def steps(n: int) -> Dict[str, str]:
+    return {"training.max_steps": str(n), "training.optimizer.learn_rate.total_steps": str(n)}
+
+
 SYSTEMS = [
     System("rnn_shared", "configs/parser_tagger_rnn.cfg",
            description="tagger + morphologizer + parser on one spacy_rnn.RNNEncoder.v2 (2x128 BiLSTM)"),
+    System("rnn_shared_h64_9k", "configs/parser_tagger_rnn.cfg", overrides={**SMALL_PARSER, **steps(9000)},
+           description="as rnn_shared, parser hidden width 64 with 2 maxout pieces, 9000 steps"),
+    System("rnn_shared_h64_w192", "configs/parser_tagger_rnn.cfg",
+           overrides={**SMALL_PARSER, "components.tok2vec.model.width": "192"},
+           description="as rnn_shared, parser hidden width 64 with 2 maxout pieces, 2x192 BiLSTM"),
     System("spacy_cnn_efficiency", "configs/baselines/spacy_parser_cnn_efficiency.cfg",
            description="spaCy, CNN tok2vec (-o efficiency)"),
     System("spacy_cnn_accuracy", "configs/baselines/spacy_parser_cnn_accuracy.cfg",
@@ -58,19 +75,22 @@ def percent(value) -> str:
 def render_markdown(data: Dict) -> str:
     """The markdown table of this script's JSON: {"machine": str, "systems": {name: {"description",
     "dev": {SCORE: float or null, ...}, "test": {...}, "words_per_second", "train_seconds",
-    "max_steps"}}} with SCORE in dep_uas, dep_las, tag_acc, pos_acc, morph_acc, sents_f: one line
-    per system and scored set. Speed ratios are against the spacy_cnn_efficiency row, if any."""
+    "max_steps", "speed_ratio", "run"}}} with SCORE in dep_uas, dep_las, tag_acc, pos_acc,
+    morph_acc, sents_f: one line per system and scored set. A row's speed ratio is against the
+    spacy_cnn_efficiency row of its own run ("run": the run's date; rows kept from an earlier run
+    with --keep say so); files written before rows carried these are rendered as one run."""
     results = data["systems"]
     baseline_wps = results.get(BASELINE, {}).get("words_per_second")
     lines = [
         f"Machine: {data['machine']}",
         "",
         "| system | set | UAS | LAS | tag acc (XPOS) | POS acc (UPOS) | morph acc | sents F | "
-        f"words/s (nlp.pipe, test) | speed vs {BASELINE} | max steps | train time |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"words/s (nlp.pipe, test) | speed vs {BASELINE} (same run) | max steps | train time | run |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for name, row in results.items():
-        ratio = f"{row['words_per_second'] / baseline_wps:.2f}x" if baseline_wps else "n/a"
+        speed_ratio = row.get("speed_ratio", row["words_per_second"] / baseline_wps if baseline_wps else None)
+        shown_ratio = f"{speed_ratio:.2f}x" if speed_ratio else "n/a"
         steps = f"{row['max_steps']:,}" if row.get("max_steps") else "–"
         for split in ("dev", "test"):
             if split not in row:
@@ -79,9 +99,27 @@ def render_markdown(data: Dict) -> str:
             lines.append(
                 f"| {name} ({row['description']}) | {split} | "
                 + " | ".join(percent(s.get(key)) for key in SCORES)
-                + f" | {row['words_per_second']:,.0f} | {ratio} | {steps} | {row['train_seconds'] / 60:.1f} min |"
+                + f" | {row['words_per_second']:,.0f} | {shown_ratio} | {steps} | {row['train_seconds'] / 60:.1f} min"
+                + f" | {row.get('run', data.get('run', 'one run'))} |"
             )
     return "\n".join(lines)
+
+
+def kept_rows(output: Path, measured: List[str]) -> Dict[str, Dict]:
+    """The rows of an earlier results file for the systems not measured now, each with the speed
+    ratio against the baseline of its own run and that run's label (its date, or "earlier run")."""
+    if not output.exists():
+        return {}
+    earlier = json.loads(output.read_text(encoding="utf8"))
+    rows = earlier["systems"]
+    baseline_wps = rows.get(BASELINE, {}).get("words_per_second")
+    kept = {}
+    for name, row in rows.items():
+        if name in measured:
+            continue
+        ratio = row.get("speed_ratio", row["words_per_second"] / baseline_wps if baseline_wps else None)
+        kept[name] = {**row, "speed_ratio": ratio, "run": row.get("run", earlier.get("run", "earlier run"))}
+    return kept
 
 
 def main(
@@ -93,6 +131,9 @@ def main(
     limit: int = typer.Option(0, help="Evaluate on the first N dev and test sentences only (smoke runs)"),
     max_steps: int = typer.Option(0, help="Override [training] max_steps (smoke runs)"),
     train_only: bool = typer.Option(False, help="Train what is missing, measure nothing"),
+    keep: bool = typer.Option(False, help="Keep the output file's rows of the systems not measured now "
+                              "(their trained pipelines need not be here); each row's speed ratio stays "
+                              "against the baseline of its own run"),
 ):
     wanted = systems.split(",")
     unknown = sorted(set(wanted) - {s.name for s in SYSTEMS})
@@ -106,6 +147,7 @@ def main(
     if train_only:
         return
     # All measurements happen here, in one process, after all training is done.
+    run = time.strftime("%Y-%m-%d")
     results = {}
     for system in chosen:
         out_dir = training_dir / system.name
@@ -118,9 +160,18 @@ def main(
         row["train_seconds"] = train_seconds(out_dir)
         # The trained pipeline's config holds the max_steps it was trained with (overrides included).
         row["max_steps"] = nlp.config["training"]["max_steps"]
+        row["run"] = run
         results[system.name] = row
         print(f"measured {system.name}", flush=True)
-    report(output, {"machine": machine_description(), "systems": results}, render_markdown)
+    baseline_wps = results.get(BASELINE, {}).get("words_per_second")
+    for row in results.values():
+        row["speed_ratio"] = row["words_per_second"] / baseline_wps if baseline_wps else None
+    if keep:
+        results = {**kept_rows(output, list(results)), **results}
+        # in SYSTEMS order, rows kept from an earlier run among them
+        order = {s.name: i for i, s in enumerate(SYSTEMS)}
+        results = dict(sorted(results.items(), key=lambda item: order.get(item[0], len(order))))
+    report(output, {"machine": machine_description(), "run": run, "systems": results}, render_markdown)
 
 
 if __name__ == "__main__":

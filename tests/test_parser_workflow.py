@@ -44,12 +44,32 @@ def test_benchmark_parser_renders_its_results_file(tmp_path):
     assert "STALE" not in table
     assert PARSER["machine"] in table
     assert ("| rnn_shared (tagger + morphologizer + parser on one spacy_rnn.RNNEncoder.v2) | test | "
-            "89.11 | 86.76 | 95.34 | 96.23 | 96.45 | – | 15,000 | 1.50x | 12,000 | 50.0 min |") in table, table
+            "89.11 | 86.76 | 95.34 | 96.23 | 96.45 | – | 15,000 | 1.50x | 12,000 | 50.0 min | one run |") in table, table
     assert "| spacy_cnn_efficiency (spaCy, CNN tok2vec (-o efficiency)) | dev | 85.12 | 82.01 | 94.01 |" in table
     assert "| 10,000 | 1.00x | 8,000 | 40.0 min |" in table
     lines = [line for line in table.splitlines() if line.startswith("|")]
     assert len(lines) == 2 + 4  # header, rule, two systems x (dev, test)
     assert len({line.count("|") for line in lines}) == 1, table
+
+
+def test_benchmark_parser_keeps_earlier_rows_with_their_own_speed_ratio(tmp_path):
+    benchmark_parser = render_readme.load_script("benchmark_parser")
+    path = tmp_path / "benchmark_parser.json"
+    path.write_text(json.dumps({**PARSER, "systems": {**PARSER["systems"], "spacy_bilstm": {
+        **PARSER["systems"]["rnn_shared"], "description": "spaCy BiLSTM", "words_per_second": 5000.0}}}))
+    kept = benchmark_parser.kept_rows(path, measured=["rnn_shared"])
+    assert sorted(kept) == ["spacy_bilstm", "spacy_cnn_efficiency"]
+    # each kept row's ratio is against the baseline of the run it was measured in
+    assert kept["spacy_bilstm"]["speed_ratio"] == pytest.approx(0.5)
+    assert kept["spacy_bilstm"]["run"] == "earlier run"
+    assert kept["spacy_bilstm"]["dev"] == PARSER["systems"]["rnn_shared"]["dev"]
+    # a new run measuring the baseline again at another speed leaves the kept ratios as they were
+    data = {"machine": "m", "run": "2026-12-02", "systems": {**kept, "rnn_shared": {
+        **PARSER["systems"]["rnn_shared"], "words_per_second": 30000.0, "speed_ratio": 2.0, "run": "2026-12-02"}}}
+    table = benchmark_parser.render_markdown(data)
+    assert "| 5,000 | 0.50x | 12,000 | 50.0 min | earlier run |" in table, table
+    assert "| 30,000 | 2.00x | 12,000 | 50.0 min | 2026-12-02 |" in table, table
+    assert benchmark_parser.kept_rows(tmp_path / "missing.json", measured=[]) == {}
 
 
 @pytest.mark.slow
