@@ -89,3 +89,35 @@ def test_parser_workflow_smoke(tmp_path):
     assert html.count('<svg') == html.count('class="displacy"') == 10, html[:500]
     assert 'class="displacy-token"' in html and 'class="displacy-tag"' in html
     assert '>What</tspan>' in html  # the first word of EWT test
+
+
+def test_benchmark_parser_measures_trained_pipelines_and_keeps_earlier_rows(tmp_path):
+    """main's measuring path on pipelines already trained (ensure_trained leaves them be): a blank
+    pipeline stands in for a trained one, so only scoring, the interleaved speeds and --keep run."""
+    import spacy
+    from spacy.tokens import Doc, DocBin
+
+    benchmark_parser = render_readme.load_script("benchmark_parser")
+    nlp = spacy.blank("en")
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for split in ("train", "dev", "test"):
+        docs = [Doc(nlp.vocab, words=["A", "short", "sentence", "."]) for _ in range(3)]
+        DocBin(docs=docs).to_disk(corpus / f"en_ewt-ud-{split}.spacy")
+    training = tmp_path / "training"
+    (training / "rnn_shared").mkdir(parents=True)
+    nlp.to_disk(training / "rnn_shared" / "model-best")
+    (training / "rnn_shared" / "train_time.json").write_text(json.dumps({"seconds": 120.0}))
+    output = tmp_path / "benchmark_parser.json"
+    output.write_text(json.dumps(PARSER))
+    benchmark_parser.main(corpus, training, output, systems="rnn_shared", retrain=False, limit=0, max_steps=0,
+                          train_only=False, keep=True)
+    data = json.loads(output.read_text())
+    row = data["systems"]["rnn_shared"]
+    assert row["run"] == data["run"] != "earlier run"
+    assert row["train_seconds"] == 120.0 and row["test"]["n_sentences"] == 3
+    assert len(row["words_per_second_rounds"]) >= 2 and row["words_per_second"] > 0
+    assert row["speed_ratio"] is None  # the baseline was not measured in this run
+    kept = data["systems"]["spacy_cnn_efficiency"]
+    assert kept["run"] == "earlier run" and kept["speed_ratio"] == 1.0
+    assert kept["dev"] == PARSER["systems"]["spacy_cnn_efficiency"]["dev"]
