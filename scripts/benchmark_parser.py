@@ -3,9 +3,13 @@ parser listening to one spacy_rnn.RNNEncoder.v2) and spaCy's own pipelines
 with the same components on UD English-EWT, then measure them all in one
 process on dev and test with spaCy's scorer (nlp.evaluate on gold-tokenized
 examples): UAS, LAS, XPOS tag accuracy, UPOS accuracy, morphological feature
-accuracy and sentence-boundary F; speed through nlp.pipe; training wall time.
+accuracy and sentence-boundary F; speed through nlp.pipe (all pipelines in turn, round after
+round: medians, and ratios to spaCy's efficiency CNN round by round); training wall time.
 
     python scripts/benchmark_parser.py corpus training/benchmark_parser metrics/benchmark_parser.json
+
+With --systems a,b --keep, the rows of the other systems stay as an earlier run measured them
+(each with its run's label and speed ratio), for when their trained pipelines are not at hand.
 
 Models are selected on dev by `spacy train` (model-best); test is only read here.
 Smoke run: --max-steps 10 --limit 50 --systems rnn_shared,spacy_cnn_efficiency.
