@@ -17,14 +17,15 @@ import typer
 from spacy.scorer import get_ner_prf
 from spacy.training import Example
 
-from benchmark_tagger import System, bare_docs, ensure_trained, gold_sentences, machine_description, report, train_seconds
+from benchmark_tagger import (System, bare_docs, ensure_trained, gold_sentences, machine_description, report, steps,
+                              train_seconds)
 
 CRF_GRU = {"components.ner.model.encoder.cell": "gru"}
 SOFTMAX = {"components.ner.decoder": "softmax"}
 # The tagger configs' regularized schedule (more dropout, 9000 steps), tried for NER (issue 10, item 9).
 REGULARIZED = {
     "components.ner.model.encoder.dropout": "0.33", "components.ner.model.encoder.word_dropout": "0.1",
-    "training.max_steps": "9000", "training.optimizer.learn_rate.total_steps": "9000",
+    **steps(9000),
 }
 
 # (system, dataset) pairs; datasets name their train/dev files and the sets scored.

@@ -24,17 +24,13 @@ import spacy
 import typer
 from spacy.training import Corpus, Example
 
-from benchmark_tagger import (System, ensure_trained, machine_description, paired_ratio, report, train_seconds,
+from benchmark_tagger import (System, ensure_trained, machine_description, paired_ratio, report, steps, train_seconds,
                               words_per_second)
 
 # The shipped config's parser is spaCy's default size (hidden width 64, two maxout pieces): about
 # half the time a step of width 128 with three pieces, which bought 9,000 steps instead of 6,500.
 # Its encoder is a bidirectional minGRU: among the candidates below (trained two at a time, one
 # thread each), the one with the best dev LAS that trains in under 45 minutes.
-
-
-def steps(n: int) -> Dict[str, str]:
-    return {"training.max_steps": str(n), "training.optimizer.learn_rate.total_steps": str(n)}
 
 
 LSTM = {"components.tok2vec.model.cell": "lstm", "components.tok2vec.model.output_gate": "false"}
@@ -91,7 +87,6 @@ def render_markdown(data: Dict) -> str:
     spacy_cnn_efficiency row of its own run ("run": the run's date; rows kept from an earlier run
     with --keep say so); files written before rows carried these are rendered as one run."""
     results = data["systems"]
-    baseline_wps = results.get(BASELINE, {}).get("words_per_second")
     lines = [
         f"Machine: {data['machine']}",
         "",
@@ -100,7 +95,7 @@ def render_markdown(data: Dict) -> str:
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for name, row in results.items():
-        speed_ratio = row.get("speed_ratio", row["words_per_second"] / baseline_wps if baseline_wps else None)
+        speed_ratio = ratio_in_run(row, results)
         shown_ratio = f"{speed_ratio:.2f}x" if speed_ratio else "n/a"
         steps = f"{row['max_steps']:,}" if row.get("max_steps") else "–"
         for split in ("dev", "test"):
@@ -116,6 +111,15 @@ def render_markdown(data: Dict) -> str:
     return "\n".join(lines)
 
 
+def ratio_in_run(row: Dict, rows: Dict[str, Dict]) -> Optional[float]:
+    """The row's speed ratio against the baseline of its run: as recorded, or, in files written
+    before rows recorded it (one run each), against the file's baseline row."""
+    if "speed_ratio" in row:
+        return row["speed_ratio"]
+    baseline_wps = rows.get(BASELINE, {}).get("words_per_second")
+    return row["words_per_second"] / baseline_wps if baseline_wps else None
+
+
 def kept_rows(output: Path, measured: List[str]) -> Dict[str, Dict]:
     """The rows of an earlier results file for the systems not measured now, each with the speed
     ratio against the baseline of its own run and that run's label (its date, or "earlier run")."""
@@ -123,14 +127,8 @@ def kept_rows(output: Path, measured: List[str]) -> Dict[str, Dict]:
         return {}
     earlier = json.loads(output.read_text(encoding="utf8"))
     rows = earlier["systems"]
-    baseline_wps = rows.get(BASELINE, {}).get("words_per_second")
-    kept = {}
-    for name, row in rows.items():
-        if name in measured:
-            continue
-        ratio = row.get("speed_ratio", row["words_per_second"] / baseline_wps if baseline_wps else None)
-        kept[name] = {**row, "speed_ratio": ratio, "run": row.get("run", earlier.get("run", "earlier run"))}
-    return kept
+    return {name: {**row, "speed_ratio": ratio_in_run(row, rows), "run": row.get("run", earlier.get("run", "earlier run"))}
+            for name, row in rows.items() if name not in measured}
 
 
 def main(

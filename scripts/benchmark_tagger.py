@@ -44,11 +44,16 @@ class System:
     int8_of: Optional[str] = None
 
 
+def steps(n: int) -> Dict[str, str]:
+    """Overrides for a training of n steps, its learning-rate schedule with it."""
+    return {"training.max_steps": str(n), "training.optimizer.learn_rate.total_steps": str(n)}
+
+
 # The schedule the tagger configs shipped with before the regularized one became
 # their default (issue 10, item 9): less dropout, 6000 steps.
 PREVIOUS_SCHEDULE = {
     "components.tagger.model.encoder.dropout": "0.25", "components.tagger.model.encoder.word_dropout": "0.05",
-    "training.max_steps": "6000", "training.optimizer.learn_rate.total_steps": "6000",
+    **steps(6000),
 }
 
 # configs/tagger_mingru.cfg before word dropout 0.2 was chosen on dev; the minGRU variants below
@@ -70,7 +75,7 @@ SYSTEMS = [
     System("rnn_mingru_drop40", "configs/tagger_mingru.cfg", overrides={**PREVIOUS_MINGRU, "components.tagger.model.encoder.dropout": "0.4"},
            description="rnn_mingru_wdrop10 with dropout 0.4"),
     System("rnn_mingru_12k", "configs/tagger_mingru.cfg",
-           overrides={**PREVIOUS_MINGRU, "training.max_steps": "12000", "training.optimizer.learn_rate.total_steps": "12000"},
+           overrides={**PREVIOUS_MINGRU, **steps(12000)},
            description="rnn_mingru_wdrop10 for 12,000 steps"),
     System("rnn_mingru_d3", "configs/tagger_mingru.cfg",
            overrides={**PREVIOUS_MINGRU, "components.tagger.model.encoder.depth": "3", "components.tagger.model.encoder.output_gate": "false"},

@@ -24,7 +24,7 @@ from spacy.scorer import Scorer
 from spacy.training import Corpus, Example
 from spacy.util import load_config
 
-from benchmark_tagger import System, ensure_trained, machine_description, report, train_seconds
+from benchmark_tagger import System, ensure_trained, machine_description, report, steps, train_seconds
 
 POOLINGS = {"mean": '["mean"]', "max": '["max"]', "last": '["last"]', "attention": '["attention"]', "meanmax": '["mean","max"]'}
 SHIPPED = "meanmax"  # the pooling of configs/textcat_*.cfg
@@ -63,7 +63,7 @@ def systems_for(dataset: str) -> List[System]:
 SYSTEMS = [system for dataset in DATASETS for system in systems_for(dataset)]
 # SST-2 trained on the phrase set (corpus/sst2_phrases) instead of the sentences.
 PHRASES = System("sst2/rnn_lstm_meanmax_phrases", DATASETS["sst2"][0],
-                 overrides={"training.max_steps": "6000", "training.optimizer.learn_rate.total_steps": "6000"},
+                 overrides=steps(6000),
                  description="rnn_textcat, lstm, mean+max, trained on SST-2's 67,349 phrases, 6000 steps")
 SYSTEMS.append(PHRASES)
 
