@@ -403,9 +403,9 @@ def test_the_config_trains_with_spacy_train(corpus, tmp_path, capsys):
     nlp = spacy.load(tmp_path / "out" / "model-last")
     assert nlp.pipe_names == ["tok2vec", "tagger", "morphologizer", "parser"]
     assert nlp.get_pipe("tok2vec").listening_components == ["tagger", "morphologizer", "parser"]
-    assert nlp.get_pipe("tok2vec").model.get_dim("nO") == 384
+    assert nlp.get_pipe("tok2vec").model.get_dim("nO") == 512
     doc = nlp("I like green eggs .")
-    assert doc.tensor.shape == (5, 384)
+    assert doc.tensor.shape == (5, 512)
     assert all(t.tag_ and t.pos_ and t.dep_ for t in doc)
     assert set(nlp.config["training"]["score_weights"]) >= {"dep_uas", "dep_las", "tag_acc", "pos_acc", "morph_acc", "sents_f"}
 
