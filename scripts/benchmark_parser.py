@@ -33,27 +33,35 @@ from benchmark_tagger import (System, ensure_trained, machine_description, paire
 # one thread each), the one with the best dev LAS that trains in under 45 minutes.
 
 
-LSTM = {"components.tok2vec.model.cell": "lstm", "components.tok2vec.model.output_gate": "false"}
+
+
+def encoder(**settings) -> Dict[str, str]:
+    """Overrides of the shared encoder's settings ([components.tok2vec.model])."""
+    return {f"components.tok2vec.model.{name}": str(value).lower() if isinstance(value, bool) else str(value)
+            for name, value in settings.items()}
+
+
+LSTM = encoder(cell="lstm", output_gate=False)
 
 SYSTEMS = [
     System("rnn_shared", "configs/parser_tagger_rnn.cfg",
            description="tagger + morphologizer + parser on one spacy_rnn.RNNEncoder.v2 (2x256 bidirectional minGRU), as shipped"),
-    System("rnn_shared_w192", "configs/parser_tagger_rnn.cfg", overrides={"components.tok2vec.model.width": "192"},
+    System("rnn_shared_w192", "configs/parser_tagger_rnn.cfg", overrides=encoder(width=192),
            description="as shipped with a 2x192 minGRU encoder (candidate)"),
-    System("rnn_shared_w128", "configs/parser_tagger_rnn.cfg", overrides={"components.tok2vec.model.width": "128"},
+    System("rnn_shared_w128", "configs/parser_tagger_rnn.cfg", overrides=encoder(width=128),
            description="as shipped with a 2x128 minGRU encoder (shipped before)"),
     System("rnn_shared_11k", "configs/parser_tagger_rnn.cfg",
-           overrides={"components.tok2vec.model.width": "128", **steps(11000)},
+           overrides={**encoder(width=128), **steps(11000)},
            description="as rnn_shared_w128, 11000 steps (candidate)"),
-    System("rnn_shared_d3", "configs/parser_tagger_rnn.cfg", overrides={"components.tok2vec.model.width": "192", "components.tok2vec.model.depth": "3"},
+    System("rnn_shared_d3", "configs/parser_tagger_rnn.cfg", overrides=encoder(width=192, depth=3),
            description="rnn_shared_w192 with 3 layers (candidate)"),
-    System("rnn_shared_lstm", "configs/parser_tagger_rnn.cfg", overrides={**LSTM, "components.tok2vec.model.width": "128"},
+    System("rnn_shared_lstm", "configs/parser_tagger_rnn.cfg", overrides={**LSTM, **encoder(width=128)},
            description="rnn_shared_w128 with a 2x128 BiLSTM encoder (candidate)"),
     System("rnn_shared_lstm_8k", "configs/parser_tagger_rnn.cfg",
-           overrides={**LSTM, "components.tok2vec.model.width": "128", **steps(8000), "training.eval_frequency": "1000"},
+           overrides={**LSTM, **encoder(width=128), **steps(8000), "training.eval_frequency": "1000"},
            description="as rnn_shared_lstm, 8000 steps, evaluated every 1000 (candidate)"),
     System("rnn_shared_lstm_w192", "configs/parser_tagger_rnn.cfg",
-           overrides={**LSTM, "components.tok2vec.model.width": "192", **steps(6500)},
+           overrides={**LSTM, **encoder(width=192), **steps(6500)},
            description="as rnn_shared_lstm with a 2x192 BiLSTM, 6500 steps (candidate)"),
     System("spacy_cnn_efficiency", "configs/baselines/spacy_parser_cnn_efficiency.cfg",
            description="spaCy, CNN tok2vec (-o efficiency)"),
