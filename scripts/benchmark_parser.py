@@ -33,8 +33,6 @@ from benchmark_tagger import (System, ensure_trained, machine_description, paire
 # one thread each), the one with the best dev LAS that trains in under 45 minutes.
 
 
-
-
 def encoder(**settings) -> Dict[str, str]:
     """Overrides of the shared encoder's settings ([components.tok2vec.model])."""
     return {f"components.tok2vec.model.{name}": str(value).lower() if isinstance(value, bool) else str(value)
