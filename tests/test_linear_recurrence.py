@@ -133,6 +133,27 @@ def test_stack_over_flat_tokens_is_the_layer_by_layer_recurrence(scan, feed_forw
 
 
 @pytest.mark.parametrize("scan", ["loop", "chunked"])
+@pytest.mark.parametrize("output_gate", [False, True])
+@pytest.mark.parametrize("cell", ["mingru", "minlstm"])
+def test_prediction_without_gradients_computes_the_same(scan, output_gate, cell):
+    """Without gradients the stack works in place (gates over their pre-activations, the output
+    gate and residual into the scan's output): the same outputs and states, and the input and
+    the weights untouched."""
+    torch.manual_seed(0)
+    stack = LinearRecurrence(cell, 6, 3, num_layers=2, bidirectional=True, scan=scan, output_gate=output_gate).eval()
+    lengths = torch.tensor([5, 0, 1, 8])
+    x = torch.randn(int(lengths.sum()), 6)
+    kept, weights = x.clone(), [p.detach().clone() for p in stack.parameters()]
+    with torch.no_grad():
+        predicted, predicted_states = stack.forward_tokens(x, lengths)
+    assert torch.equal(x, kept)
+    assert all(torch.equal(p, w) for p, w in zip(stack.parameters(), weights))
+    out, states = stack.forward_tokens(x, lengths)
+    assert (predicted - out).abs().max().item() <= 1e-6
+    assert (predicted_states - states).abs().max().item() <= 1e-6
+
+
+@pytest.mark.parametrize("scan", ["loop", "chunked"])
 @pytest.mark.parametrize("cell", ["mingru", "minlstm"])
 def test_stack_gradients_gradcheck(scan, cell):
     """Gradients through the stack, packed scan included (minGRU's interpolating

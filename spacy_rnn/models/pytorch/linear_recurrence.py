@@ -438,9 +438,14 @@ class LinearRecurrence(nn.Module):
 
     def _after_layer(self, layer: int, x: torch.Tensor, y: torch.Tensor, gate: Optional[torch.Tensor]) -> torch.Tensor:
         """The layer's output (through its output gate, if any), the residual and the feed-forward block."""
-        if gate is not None:
-            y = y * F.silu(gate)
-        x = x + y if x.shape[-1] == y.shape[-1] else y
+        if not torch.is_grad_enabled():  # predicting: y (the scan's fresh output) and the gate are overwritten
+            if gate is not None:
+                y = y.mul_(F.silu(gate, inplace=True))
+            x = y.add_(x) if x.shape[-1] == y.shape[-1] else y
+        else:
+            if gate is not None:
+                y = y * F.silu(gate)
+            x = x + y if x.shape[-1] == y.shape[-1] else y
         if self.feed_forward:
             x = x + self.feed_forwards[layer](self.ff_norms[layer](x))
         return x
@@ -469,7 +474,9 @@ class LinearRecurrence(nn.Module):
             x, projected, gate, h0 = self._layer_start(layer, x, state)
             if self.cell == "mingru":  # the scan interpolates: h_t = lerp(h_prev, h~_t, z_t)
                 k, candidate = projected.chunk(2, dim=-1)
-                decay, inputs, interpolate = torch.sigmoid(k), candidate, True
+                # predicting, the gate overwrites its own pre-activation (no new tensor to allocate)
+                decay = torch.sigmoid(k) if torch.is_grad_enabled() else k.sigmoid_()
+                inputs, interpolate = candidate, True
             else:
                 (decay, inputs), interpolate = coefficients_from(self.cell, projected, log_decay=False), False
             start = h0[order] if h0 is not None else inputs.new_zeros((batch, inputs.shape[1]))
