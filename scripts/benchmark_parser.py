@@ -44,6 +44,10 @@ LSTM = encoder(cell="lstm", output_gate=False)
 SYSTEMS = [
     System("rnn_shared", "configs/parser_tagger_rnn.cfg",
            description="tagger + morphologizer + parser on one spacy_rnn.RNNEncoder.v2 (2x256 bidirectional minGRU), as shipped"),
+    System("rnn_shared_w384", "configs/parser_tagger_rnn.cfg", overrides=encoder(width=384),
+           description="as shipped with a 2x384 minGRU encoder (candidate)"),
+    System("rnn_shared_10k5", "configs/parser_tagger_rnn.cfg", overrides=steps(10500),
+           description="as shipped, 10500 steps (candidate)"),
     System("rnn_shared_w192", "configs/parser_tagger_rnn.cfg", overrides=encoder(width=192),
            description="as shipped with a 2x192 minGRU encoder (candidate)"),
     System("rnn_shared_w128", "configs/parser_tagger_rnn.cfg", overrides=encoder(width=128),
