@@ -438,14 +438,13 @@ class LinearRecurrence(nn.Module):
 
     def _after_layer(self, layer: int, x: torch.Tensor, y: torch.Tensor, gate: Optional[torch.Tensor]) -> torch.Tensor:
         """The layer's output (through its output gate, if any), the residual and the feed-forward block."""
-        if not torch.is_grad_enabled():  # predicting: y (the scan's fresh output) and the gate are overwritten
-            if gate is not None:
-                y = y.mul_(F.silu(gate, inplace=True))
-            x = y.add_(x) if x.shape[-1] == y.shape[-1] else y
+        predicting = not torch.is_grad_enabled()  # then y (the scan's fresh output) and the gate are overwritten
+        if gate is not None:
+            y = y.mul_(F.silu(gate, inplace=True)) if predicting else y * F.silu(gate)
+        if x.shape[-1] == y.shape[-1]:
+            x = y.add_(x) if predicting else x + y
         else:
-            if gate is not None:
-                y = y * F.silu(gate)
-            x = x + y if x.shape[-1] == y.shape[-1] else y
+            x = y
         if self.feed_forward:
             x = x + self.feed_forwards[layer](self.ff_norms[layer](x))
         return x
