@@ -284,17 +284,21 @@ def test_packed_scan_gradients_gradcheck_both_directions(split):
     assert torch.autograd.gradcheck(lambda la, bb, h: scan_packed(la, bb, lengths, h, split=split), inputs)
 
 
-@pytest.mark.parametrize("cell", ["mingru", "minlstm"])
-def test_fused_projections_give_the_same_outputs(cell):
-    """fuse_projections (done before int8 quantization) changes how the stack multiplies, not what it computes."""
+@pytest.mark.parametrize("bidirectional", [True, False])
+@pytest.mark.parametrize("cell,output_gate", [("mingru", False), ("minlstm", False), ("mingru", True)])
+def test_split_projections_give_the_same_outputs(cell, output_gate, bidirectional):
+    """split_projections (done before int8 quantization) changes how the stack multiplies, not what it computes."""
     torch.manual_seed(0)
-    stack = LinearRecurrence(cell, 5, 4, num_layers=2, bidirectional=True).eval()
+    stack = LinearRecurrence(cell, 5, 4, num_layers=2, bidirectional=bidirectional, output_gate=output_gate).eval()
     lengths = torch.tensor([6, 0, 1, 3])
     x = torch.randn(10, 5)
     with torch.no_grad():
         before, before_state = stack.forward_tokens(x, lengths)
-        stack.fuse_projections()
+        stack.split_projections()
         after, after_state = stack.forward_tokens(x, lengths)
-    assert len(stack.fused_projections) == 2 and stack.fused_projections[0].out_features == (4 if cell == "mingru" else 6) * 4
+    parts = (2 if cell == "mingru" else 3) + output_gate
+    directions = 2 if bidirectional else 1
+    assert [[linear.out_features for linear in layer] for layer in stack.part_projections] == [[4 * directions] * parts] * 2
     assert (before - after).abs().max().item() <= 1e-5
+    assert (before_state - after_state).abs().max().item() <= 1e-5
     assert (before_state - after_state).abs().max().item() <= 1e-5

@@ -40,10 +40,10 @@ def quantize_modules(modules: List[nn.Module]) -> int:
         module.eval()
         for stack in module.modules():
             if isinstance(stack, LinearRecurrence):
-                stack.fuse_projections()  # one int8 product per layer for both directions
+                stack.split_projections()  # one int8 product per part of a layer, for both directions
         before = sum(isinstance(m, nn.Linear) for m in module.modules())
-        # One scale per output row (per channel): a fused layer holds both directions' gates and
-        # candidates, whose weights need not share a range.
+        # One scale per output row (per channel): a part's layer holds both directions' weights,
+        # which need not share a range.
         torch.ao.quantization.quantize_dynamic(
             module, {nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True)
         converted += before - sum(isinstance(m, nn.Linear) for m in module.modules())

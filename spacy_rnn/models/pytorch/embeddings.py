@@ -78,7 +78,7 @@ class CharCNN(nn.Module):
         for high in bounds:
             rows = ((n_chars > low) & (n_chars <= high)).nonzero().squeeze(1)
             if len(rows):
-                output[rows] = self._encode(code_points[rows, :high])
+                output.index_copy_(0, rows, self._encode(code_points[:, :high].index_select(0, rows)))
             low = high
         return output
 

@@ -91,7 +91,7 @@ class TokenEncoder(nn.Module):
         parts = [self.words(word_ids), self.features(hashes)]
         if self.chars is not None:
             char_vectors = self.chars(code_points)  # (n_unique_words, char_filters)
-            parts.append(char_vectors[word_index])
+            parts.append(char_vectors.index_select(0, word_index))  # faster than char_vectors[word_index]
         embedded = torch.cat(parts, dim=-1)  # (n_tokens, input_width)
         return self.encoder(self.embed_dropout(embedded), lengths)
 
