@@ -21,7 +21,7 @@ def float_pipeline(request, tmp_path_factory):
     fix_random_seed(0)
     nlp = spacy.blank("en")
     encoder = dict(SMALL_ENCODER, cell=request.param)
-    if request.param == "mingru_gated":  # output gates: a third part in each fused int8 layer
+    if request.param == "mingru_gated":  # output gates: a third int8 part in each layer
         encoder = dict(SMALL_ENCODER, cell="mingru", output_gate=True, **{"@architectures": "spacy_rnn.RNNEncoder.v2"})
     nlp.add_pipe("rnn_tagger", config={"model": {"@architectures": "spacy_rnn.RNNTagger.v1", "encoder": encoder}})
     examples = make_examples(nlp)
