@@ -11,9 +11,11 @@ There is no test set here (TREC's and SST-2's are held out); models are
 selected on dev by `spacy train` (model-best), so dev figures are optimistic.
 Train on two cores side by side: `--train-only --systems ...` in two
 processes with OMP_NUM_THREADS=1, then run once more without --train-only to
-measure (speed with nothing else running).
+measure (speed with nothing else running). With --systems a,b --keep, the rows of the
+other systems stay as an earlier run measured them (each labelled with its run).
 Smoke run: --max-steps 10 --limit 50 --systems trec/rnn_lstm_mean,trec/spacy_bow.
 """
+import json
 import time
 from pathlib import Path
 from typing import Dict, List
@@ -60,12 +62,22 @@ def systems_for(dataset: str) -> List[System]:
     return rows
 
 
-SYSTEMS = [system for dataset in DATASETS for system in systems_for(dataset)]
 # SST-2 trained on the phrase set (corpus/sst2_phrases) instead of the sentences.
 PHRASES = System("sst2/rnn_lstm_meanmax_phrases", DATASETS["sst2"][0],
                  overrides=steps(6000),
                  description="rnn_textcat, lstm, mean+max, trained on SST-2's 67,349 phrases, 6000 steps")
-SYSTEMS.append(PHRASES)
+# Candidates tried on TREC's dev split (2026-12-03; neither beat the shipped config): max pooling
+# (the best single pooling) with more regularization for its 4,906 training questions.
+REGULARIZED = {"components.textcat.model.pooling": POOLINGS["max"], "components.textcat.model.encoder.dropout": "0.5",
+               "components.textcat.model.encoder.word_dropout": "0.2"}
+TREC_CANDIDATES = [
+    System("trec/rnn_lstm_max_drop50", DATASETS["trec"][0], overrides=REGULARIZED,
+           description="rnn_textcat, lstm, pooling [\"max\"], dropout 0.5, word dropout 0.2"),
+    System("trec/rnn_lstm_max_drop50_d1", DATASETS["trec"][0],
+           overrides={**REGULARIZED, "components.textcat.model.encoder.depth": "1"},
+           description="rnn_textcat, lstm, one layer, pooling [\"max\"], dropout 0.5, word dropout 0.2"),
+]
+SYSTEMS = systems_for("trec") + TREC_CANDIDATES + systems_for("sst2") + [PHRASES]
 
 
 def train_dir(system: System) -> str:
@@ -105,21 +117,34 @@ def docs_per_second(nlp, texts: List[str], repeats: int = 3) -> Dict[str, float]
 
 
 def render_markdown(data: Dict) -> str:
-    """The markdown table of this script's JSON: {"machine": str, "systems": {"DATASET/NAME":
-    {"description", "dev": {"accuracy", "macro_f"}, "docs_per_second", "train_seconds"}}}."""
+    """The markdown table of this script's JSON: {"machine": str, "run": str, "systems":
+    {"DATASET/NAME": {"description", "dev": {"accuracy", "macro_f"}, "docs_per_second",
+    "train_seconds", "run"}}}. "run" is the date of the run that measured a row (rows kept from
+    an earlier run with --keep carry theirs; files written before rows carried one are one run)."""
     lines = [
         f"Machine: {data['machine']}",
         "",
-        "| data | system | dev accuracy | dev macro F | docs/s (nlp.pipe, dev) | train time |",
-        "|---|---|---:|---:|---:|---:|",
+        "| data | system | dev accuracy | dev macro F | docs/s (nlp.pipe, dev) | train time | run |",
+        "|---|---|---:|---:|---:|---:|---|",
     ]
     for name, row in data["systems"].items():
         dataset, system = name.split("/", 1)
         lines.append(
             f"| {dataset} | {system} ({row['description']}) | {100 * row['dev']['accuracy']:.2f} | "
-            f"{100 * row['dev']['macro_f']:.2f} | {row['docs_per_second']:,.0f} | {row['train_seconds'] / 60:.1f} min |"
+            f"{100 * row['dev']['macro_f']:.2f} | {row['docs_per_second']:,.0f} | {row['train_seconds'] / 60:.1f} min "
+            f"| {row.get('run', data.get('run', 'one run'))} |"
         )
     return "\n".join(lines)
+
+
+def kept_rows(output: Path, measured: List[str]) -> Dict[str, Dict]:
+    """The rows of an earlier results file for the systems not measured now, each with the
+    label of the run that measured it (its date, or "earlier run")."""
+    if not output.exists():
+        return {}
+    earlier = json.loads(output.read_text(encoding="utf8"))
+    return {name: {**row, "run": row.get("run", earlier.get("run", "earlier run"))}
+            for name, row in earlier["systems"].items() if name not in measured}
 
 
 def main(
@@ -131,6 +156,8 @@ def main(
     limit: int = typer.Option(0, help="Evaluate on the first N dev texts only (smoke runs)"),
     max_steps: int = typer.Option(0, help="Override [training] max_steps (smoke runs)"),
     train_only: bool = typer.Option(False, help="Train what is missing, measure nothing"),
+    keep: bool = typer.Option(False, help="Keep the output file's rows of the systems not measured now "
+                              "(their trained pipelines need not be here); docs/s compare only within a run"),
 ):
     wanted = systems.split(",")
     known = {s.name: s for s in SYSTEMS}
@@ -146,6 +173,7 @@ def main(
     if train_only:
         return
     results = {}
+    run = time.strftime("%Y-%m-%d")
     for system in chosen:
         out_dir = training_dir / system.name
         dev_path = corpus / DATASETS[system.name.split("/")[0]][2] / "dev.spacy"
@@ -159,9 +187,14 @@ def main(
             "words_per_second": speed["words_per_second"],
             "train_seconds": train_seconds(out_dir),
             "max_steps": nlp.config["training"]["max_steps"],
+            "run": run,
         }
         print(f"measured {system.name}", flush=True)
-    report(output, {"machine": machine_description(), "systems": results}, render_markdown)
+    if keep:
+        results = {**kept_rows(output, list(results)), **results}
+        order = {s.name: i for i, s in enumerate(SYSTEMS)}  # in SYSTEMS order, kept rows among them
+        results = dict(sorted(results.items(), key=lambda item: order.get(item[0], len(order))))
+    report(output, {"machine": machine_description(), "run": run, "systems": results}, render_markdown)
 
 
 if __name__ == "__main__":
