@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import spacy
 import torch
@@ -64,6 +64,10 @@ SYSTEMS = [
     System("spacy_cnn", "configs/baselines/spacy_cnn_tagger.cfg", description="spaCy tagger, CNN tok2vec (efficiency)"),
     System("spacy_bilstm", "configs/baselines/spacy_bilstm_tagger.cfg", description="spaCy tagger, TorchBiLSTMEncoder.v1"),
     System("rnn_lstm", "configs/tagger.cfg", description="rnn_tagger as shipped: lstm, dropout 0.33, word dropout 0.1, 9000 steps"),
+    System("rnn_lstm_seed1", "configs/tagger.cfg", overrides={"system.seed": "1"},
+           description="rnn_lstm trained with seed 1 (configs/tagger.cfg: seed 0)"),
+    System("rnn_lstm_seed2", "configs/tagger.cfg", overrides={"system.seed": "2"},
+           description="rnn_lstm trained with seed 2"),
     System("rnn_lstm_6k", "configs/tagger.cfg", overrides=PREVIOUS_SCHEDULE,
            description="rnn_tagger, lstm, previous schedule: dropout 0.25, word dropout 0.05, 6000 steps"),
     System("rnn_gru", "configs/tagger.cfg", overrides={"components.tagger.model.encoder.cell": "gru"}, description="rnn_tagger, cell=gru"),
@@ -81,6 +85,10 @@ SYSTEMS = [
            description="rnn_mingru with parameter averaging (evaluated and saved with the averaged weights)"),
     System("rnn_mingru_ls10", "configs/tagger_mingru.cfg", overrides={"components.tagger.label_smoothing": "0.1"},
            description="rnn_mingru with label smoothing 0.1"),
+    System("rnn_mingru_seed1", "configs/tagger_mingru.cfg", overrides={"system.seed": "1"},
+           description="rnn_mingru trained with seed 1 (configs/tagger_mingru.cfg: seed 0)"),
+    System("rnn_mingru_seed2", "configs/tagger_mingru.cfg", overrides={"system.seed": "2"},
+           description="rnn_mingru trained with seed 2"),
     System("rnn_mingru_d3", "configs/tagger_mingru.cfg",
            overrides={**PREVIOUS_MINGRU, "components.tagger.model.encoder.depth": "3", "components.tagger.model.encoder.output_gate": "false"},
            description="rnn_tagger, cell=mingru without output gates, 3 layers, word dropout 0.1"),
@@ -307,7 +315,28 @@ def render_markdown(data: Dict) -> str:
             f"{speed_ratio(row, lstm, 'train_words_per_second') if train_wps else '–'} | "
             f"{row['train_seconds'] / 60:.1f} min |"
         )
+    seeds = seed_means(results)
+    if seeds:
+        lines += ["", "| config (rows averaged) | trainings | mean dev acc | mean test acc |", "|---|---:|---:|---:|"]
+        for base, (names, dev, test) in seeds.items():
+            lines.append(f"| {base} ({', '.join(names)}) | {len(names)} | {100 * dev:.2f} | {100 * test:.2f} |")
     return "\n".join(lines)
+
+
+SEED_SUFFIX = "_seed"
+
+
+def seed_means(results: Dict[str, Dict]) -> Dict[str, Tuple[List[str], float, float]]:
+    """For each row with rows NAME_seedN beside it (the same config trained with other seeds):
+    the rows, and their mean dev and test token accuracy."""
+    groups: Dict[str, List[str]] = {}
+    for name in results:
+        base = name.split(SEED_SUFFIX)[0] if SEED_SUFFIX in name else None
+        if base in results:
+            groups.setdefault(base, [base]).append(name)
+    return {base: (names, statistics.mean(results[n]["dev"]["token_acc"] for n in names),
+                   statistics.mean(results[n]["test"]["token_acc"] for n in names))
+            for base, names in groups.items()}
 
 
 def report(output: Path, data: Dict, render) -> None:

@@ -475,3 +475,15 @@ def test_benchmark_speed_ratios_are_paired_round_by_round():
     base = {"words_per_second": 3.0, "words_per_second_rounds": [1.0, 4.0, 3.0]}
     assert benchmark.speed_ratio(row, base, "words_per_second") == "2.00x"
     assert benchmark.speed_ratio({"words_per_second": 4.0}, base, "words_per_second") == "1.33x"  # older files
+
+
+def test_benchmark_seed_rows_are_averaged_with_their_config():
+    """rnn_x_seed1/_seed2 beside rnn_x: one mean per config, over the seed-0 row and its seeds;
+    a _seed row whose config row is absent, and rows without seeds, get none."""
+    benchmark = load_script("benchmark_tagger")
+    row = lambda dev, test: {"dev": {"token_acc": dev}, "test": {"token_acc": test}}  # noqa: E731
+    results = {"rnn_x": row(0.90, 0.80), "rnn_x_seed1": row(0.93, 0.83), "rnn_x_seed2": row(0.96, 0.86),
+               "rnn_y": row(0.5, 0.5), "rnn_z_seed1": row(0.1, 0.1)}
+    (names, dev, test), = benchmark.seed_means(results).values()
+    assert names == ["rnn_x", "rnn_x_seed1", "rnn_x_seed2"]
+    assert dev == pytest.approx(0.93) and test == pytest.approx(0.83)
