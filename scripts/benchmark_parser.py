@@ -14,7 +14,6 @@ With --systems a,b --keep, the rows of the other systems stay as an earlier run 
 Models are selected on dev by `spacy train` (model-best); test is only read here.
 Smoke run: --max-steps 10 --limit 50 --systems rnn_shared,spacy_cnn_efficiency.
 """
-import json
 import statistics
 import time
 from pathlib import Path
@@ -24,8 +23,8 @@ import spacy
 import typer
 from spacy.training import Corpus, Example
 
-from benchmark_tagger import (System, ensure_trained, machine_description, paired_ratio, report, steps, train_seconds,
-                              words_per_second)
+from benchmark_tagger import (System, earlier_rows, ensure_trained, in_system_order, machine_description, paired_ratio,
+                              report, steps, train_seconds, words_per_second)
 
 # The shipped config's parser is spaCy's default size (hidden width 64, two maxout pieces): about
 # half the time a step of width 128 with three pieces, which bought 9,000 steps instead of 6,500.
@@ -142,12 +141,8 @@ def ratio_in_run(row: Dict, rows: Dict[str, Dict]) -> Optional[float]:
 def kept_rows(output: Path, measured: List[str]) -> Dict[str, Dict]:
     """The rows of an earlier results file for the systems not measured now, each with the speed
     ratio against the baseline of its own run and that run's label (its date, or "earlier run")."""
-    if not output.exists():
-        return {}
-    earlier = json.loads(output.read_text(encoding="utf8"))
-    rows = earlier["systems"]
-    return {name: {**row, "speed_ratio": ratio_in_run(row, rows), "run": row.get("run", earlier.get("run", "earlier run"))}
-            for name, row in rows.items() if name not in measured}
+    rows = earlier_rows(output)
+    return {name: {**row, "speed_ratio": ratio_in_run(row, rows)} for name, row in rows.items() if name not in measured}
 
 
 def main(
@@ -199,10 +194,7 @@ def main(
         row["words_per_second_rounds"] = speeds[name]
         row["speed_ratio"] = paired_ratio(speeds[name], speeds.get(BASELINE))
     if keep:
-        results = {**kept_rows(output, list(results)), **results}
-        # in SYSTEMS order, rows kept from an earlier run among them
-        order = {s.name: i for i, s in enumerate(SYSTEMS)}
-        results = dict(sorted(results.items(), key=lambda item: order.get(item[0], len(order))))
+        results = in_system_order({**kept_rows(output, list(results)), **results}, SYSTEMS)
     report(output, {"machine": machine_description(), "run": run, "systems": results}, render_markdown)
 
 

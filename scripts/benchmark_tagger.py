@@ -339,6 +339,21 @@ def seed_means(results: Dict[str, Dict]) -> Dict[str, Tuple[List[str], float, fl
             for base, names in groups.items()}
 
 
+def earlier_rows(output: Path) -> Dict[str, Dict]:
+    """The rows of an earlier results file (none if there is none), each labelled with the run
+    that measured it: its own "run", else the file's, else "earlier run" (for --keep)."""
+    if not output.exists():
+        return {}
+    earlier = json.loads(output.read_text(encoding="utf8"))
+    return {name: {**row, "run": row.get("run", earlier.get("run", "earlier run"))} for name, row in earlier["systems"].items()}
+
+
+def in_system_order(results: Dict[str, Dict], systems: List[System]) -> Dict[str, Dict]:
+    """The rows in the order of `systems` (rows of systems no longer listed last)."""
+    order = {s.name: i for i, s in enumerate(systems)}
+    return dict(sorted(results.items(), key=lambda item: order.get(item[0], len(order))))
+
+
 def report(output: Path, data: Dict, render) -> None:
     """Print render(data), the markdown, and write data to output (JSON). The JSON keeps a "table"
     copy of the markdown for older readers; scripts/render_readme.py renders from the data."""

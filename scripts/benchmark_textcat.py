@@ -15,7 +15,6 @@ measure (speed with nothing else running). With --systems a,b --keep, the rows o
 other systems stay as an earlier run measured them (each labelled with its run).
 Smoke run: --max-steps 10 --limit 50 --systems trec/rnn_lstm_mean,trec/spacy_bow.
 """
-import json
 import time
 from pathlib import Path
 from typing import Dict, List
@@ -26,7 +25,7 @@ from spacy.scorer import Scorer
 from spacy.training import Corpus, Example
 from spacy.util import load_config
 
-from benchmark_tagger import System, ensure_trained, machine_description, report, steps, train_seconds
+from benchmark_tagger import System, earlier_rows, ensure_trained, in_system_order, machine_description, report, steps, train_seconds
 
 POOLINGS = {"mean": '["mean"]', "max": '["max"]', "last": '["last"]', "attention": '["attention"]', "meanmax": '["mean","max"]'}
 SHIPPED = "meanmax"  # the pooling of configs/textcat_*.cfg
@@ -137,16 +136,6 @@ def render_markdown(data: Dict) -> str:
     return "\n".join(lines)
 
 
-def kept_rows(output: Path, measured: List[str]) -> Dict[str, Dict]:
-    """The rows of an earlier results file for the systems not measured now, each with the
-    label of the run that measured it (its date, or "earlier run")."""
-    if not output.exists():
-        return {}
-    earlier = json.loads(output.read_text(encoding="utf8"))
-    return {name: {**row, "run": row.get("run", earlier.get("run", "earlier run"))}
-            for name, row in earlier["systems"].items() if name not in measured}
-
-
 def main(
     corpus: Path = typer.Argument(..., help="Folder with trec/, sst2/ and sst2_phrases/ from scripts/convert_textcat.py"),
     training_dir: Path = typer.Argument(..., help="Where trained pipelines are (or go)"),
@@ -191,9 +180,8 @@ def main(
         }
         print(f"measured {system.name}", flush=True)
     if keep:
-        results = {**kept_rows(output, list(results)), **results}
-        order = {s.name: i for i, s in enumerate(SYSTEMS)}  # in SYSTEMS order, kept rows among them
-        results = dict(sorted(results.items(), key=lambda item: order.get(item[0], len(order))))
+        kept = {name: row for name, row in earlier_rows(output).items() if name not in results}
+        results = in_system_order({**kept, **results}, SYSTEMS)
     report(output, {"machine": machine_description(), "run": run, "systems": results}, render_markdown)
 
 
