@@ -124,3 +124,46 @@ def test_char_cnn_grouped_by_length_equals_one_padded_batch():
     assert grouped[0].abs().max().item() == 0.0  # a word with no characters
     grouped.sum().backward()  # and it trains
     assert cnn.conv.weight.grad.abs().sum().item() > 0
+
+
+@pytest.mark.parametrize("kernel_size", [1, 3, 5])
+def test_char_cnn_equals_conv1d_values_and_gradients(kernel_size):
+    """The windowed matrix product computes what nn.Conv1d over the transposed embeddings does,
+    padding masked before the max, and gives its weights the same gradients."""
+    torch.manual_seed(0)
+    cnn = CharCNN(n_chars=40, char_width=5, n_filters=7, kernel_size=kernel_size)
+    lengths = [1, 2, 4, 7, 3]
+    code_points = torch.zeros(len(lengths), 7, dtype=torch.long)
+    for row, length in enumerate(lengths):
+        code_points[row, :length] = torch.randint(1, 300, (length,))
+    rows = torch.where(code_points > 0, 1 + (code_points - 1) % 39, 0)
+    reference = cnn.conv(cnn.embed(rows).transpose(1, 2)).masked_fill((rows == 0).unsqueeze(1), float("-inf"))
+    expected = reference.max(dim=2).values
+    expected.sum().backward()
+    expected_grads = [p.grad.clone() for p in (cnn.conv.weight, cnn.conv.bias, cnn.embed.weight)]
+    cnn.zero_grad()
+    got = cnn._encode(code_points)
+    got.sum().backward()
+    assert torch.allclose(got, expected, atol=1e-6)
+    for p, want in zip((cnn.conv.weight, cnn.conv.bias, cnn.embed.weight), expected_grads):
+        assert torch.allclose(p.grad, want, atol=1e-5)
+    with pytest.raises(ValueError, match="must be odd"):
+        CharCNN(n_chars=40, char_width=5, n_filters=7, kernel_size=2)
+
+
+def test_dropout_keeps_one_minus_p_scaled_and_passes_the_same_mask_back():
+    from spacy_rnn.models.pytorch.dropout import Dropout
+
+    torch.manual_seed(0)
+    dropout = Dropout(0.25)
+    x = torch.ones(400, 300, requires_grad=True)
+    y = dropout(x)
+    kept = y != 0
+    assert abs(kept.float().mean().item() - 0.75) < 0.01  # each value kept with probability 1 - p
+    assert torch.allclose(y[kept], torch.full_like(y[kept], 1 / 0.75))  # and scaled as nn.Dropout does
+    y.backward(torch.full_like(y, 2.0))
+    assert torch.equal(x.grad, y.detach() * 2.0)  # the gradient goes through the same mask
+    dropout.eval()
+    assert dropout(x) is x
+    assert Dropout(0.0).train()(x) is x
+    assert torch.equal(Dropout(1.0).train()(x), torch.zeros_like(x))

@@ -4,6 +4,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from .dropout import Dropout
 from .embeddings import CharCNN, HashEmbedding
 from .recurrent import RecurrentEncoder
 
@@ -54,7 +55,7 @@ class TokenEncoder(nn.Module):
             else None
         )
         input_width = word_width + self.features.output_width + (char_filters if self.chars else 0)
-        self.embed_dropout = nn.Dropout(dropout_prob)
+        self.embed_dropout = Dropout(dropout_prob)
         self.word_dropout_prob = word_dropout_prob
         self.encoder = RecurrentEncoder(
             cell=cell,

@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .dropout import Dropout
 from .packing import packing_order, padding_index
 
 LINEAR_CELLS = ("mingru", "minlstm")
@@ -334,7 +335,7 @@ class LinearRecurrence(nn.Module):
                 self.ff_norms.append(nn.LayerNorm(width))
                 self.feed_forwards.append(nn.Sequential(nn.Linear(width, 2 * width), nn.GELU(), nn.Linear(2 * width, width)))
         self.final_norm = nn.LayerNorm(width)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.part_projections: Optional[nn.ModuleList] = None  # see split_projections
 
     def forward(self, x: torch.Tensor, state: Optional[torch.Tensor] = None,

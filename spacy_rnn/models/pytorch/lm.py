@@ -4,6 +4,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
+from .dropout import Dropout
 from .recurrent import stacked_rnn
 
 LMState = Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]
@@ -50,8 +51,8 @@ class RNNLanguageModel(nn.Module):
         self.hidden_width = hidden_width
         self.embed = nn.Embedding(vocab_size, embed_width)
         self.rnn = stacked_rnn(cell, embed_width, hidden_width, n_layers, dropout_prob)
-        self.embed_dropout = nn.Dropout(embed_dropout_prob)
-        self.output_dropout = nn.Dropout(output_dropout_prob)
+        self.embed_dropout = Dropout(embed_dropout_prob)
+        self.output_dropout = Dropout(output_dropout_prob)
         self.decoder = nn.Linear(hidden_width, vocab_size)
         if tie_weights:
             self.decoder.weight = self.embed.weight

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
+from .dropout import Dropout
 from .linear_recurrence import LINEAR_CELLS, LinearRecurrence
 from .packing import packing_order
 
@@ -70,7 +71,7 @@ class RecurrentEncoder(nn.Module):
         super().__init__()
         self.rnn = stacked_rnn(cell, input_width, hidden_width, n_layers, dropout_prob, bidirectional, feed_forward,
                                output_gate)
-        self.dropout = nn.Dropout(dropout_prob)
+        self.dropout = Dropout(dropout_prob)
         self.output_width = hidden_width * (2 if bidirectional else 1)
 
     def forward(self, inputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
