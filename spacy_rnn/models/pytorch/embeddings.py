@@ -89,8 +89,9 @@ class CharCNN(nn.Module):
         convolution runs as one matrix product over each character's window
         (the kernel_size embeddings around it side by side) with the Conv1d's
         weights, in the embedding's own (word, character, width) layout: with
-        the backward pass, 30-40% faster than nn.Conv1d over the transposed
-        embeddings on the CPU here (torch 2.13, one thread), the same values."""
+        the backward pass, 20-40% faster than nn.Conv1d over the transposed
+        embeddings on the CPU here (torch 2.13, one thread, 40 to 250 words
+        of 6 to 20 characters), the same values."""
         rows = torch.where(
             code_points > 0, 1 + (code_points - 1) % (self.n_chars - 1), 0
         )
