@@ -96,13 +96,13 @@ class CharCNN(nn.Module):
             code_points > 0, 1 + (code_points - 1) % (self.n_chars - 1), 0
         )
         chars = self.embed(rows)  # (n_words, max_chars, char_width)
-        n_words, length, width = chars.shape
+        length = chars.shape[1]
         size, pad = self.conv.kernel_size[0], self.conv.padding[0]
         padded = nn.functional.pad(chars, (0, 0, pad, pad))
         # windows[:, t] = the embeddings at t - pad .. t + pad, offset by offset
         windows = torch.cat([padded[:, offset : offset + length] for offset in range(size)], dim=2)
         # Conv1d's weight (n_filters, char_width, kernel) as (n_filters, kernel * char_width), offset-major
-        weight = self.conv.weight.transpose(1, 2).reshape(self.output_width, size * width)
+        weight = self.conv.weight.transpose(1, 2).flatten(1)
         features = nn.functional.linear(windows, weight, self.conv.bias)  # (n_words, max_chars, n_filters)
         features = features.masked_fill((rows == 0).unsqueeze(2), float("-inf"))
         pooled = features.max(dim=1).values
