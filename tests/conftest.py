@@ -1,3 +1,6 @@
+import subprocess
+from pathlib import Path
+
 import pytest
 import spacy
 from spacy.tokens import Doc, DocBin
@@ -90,3 +93,27 @@ def docs():
     nlp = spacy.blank("en")
     texts = ["I like green eggs.", "", "Eat", "The dog runs fast and the cat sleeps all day long ."]
     return [nlp.make_doc(text) for text in texts]
+
+
+def run_script_in_process(script, *args) -> subprocess.CompletedProcess:
+    """A typer script's command line (`python script args`) run in this
+    process, through typer's CliRunner: exit code, stdout and stderr as a
+    CompletedProcess. Without the new interpreter's start-up (importing spaCy
+    and torch: about 4 s here) it is what keeps the default test run short;
+    each script still has one test that runs it in a new process."""
+    import importlib.util
+
+    import typer
+    from typer.testing import CliRunner
+
+    spec = importlib.util.spec_from_file_location(Path(script).stem, script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    app = getattr(module, "app", None)
+    if app is None:  # a script run by typer.run(main)
+        app = typer.Typer(add_completion=False)
+        app.command()(module.main)
+    result = CliRunner().invoke(app, [str(arg) for arg in args])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception  # a crash is not an exit code
+    return subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)

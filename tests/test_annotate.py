@@ -172,6 +172,7 @@ def test_interrupted_run_resumes_to_the_same_output(pipeline, tmp_path, monkeypa
     assert outputs_of(tmp_path / "resumed") == expected
 
 
+@pytest.mark.slow  # about 15 s: a subprocess killed mid-run, then resumed (test_interrupted_run_resumes_to_the_same_output covers resuming in the default run)
 def test_killed_process_resumes_to_the_same_output(pipeline, tmp_path):
     """SIGKILL a real run part way (after some shards), run it again, compare with an uninterrupted run."""
     inputs = tmp_path / "in"

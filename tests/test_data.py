@@ -17,6 +17,8 @@ from spacy_rnn.data import (
     sentences_to_docs,
 )
 
+from .conftest import run_script_in_process
+
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "convert_ner.py"
 
 CONLL = """\
@@ -220,7 +222,12 @@ def test_docbin_round_trip(tmp_path):
 
 
 def run_script(*args):
+    """The converter in a new process, as a user runs it."""
     return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True)
+
+
+def run_in_process(*args):
+    return run_script_in_process(SCRIPT, *args)
 
 
 def test_script_converts_and_repairs(tmp_path):
@@ -237,11 +244,11 @@ def test_script_converts_and_repairs(tmp_path):
 
 def test_script_rejects(tmp_path):
     bad = write(tmp_path, "bad.iob2", UNER.replace("2\tAbdullah\tI-PER", "2\tAbdullah\tI-LOC"))
-    result = run_script(bad, tmp_path / "out", "--format", "uner", "--on-invalid", "reject")
+    result = run_in_process(bad, tmp_path / "out", "--format", "uner", "--on-invalid", "reject")
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [f"error: {bad}:12: expected B-LOC or O (I-LOC must follow B-LOC or I-LOC), found I-LOC after B-PER"]
     malformed = write(tmp_path, "malformed.txt", "EU NNP B-ORG\n")
-    result = run_script(malformed, tmp_path / "out", "--format", "conll2003", "--on-invalid", "repair")
+    result = run_in_process(malformed, tmp_path / "out", "--format", "conll2003", "--on-invalid", "repair")
     assert result.returncode == 1
     assert result.stderr.startswith(f"error: {malformed}:1: expected 4 space-separated columns")
     assert len(result.stderr.strip().splitlines()) == 1
@@ -301,7 +308,7 @@ def test_bom_inside_the_file_is_an_error(tmp_path, reader):
 
 def test_script_bom(tmp_path):
     path = write(tmp_path, "train.txt", BOM + CONLL)
-    result = run_script(path, tmp_path / "out", "--format", "conll2003", "--on-invalid", "reject")
+    result = run_in_process(path, tmp_path / "out", "--format", "conll2003", "--on-invalid", "reject")
     assert result.returncode == 0, result.stderr
     assert "documents: 2  Docs written: 2  sentences: 3  tokens: 8" in result.stdout
     docs = list(DocBin().from_disk(tmp_path / "out" / "train.spacy").get_docs(spacy.blank("en").vocab))
@@ -317,7 +324,7 @@ def test_latin1_names_file_line_and_encoding(tmp_path):
     assert message.startswith(f"{path}:2: expected UTF-8 text, found ")
     assert "b'\\xfc' at column 2" in message
     assert excinfo.value.line_no == 2
-    result = run_script(path, tmp_path / "out", "--format", "conll2003", "--on-invalid", "repair")
+    result = run_in_process(path, tmp_path / "out", "--format", "conll2003", "--on-invalid", "repair")
     assert result.returncode == 1
     assert result.stderr.startswith(f"error: {path}:2: expected UTF-8 text")
     assert "UTF-8" in result.stderr and len(result.stderr.strip().splitlines()) == 1
@@ -347,7 +354,7 @@ def test_blank_line_of_spaces_and_tabs_ends_a_sentence(tmp_path, reader):
     assert [s.words for s in reader(write(tmp_path, "b.txt", text))] == [["EU"], ["rejects"]]
 
 
-@pytest.mark.parametrize("sep", ["\xa0", "\u2028", pytest.param("\x85", marks=pytest.mark.slow), pytest.param("\x1e", marks=pytest.mark.slow)])  # each runs the converter in a new process
+@pytest.mark.parametrize("sep", UNICODE_SEPARATORS)
 def test_unicode_separator_inside_a_token_stays_in_the_token(tmp_path, sep):
     conll = write(tmp_path, "c.txt", f"EU NNP B-NP B-ORG\nre{sep}jects VBZ B-VP O\n")
     uner = write(tmp_path, "u.iob2", f"1\tEU\tB-ORG\t-\t-\n2\tre{sep}jects\tO\t-\t-\n")
@@ -355,7 +362,7 @@ def test_unicode_separator_inside_a_token_stays_in_the_token(tmp_path, sep):
         assert [s.words for s in sents] == [["EU", f"re{sep}jects"]]
         (doc,) = sentences_to_docs(spacy.blank("en").vocab, sents)
         assert [t.text for t in doc] == ["EU", f"re{sep}jects"]
-    result = run_script(conll, tmp_path / "out", "--format", "conll2003", "--on-invalid", "reject")
+    result = run_in_process(conll, tmp_path / "out", "--format", "conll2003", "--on-invalid", "reject")
     assert result.returncode == 0, result.stderr
     (doc,) = DocBin().from_disk(tmp_path / "out" / "c.spacy").get_docs(spacy.blank("en").vocab)
     assert [t.text for t in doc] == ["EU", f"re{sep}jects"]

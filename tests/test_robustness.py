@@ -467,8 +467,15 @@ if __name__ == "__main__":
 """
 
 
+# The factories whose n_process=2 run (about 5 s each) is in the default run: a token-level and a
+# doc-level torch pipe; the others run with --slow.
+FORKED_BY_DEFAULT = ("rnn_tagger", "rnn_textcat")
+
+
 @pytest.mark.parametrize("start_method", ["fork", pytest.param("spawn", marks=pytest.mark.slow)])  # spawn: fresh interpreters, slow
-def test_n_process_2_matches_n_process_1(trained, tmp_path, start_method):
+def test_n_process_2_matches_n_process_1(trained, tmp_path, start_method, request):
+    if trained.factory not in FORKED_BY_DEFAULT and not request.config.getoption("--slow"):
+        pytest.skip("needs --slow: each start costs a new interpreter; the default run forks a tagger and a classifier")
     if start_method == "spawn" and not torch_shims(trained.nlp.get_pipe(trained.name)):
         pytest.skip("spawn pickles the pipes; checked for the torch components, whose models need it")
     if start_method == "spawn" and trained.factory == "rnn_textcat_multilabel":

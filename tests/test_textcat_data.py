@@ -17,6 +17,8 @@ from spacy_rnn.textcat_data import (
     split_dev,
 )
 
+from .conftest import run_script_in_process
+
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "convert_textcat.py"
 TREC = b"DESC:manner How did serfdom develop ?\nHUM:ind Who was the sister\xf0city mayor ?\nNUM:date When did it end ?\n"
 
@@ -87,6 +89,7 @@ def test_records_to_docs_one_hot_cats_and_source():
 
 
 def run(*args):
+    """The converter in a new process, as a user runs it."""
     return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True)
 
 
@@ -103,7 +106,7 @@ def test_convert_trec_writes_train_and_dev(tmp_path):
 
 def test_convert_malformed_line_fails_with_location_and_writes_nothing(tmp_path):
     path = write(tmp_path, "s.dev", b"1 fine\n1 also fine\nx broken\n")
-    result = run("sst2", path, path, tmp_path / "out")
+    result = run_script_in_process(SCRIPT, "sst2", path, path, tmp_path / "out")
     assert result.returncode == 1
     assert f"error: {path}:3: expected '0 sentence' or '1 sentence'" in result.stderr
     assert not (tmp_path / "out").exists()
