@@ -104,7 +104,6 @@ def run_script_in_process(script, *args) -> subprocess.CompletedProcess:
     import importlib.util
 
     import typer
-    from typer.testing import CliRunner
 
     spec = importlib.util.spec_from_file_location(Path(script).stem, script)
     module = importlib.util.module_from_spec(spec)
@@ -113,6 +112,13 @@ def run_script_in_process(script, *args) -> subprocess.CompletedProcess:
     if app is None:  # a script run by typer.run(main)
         app = typer.Typer(add_completion=False)
         app.command()(module.main)
+    return run_app_in_process(app, *args)
+
+
+def run_app_in_process(app, *args) -> subprocess.CompletedProcess:
+    """A typer app's command line run in this process: exit code, stdout and stderr."""
+    from typer.testing import CliRunner
+
     result = CliRunner().invoke(app, [str(arg) for arg in args])
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception  # a crash is not an exit code
