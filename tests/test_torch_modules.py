@@ -167,3 +167,41 @@ def test_dropout_keeps_one_minus_p_scaled_and_passes_the_same_mask_back():
     assert dropout(x) is x
     assert Dropout(0.0).train()(x) is x
     assert torch.equal(Dropout(1.0).train()(x), torch.zeros_like(x))
+
+
+def test_fitted_word_table_trains_as_the_full_one():
+    """Rows past the vocabulary are never read: a table cut to the rows in use
+    (fit_word_rows) gives the same outputs, gradients and training steps,
+    and cutting it draws no random numbers (dropout masks stay the same)."""
+    full, fitted = make_encoder(dropout=0.3).train(), make_encoder(dropout=0.3).train()
+    fitted.fit_word_rows(8)
+    assert fitted.words.weight.shape == (8, 3) and torch.equal(fitted.words.weight, full.words.weight[:8])
+    inputs = list(make_inputs([4, 2, 5]))
+    inputs[0] = inputs[0] % 8  # the vocabulary's rows only
+    optimizers = [torch.optim.Adam(m.parameters(), lr=0.01) for m in (full, fitted)]
+    for step in range(3):
+        outputs = []
+        for model, optimizer in zip((full, fitted), optimizers):
+            torch.manual_seed(step)
+            optimizer.zero_grad()
+            out = model(*inputs)
+            out.pow(2).sum().backward()
+            optimizer.step()
+            outputs.append(out)
+        torch.testing.assert_close(outputs[0], outputs[1])
+    torch.testing.assert_close(full.words.weight[:8], fitted.words.weight)
+    assert torch.equal(full.words.weight[8:], make_encoder().words.weight[8:])  # never updated
+
+
+def test_word_table_takes_the_saved_size_when_loading_and_grows_by_drawing_rows():
+    saved = make_encoder()
+    saved.fit_word_rows(5)
+    loaded = make_encoder(seed=3)  # 20 rows, as built from the config
+    loaded.load_state_dict(saved.state_dict())
+    assert torch.equal(loaded.words.weight, saved.words.weight)
+    loaded.fit_word_rows(9)
+    assert torch.equal(loaded.words.weight[:5], saved.words.weight)
+    assert loaded.words.weight.shape == (9, 3) and loaded.words.weight.requires_grad
+    assert loaded.words.weight[5:].abs().max() <= 0.1 and loaded.words.weight[5:].abs().min() > 0
+    with pytest.raises(ValueError, match="at least the unknown word's row"):
+        loaded.fit_word_rows(0)

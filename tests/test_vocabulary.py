@@ -140,3 +140,43 @@ def test_the_frequency_cut_shows_in_the_report(corpus, capsys):
     assert rows["the"] > 0 and rows["zebra"] == 0  # zebra and ran are seen twice only
     # 4 words kept; 44 of the 48 tokens covered.
     assert f"4 words covering {100 * 44 / 48:.1f}% of training tokens" in capsys.readouterr().out
+
+
+def word_table(nlp, component):
+    from spacy_rnn.models.pytorch import TokenEncoder
+    from spacy_rnn.models.wrappers import torch_modules
+
+    (encoder,) = [m for m in torch_modules(nlp.get_pipe(component).model) if isinstance(m, TokenEncoder)]
+    return encoder.words.weight
+
+
+@pytest.mark.parametrize("owner", ["rnn_tagger", "tok2vec"])
+def test_the_word_table_is_sized_to_the_vocabulary(corpus, tmp_path, owner):
+    """One row per word and the unknown word's, not vocab_size + 1, whichever component
+    owns the encoder; the size is saved and loaded; a pipeline saved with the full table
+    (before tables were fitted) loads fitted and predicts the same."""
+    from spacy.training import Corpus
+
+    if owner == "tok2vec":
+        nlp = init_nlp(Config().from_str(TOK2VEC_CONFIG, overrides={"paths.train": str(corpus), "paths.dev": str(corpus)}))
+    else:
+        nlp = spacy.blank("en")
+        nlp.add_pipe("rnn_tagger", config={"model": {"encoder": {**SMALL_ENCODER, "@architectures": "spacy_rnn.RNNEncoder.v2"}}})
+        nlp.initialize(lambda: Corpus(corpus)(nlp))
+    assert SMALL_ENCODER["vocab_size"] + 1 > 7
+    assert word_table(nlp, owner).shape[0] == 7  # 6 words and the unknown word
+    nlp.to_disk(tmp_path / "fitted")
+    assert word_table(spacy.load(tmp_path / "fitted"), owner).shape[0] == 7
+    texts = ["the zebra sat .", "the unicorn ran ."]
+    expected = [[t.tag_ for t in doc] for doc in nlp.pipe(texts)]
+    # As saved before: the full table, its rows past the vocabulary never read.
+    from spacy_rnn.models.pytorch import TokenEncoder
+    from spacy_rnn.models.wrappers import torch_modules
+
+    (encoder,) = [m for m in torch_modules(nlp.get_pipe(owner).model) if isinstance(m, TokenEncoder)]
+    encoder.fit_word_rows(SMALL_ENCODER["vocab_size"] + 1)
+    nlp.to_disk(tmp_path / "full")
+    loaded = spacy.load(tmp_path / "full")
+    assert [[t.tag_ for t in doc] for doc in loaded.pipe(texts)] == expected
+    if owner == "rnn_tagger":  # spacy_rnn's components fit the table they load
+        assert word_table(loaded, owner).shape[0] == 7

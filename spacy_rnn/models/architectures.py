@@ -5,7 +5,8 @@ be is declared in the signature (see types.py), so spaCy's config validation
 reports a bad value with its section and name; the torch modules check their
 own arguments once more for code that builds them directly.
 """
-from typing import List, Optional
+from functools import partial
+from typing import Callable, List, Optional
 
 from spacy.tokens import Doc
 from spacy.util import registry
@@ -19,7 +20,7 @@ from .ops import with_cpu_gemm
 from .pytorch import RNNLanguageModel, SequenceLogProbs, TokenEncoder
 from .pooling import build_pooling
 from .types import Cell, Depth, DocEncoder, IntRange, NonNegative, Pooling, Positive, Probability
-from .wrappers import wrap_sequence_log_probs, wrap_token_encoder
+from .wrappers import TOKEN_ENCODER_ATTR, fit_word_tables, wrap_sequence_log_probs, wrap_token_encoder
 
 
 BIDIRECTIONAL_ATTR = "spacy_rnn_bidirectional"
@@ -173,10 +174,19 @@ def _build_rnn_encoder(
         word_attr, attrs, max_word_chars, vocab_size, min_word_freq, vocab_from_sample=vocab_from_sample
     )
     model = chain(features, wrap_token_encoder(encoder))
+    model.attrs[TOKEN_ENCODER_ATTR] = True
+    model.init = partial(_init_token_encoder, model.init)
     model.set_dim("nO", encoder.output_width)
     # Read by RNNTextClassifier's "last" pooling: the vectors are [forward; backward].
     model.attrs[BIDIRECTIONAL_ATTR] = bidirectional
     return model
+
+
+def _init_token_encoder(chain_init: Callable, model: Model, X=None, Y=None) -> None:
+    """chain's init (the features first: they choose the vocabulary if no one has), then the
+    word table sized to the vocabulary."""
+    chain_init(model, X=X, Y=Y)
+    fit_word_tables(model)
 
 
 @registry.architectures("spacy_rnn.Tok2VecListener.v1")

@@ -108,6 +108,26 @@ def wrap_token_encoder(encoder: TokenEncoder) -> Model[TokenBatch, List[Floats2d
     return model
 
 
+# Marks the model RNNEncoder builds: chain(doc_features, the wrapped TokenEncoder).
+TOKEN_ENCODER_ATTR = "spacy_rnn_token_encoder"
+
+
+def fit_word_tables(model: Model) -> None:
+    """Size the word table of every spacy_rnn token encoder in `model` to
+    its word vocabulary: one row per word plus the unknown word's (rows past
+    the vocabulary are never read, but their zero gradients cost every
+    update). Done when an encoder is initialized (its vocabulary chosen by
+    then) and when a spacy_rnn component is loaded, which fits the tables of
+    pipelines saved at full size (vocab_size + 1 rows) too."""
+    for node in model.walk():
+        if node.attrs.get(TOKEN_ENCODER_ATTR):
+            features, wrapper = node.layers[:2]
+            n_rows = 1 + len(features.attrs["word_keys"])  # row 0 is the unknown word
+            for module in torch_modules(wrapper):
+                if isinstance(module, TokenEncoder):
+                    module.fit_word_rows(n_rows)
+
+
 # The language model: per-doc word ids in, per-token log-probabilities out.
 
 

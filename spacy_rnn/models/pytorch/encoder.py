@@ -48,6 +48,8 @@ class TokenEncoder(nn.Module):
         super().__init__()
         self.words = nn.Embedding(n_words, word_width)
         nn.init.uniform_(self.words.weight, -0.1, 0.1)
+        # A saved word table may be smaller than n_words (see fit_word_rows): take its size when loading it.
+        self.register_load_state_dict_pre_hook(TokenEncoder._fit_words_to_state)
         self.features = HashEmbedding(n_rows=feature_rows, widths=feature_widths)
         self.chars = (
             CharCNN(n_chars=n_chars, char_width=char_width, n_filters=char_filters)
@@ -68,6 +70,30 @@ class TokenEncoder(nn.Module):
             output_gate=output_gate,
         )
         self.output_width = self.encoder.output_width
+
+    def fit_word_rows(self, n_rows: int) -> None:
+        """Give the word table n_rows rows, keeping the values of the rows
+        it keeps: the table is made with room for the largest vocabulary
+        allowed, and sized to the one chosen (rows past it are never read,
+        yet their zero gradients cost every update). New rows, if it grows,
+        are drawn as at construction. Draws no random numbers when shrinking,
+        so a training with a fitted table follows the unfitted one."""
+        old = self.words.weight
+        if n_rows < 1:
+            raise ValueError(f"the word table needs at least the unknown word's row, got {n_rows} rows")
+        if n_rows == old.shape[0]:
+            return
+        weight = old.detach()[:n_rows].clone()
+        if n_rows > old.shape[0]:
+            extra = weight.new_empty((n_rows - old.shape[0], old.shape[1])).uniform_(-0.1, 0.1)
+            weight = torch.cat([weight, extra])
+        self.words = nn.Embedding.from_pretrained(weight, freeze=not old.requires_grad)
+
+    @staticmethod
+    def _fit_words_to_state(module: "TokenEncoder", state_dict, prefix: str, *args) -> None:
+        saved = state_dict.get(prefix + "words.weight")
+        if saved is not None:
+            module.fit_word_rows(saved.shape[0])
 
     def forward(
         self,
