@@ -121,7 +121,8 @@ def build_rnn_encoder_v2(
     word_attr (str): The token attribute that identifies a word (e.g. NORM, LOWER, ORTH).
     word_width (int): Width of the word embedding.
     vocab_size (int): At most this many training words get their own
-        embedding; all others share the unknown-word row.
+        embedding; all others share the unknown-word row. The table has a
+        row for each word chosen (and the unknown word), vocab_size + 1 at most.
     min_word_freq (int): Words seen fewer times in training are unknown words.
     word_dropout (float): Probability of replacing a word by the unknown word in
         training, so that unseen words are tagged from their spelling.
