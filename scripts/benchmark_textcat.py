@@ -58,6 +58,10 @@ def systems_for(dataset: str) -> List[System]:
     rows.append(System(f"{dataset}/rnn_gru_{SHIPPED}", config,
                        overrides={"components.textcat.model.encoder.cell": "gru"},
                        description=f"rnn_textcat, gru, pooling {POOLINGS[SHIPPED]}"))
+    rows.append(System(f"{dataset}/rnn_mingru_{SHIPPED}", config,
+                       overrides={"components.textcat.model.encoder.cell": "mingru",
+                                  "components.textcat.model.encoder.output_gate": "true"},
+                       description=f"rnn_textcat, mingru with output gates, pooling {POOLINGS[SHIPPED]}"))
     return rows
 
 
