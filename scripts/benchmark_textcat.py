@@ -69,6 +69,11 @@ def systems_for(dataset: str) -> List[System]:
 PHRASES = System("sst2/rnn_lstm_meanmax_phrases", DATASETS["sst2"][0],
                  overrides=steps(6000),
                  description="rnn_textcat, lstm, mean+max, trained on SST-2's 67,349 phrases, 6000 steps")
+# The phrase-trained config with the minGRU cell (issue 14: a linear cell wherever a cell is chosen).
+PHRASES_MINGRU = System("sst2/rnn_mingru_meanmax_phrases", DATASETS["sst2"][0],
+                        overrides={**steps(6000), "components.textcat.model.encoder.cell": "mingru",
+                                   "components.textcat.model.encoder.output_gate": "true"},
+                        description="rnn_textcat, mingru with output gates, mean+max, trained on SST-2's phrases, 6000 steps")
 # Candidates tried on TREC's dev split (2026-12-03; neither beat the shipped config): max pooling
 # (the best single pooling) with more regularization for its 4,906 training questions.
 REGULARIZED = {"components.textcat.model.pooling": POOLINGS["max"], "components.textcat.model.encoder.dropout": "0.5",
@@ -80,11 +85,11 @@ TREC_CANDIDATES = [
            overrides={**REGULARIZED, "components.textcat.model.encoder.depth": "1"},
            description="rnn_textcat, lstm, one layer, pooling [\"max\"], dropout 0.5, word dropout 0.2"),
 ]
-SYSTEMS = systems_for("trec") + TREC_CANDIDATES + systems_for("sst2") + [PHRASES]
+SYSTEMS = systems_for("trec") + TREC_CANDIDATES + systems_for("sst2") + [PHRASES, PHRASES_MINGRU]
 
 
 def train_dir(system: System) -> str:
-    return "sst2_phrases" if system is PHRASES else DATASETS[system.name.split("/")[0]][1]
+    return "sst2_phrases" if system in (PHRASES, PHRASES_MINGRU) else DATASETS[system.name.split("/")[0]][1]
 
 
 def dev_examples(nlp, path: Path, limit: int) -> List[Example]:
