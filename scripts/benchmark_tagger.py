@@ -49,6 +49,11 @@ def steps(n: int) -> Dict[str, str]:
     return {"training.max_steps": str(n), "training.optimizer.learn_rate.total_steps": str(n)}
 
 
+def learn_rate(rate: float) -> Dict[str, str]:
+    """The override for the schedule's initial learning rate."""
+    return {"training.optimizer.learn_rate.initial_rate": str(rate)}
+
+
 # The schedule the tagger configs shipped with before the regularized one became
 # their default (issue 10, item 9): less dropout, 6000 steps.
 PREVIOUS_SCHEDULE = {
@@ -89,15 +94,13 @@ SYSTEMS = [
            description="rnn_mingru trained with seed 1 (configs/tagger_mingru.cfg: seed 0)"),
     System("rnn_mingru_seed2", "configs/tagger_mingru.cfg", overrides={"system.seed": "2"},
            description="rnn_mingru trained with seed 2"),
-    System("rnn_mingru_lr3", "configs/tagger_mingru.cfg", overrides={"training.optimizer.learn_rate.initial_rate": "0.003"},
+    System("rnn_mingru_lr3", "configs/tagger_mingru.cfg", overrides=learn_rate(0.003),
            description="rnn_mingru with learning rate 0.003 (configs/tagger_mingru.cfg: 0.002)"),
-    System("rnn_mingru_lr4", "configs/tagger_mingru.cfg", overrides={"training.optimizer.learn_rate.initial_rate": "0.004"},
+    System("rnn_mingru_lr4", "configs/tagger_mingru.cfg", overrides=learn_rate(0.004),
            description="rnn_mingru with learning rate 0.004"),
-    System("rnn_mingru_lr4_seed1", "configs/tagger_mingru.cfg",
-           overrides={"training.optimizer.learn_rate.initial_rate": "0.004", "system.seed": "1"},
+    System("rnn_mingru_lr4_seed1", "configs/tagger_mingru.cfg", overrides={**learn_rate(0.004), "system.seed": "1"},
            description="rnn_mingru_lr4 trained with seed 1"),
-    System("rnn_mingru_lr4_seed2", "configs/tagger_mingru.cfg",
-           overrides={"training.optimizer.learn_rate.initial_rate": "0.004", "system.seed": "2"},
+    System("rnn_mingru_lr4_seed2", "configs/tagger_mingru.cfg", overrides={**learn_rate(0.004), "system.seed": "2"},
            description="rnn_mingru_lr4 trained with seed 2"),
     System("rnn_mingru_d3", "configs/tagger_mingru.cfg",
            overrides={**PREVIOUS_MINGRU, "components.tagger.model.encoder.depth": "3", "components.tagger.model.encoder.output_gate": "false"},
