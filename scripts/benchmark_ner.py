@@ -1,24 +1,28 @@
 """Train (or reuse) rnn_ner variants and spaCy's own ner on CoNLL-2003 and on
 Universal NER English-EWT, then measure them all in one process: entity
-precision/recall/F1 (overall and per type), entities and words per second
-through nlp.pipe, and training wall time.
+precision/recall/F1 (overall and per type), words and entities per second
+through nlp.pipe (each dataset's pipelines timed in interleaved rounds, their
+speed ratio to the dataset's LSTM row paired round by round), and training
+wall time.
 
     python scripts/benchmark_ner.py corpus training/benchmark_ner metrics/benchmark_ner.json
 
 Expects corpus/conll2003/{train,valid}.spacy and corpus/uner/en_ewt-ud-{train.draft-2022-12,dev,test}.spacy
 (made by scripts/convert_ner.py). Models are selected on the dev/valid sets by `spacy train`.
 """
+import statistics
 import time
 from pathlib import Path
-from typing import Dict
+from typing import Dict, List
 
 import spacy
 import typer
 from spacy.scorer import get_ner_prf
 from spacy.training import Example
 
-from benchmark_tagger import (System, bare_docs, ensure_trained, gold_sentences, machine_description, report, steps,
-                              train_seconds)
+from benchmark_tagger import (System, bare_docs, ensure_trained, gold_sentences, in_system_order, kept_rows,
+                              machine_description, paired_ratio, ratio_in_run, report, steps, train_seconds,
+                              words_per_second)
 
 CRF_GRU = {"components.ner.model.encoder.cell": "gru"}
 SOFTMAX = {"components.ner.decoder": "softmax"}
@@ -27,6 +31,10 @@ REGULARIZED = {
     "components.ner.model.encoder.dropout": "0.33", "components.ner.model.encoder.word_dropout": "0.1",
     **steps(9000),
 }
+
+MINGRU = {"components.ner.model.encoder.cell": "mingru", "components.ner.model.encoder.output_gate": "true"}
+
+BASELINE = "rnn_ner_crf_lstm"
 
 # (system, dataset) pairs; datasets name their train/dev files and the sets scored.
 DATASETS = {
@@ -47,42 +55,56 @@ SYSTEMS = [
     ("conll2003", System("rnn_ner_crf_mingru_reg", "configs/ner.cfg",
                          overrides={**REGULARIZED, "components.ner.model.encoder.cell": "mingru"},
                          description="rnn_ner, mingru + CRF, as rnn_ner_crf_lstm_reg")),
+    # The minGRU as the tagger ships it (configs/tagger_mingru.cfg: output gates), NER's own schedule (issue 14).
+    ("conll2003", System("rnn_ner_crf_mingru", "configs/ner.cfg", overrides=MINGRU,
+                         description="rnn_ner, mingru with output gates + CRF")),
+    # A second training of each (seed 1; configs/ner.cfg: seed 0), for the spread of single trainings.
+    ("conll2003", System("rnn_ner_crf_lstm_seed1", "configs/ner.cfg", overrides={"system.seed": "1"},
+                         description="rnn_ner_crf_lstm trained with seed 1")),
+    ("conll2003", System("rnn_ner_crf_mingru_seed1", "configs/ner.cfg", overrides={**MINGRU, "system.seed": "1"},
+                         description="rnn_ner_crf_mingru trained with seed 1")),
     ("uner", System("spacy_ner", "configs/baselines/spacy_ner.cfg", description="spaCy ner (efficiency)")),
     ("uner", System("rnn_ner_crf_lstm", "configs/ner.cfg", description="rnn_ner, lstm + CRF")),
+    ("uner", System("rnn_ner_crf_mingru", "configs/ner.cfg", overrides=MINGRU, description="rnn_ner, mingru with output gates + CRF")),
 ]
 
 
 def score(nlp, references) -> Dict:
-    predicted = nlp.pipe(bare_docs(nlp, references), batch_size=1000)
+    """Entity P/R/F (overall and per type) of nlp on the references, and how many words and
+    predicted entities they hold (entities/s is words/s times the share of entities)."""
+    predicted = list(nlp.pipe(bare_docs(nlp, references), batch_size=1000))
     examples = [Example(pred, ref) for pred, ref in zip(predicted, references)]
     scores = get_ner_prf(examples)
-    return {k: scores[k] for k in ("ents_p", "ents_r", "ents_f", "ents_per_type")}
+    return {
+        **{k: scores[k] for k in ("ents_p", "ents_r", "ents_f", "ents_per_type")},
+        "n_words": sum(len(ref) for ref in references),
+        "n_predicted_ents": sum(len(doc.ents) for doc in predicted),
+    }
 
 
-def speed(nlp, references, repeats: int = 3) -> Dict[str, float]:
-    n_words = sum(len(ref) for ref in references)
-    best, n_ents = float("inf"), 0
-    list(nlp.pipe(bare_docs(nlp, references[:200]), batch_size=1000))
-    for _ in range(repeats):
-        docs = bare_docs(nlp, references)
-        start = time.perf_counter()
-        n_ents = sum(len(doc.ents) for doc in nlp.pipe(docs, batch_size=1000))
-        best = min(best, time.perf_counter() - start)
-    return {"words_per_second": n_words / best, "entities_per_second": n_ents / best}
+def baseline_of(name: str) -> str:
+    """Each dataset's speeds are ratios to its LSTM + CRF row of the same run."""
+    return f"{name.split('/', 1)[0]}/{BASELINE}"
 
 
 def render_markdown(data: Dict) -> str:
     """The markdown table of this script's JSON: {"machine": str, "systems": {"dataset/system":
     {"dataset", "description", SET: {"ents_p", "ents_r", "ents_f", "ents_per_type": {TYPE: {"f"}}}
-    for each scored set, "words_per_second", "entities_per_second", "train_seconds"}}}: one line per
-    system and scored set (the values holding "ents_f", in the file's order)."""
+    for each scored set, "words_per_second", "entities_per_second", "train_seconds", "speed_ratio",
+    "run"}}}: one line per system and scored set (the values holding "ents_f", in the file's order).
+    "speed_ratio" is the median over interleaved rounds of the row's speed over its dataset's LSTM
+    row's in the same round; "run" is the date of the run that measured a row (rows kept with
+    --keep carry theirs; files written before rows carried these are one run, their ratio the
+    ratio of the two speeds)."""
     lines = [
         f"Machine: {data['machine']}",
         "",
-        "| dataset | system | set | P | R | F1 | PER F1 | LOC F1 | ORG F1 | MISC F1 | words/s | entities/s | train time |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| dataset | system | set | P | R | F1 | PER F1 | LOC F1 | ORG F1 | MISC F1 | words/s | entities/s | speed vs LSTM (same run) | train time | run |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for name, row in data["systems"].items():
+        speed_ratio = ratio_in_run(name, row, data["systems"], baseline_of)
+        shown_ratio = f"{speed_ratio:.2f}x" if speed_ratio else "–"
         for split, s in row.items():
             if not (isinstance(s, dict) and "ents_f" in s):
                 continue
@@ -94,7 +116,9 @@ def render_markdown(data: Dict) -> str:
                 f"| {row['dataset']} | {name.split('/', 1)[-1]} ({row['description']}) | {split} | "
                 f"{100 * s['ents_p']:.2f} | {100 * s['ents_r']:.2f} | {100 * s['ents_f']:.2f} | "
                 + " | ".join(per_type)
-                + f" | {row['words_per_second']:,.0f} | {row['entities_per_second']:,.0f} | {row['train_seconds'] / 60:.1f} min |"
+                + f" | {row['words_per_second']:,.0f} | {row['entities_per_second']:,.0f} | {shown_ratio} "
+                f"| {row['train_seconds'] / 60:.1f} min "
+                f"| {row.get('run', data.get('run', 'one run'))} |"
             )
     return "\n".join(lines)
 
@@ -107,8 +131,14 @@ def main(
     retrain: bool = typer.Option(False, help="Retrain even if a trained pipeline exists"),
     max_steps: int = typer.Option(0, help="Override [training] max_steps (smoke runs)"),
     train_only: bool = typer.Option(False, help="Train what is missing, measure nothing"),
+    keep: bool = typer.Option(False, help="Keep the output file's rows of the systems not measured now "
+                              "(their trained pipelines need not be here); speeds compare only within a run"),
 ):
     wanted = set(systems.split(",")) if systems else None
+    unknown = sorted((wanted or set()) - {f"{d}/{s.name}" for d, s in SYSTEMS})
+    if unknown:
+        raise typer.BadParameter(f"unknown system(s) {', '.join(unknown)}; choose from "
+                                 + ", ".join(f"{d}/{s.name}" for d, s in SYSTEMS))
     chosen = [(d, s) for d, s in SYSTEMS if wanted is None or f"{d}/{s.name}" in wanted]
     extra = ["--training.max_steps", str(max_steps)] if max_steps else []
     for dataset, system in chosen:
@@ -118,18 +148,38 @@ def main(
     if train_only:
         return
     results: Dict[str, Dict] = {}
+    run = time.strftime("%Y-%m-%d")
+    pipelines: Dict[str, Dict[str, object]] = {dataset: {} for dataset in DATASETS}
+    speed_sets: Dict[str, List] = {}  # each dataset's last scored set, on which its speeds are measured
     for dataset, system in chosen:
         out_dir = training_dir / dataset / system.name
         nlp = spacy.load(out_dir / "model-best")
         row = {"dataset": dataset, "description": system.description}
         for split, path in DATASETS[dataset]["eval"].items():
-            references = gold_sentences(nlp, corpus / path, 0)
-            row[split] = score(nlp, references)
-        row.update(speed(nlp, references))
+            speed_sets[dataset] = gold_sentences(nlp, corpus / path, 0)
+            row[split] = score(nlp, speed_sets[dataset])
+        row["speed_set"] = split
         row["train_seconds"] = train_seconds(out_dir)
+        row["run"] = run
         results[f"{dataset}/{system.name}"] = row
-        print(f"measured {dataset}/{system.name}", flush=True)
-    report(output, {"machine": machine_description(), "systems": results}, render_markdown)
+        pipelines[dataset][f"{dataset}/{system.name}"] = nlp
+        print(f"measured the scores of {dataset}/{system.name}", flush=True)
+    # Speeds last, each dataset's pipelines in the same interleaved rounds (paired ratios).
+    for dataset, by_name in pipelines.items():
+        if not by_name:
+            continue
+        speeds = words_per_second(by_name, speed_sets[dataset])
+        for name, rounds in speeds.items():
+            row = results[name]
+            s = row[row["speed_set"]]
+            row["words_per_second"] = statistics.median(rounds)
+            row["words_per_second_rounds"] = rounds
+            row["entities_per_second"] = row["words_per_second"] * s["n_predicted_ents"] / s["n_words"]
+            row["speed_ratio"] = paired_ratio(rounds, speeds.get(baseline_of(name)))
+    if keep:
+        results = in_system_order({**kept_rows(output, list(results), baseline_of), **results},
+                                  [f"{d}/{s.name}" for d, s in SYSTEMS])
+    report(output, {"machine": machine_description(), "run": run, "systems": results}, render_markdown)
 
 
 if __name__ == "__main__":

@@ -23,8 +23,8 @@ import spacy
 import typer
 from spacy.training import Corpus, Example
 
-from benchmark_tagger import (System, earlier_rows, ensure_trained, in_system_order, machine_description, paired_ratio,
-                              report, steps, train_seconds, words_per_second)
+from benchmark_tagger import (System, ensure_trained, in_system_order, kept_rows, machine_description, paired_ratio,
+                              ratio_in_run, report, steps, train_seconds, words_per_second)
 
 # The shipped config's parser is spaCy's default size (hidden width 64, two maxout pieces): about
 # half the time a step of width 128 with three pieces, which bought 9,000 steps instead of 6,500.
@@ -113,7 +113,7 @@ def render_markdown(data: Dict) -> str:
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for name, row in results.items():
-        speed_ratio = ratio_in_run(row, results)
+        speed_ratio = ratio_in_run(name, row, results, baseline_of)
         shown_ratio = f"{speed_ratio:.2f}x" if speed_ratio else "n/a"
         steps = f"{row['max_steps']:,}" if row.get("max_steps") else "–"
         for split in ("dev", "test"):
@@ -129,20 +129,9 @@ def render_markdown(data: Dict) -> str:
     return "\n".join(lines)
 
 
-def ratio_in_run(row: Dict, rows: Dict[str, Dict]) -> Optional[float]:
-    """The row's speed ratio against the baseline of its run: as recorded, or, in files written
-    before rows recorded it (one run each), against the file's baseline row."""
-    if "speed_ratio" in row:
-        return row["speed_ratio"]
-    baseline_wps = rows.get(BASELINE, {}).get("words_per_second")
-    return row["words_per_second"] / baseline_wps if baseline_wps else None
-
-
-def kept_rows(output: Path, measured: List[str]) -> Dict[str, Dict]:
-    """The rows of an earlier results file for the systems not measured now, each with the speed
-    ratio against the baseline of its own run and that run's label (its date, or "earlier run")."""
-    rows = earlier_rows(output)
-    return {name: {**row, "speed_ratio": ratio_in_run(row, rows)} for name, row in rows.items() if name not in measured}
+def baseline_of(name: str) -> str:
+    """Every row's speed ratio is against the same baseline row."""
+    return BASELINE
 
 
 def main(
@@ -194,7 +183,7 @@ def main(
         row["words_per_second_rounds"] = speeds[name]
         row["speed_ratio"] = paired_ratio(speeds[name], speeds.get(BASELINE))
     if keep:
-        results = in_system_order({**kept_rows(output, list(results)), **results}, SYSTEMS)
+        results = in_system_order({**kept_rows(output, list(results), baseline_of), **results}, [s.name for s in SYSTEMS])
     report(output, {"machine": machine_description(), "run": run, "systems": results}, render_markdown)
 
 

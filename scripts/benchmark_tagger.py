@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import spacy
 import torch
@@ -361,9 +361,28 @@ def earlier_rows(output: Path) -> Dict[str, Dict]:
     return {name: {**row, "run": row.get("run", earlier.get("run", "earlier run"))} for name, row in earlier["systems"].items()}
 
 
-def in_system_order(results: Dict[str, Dict], systems: List[System]) -> Dict[str, Dict]:
-    """The rows in the order of `systems` (rows of systems no longer listed last)."""
-    order = {s.name: i for i, s in enumerate(systems)}
+def ratio_in_run(name: str, row: Dict, rows: Dict[str, Dict], baseline: Callable[[str], str]) -> Optional[float]:
+    """The speed ratio of row `name` against the baseline row of its run (`baseline(name)` names
+    it): as recorded, or, in files written before rows recorded it (one run each), against the
+    file's baseline row."""
+    if "speed_ratio" in row:
+        return row["speed_ratio"]
+    baseline_wps = rows.get(baseline(name), {}).get("words_per_second")
+    return row["words_per_second"] / baseline_wps if baseline_wps else None
+
+
+def kept_rows(output: Path, measured: List[str], baseline: Callable[[str], str]) -> Dict[str, Dict]:
+    """The rows of an earlier results file for the systems not measured now (for --keep), each
+    with the speed ratio against the baseline of its own run and that run's label (its date, or
+    "earlier run")."""
+    rows = earlier_rows(output)
+    return {name: {**row, "speed_ratio": ratio_in_run(name, row, rows, baseline)}
+            for name, row in rows.items() if name not in measured}
+
+
+def in_system_order(results: Dict[str, Dict], names: List[str]) -> Dict[str, Dict]:
+    """The rows in the order of the system `names` (rows of systems no longer listed last)."""
+    order = {name: i for i, name in enumerate(names)}
     return dict(sorted(results.items(), key=lambda item: order.get(item[0], len(order))))
 
 

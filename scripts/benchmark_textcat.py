@@ -189,7 +189,7 @@ def main(
         print(f"measured {system.name}", flush=True)
     if keep:
         kept = {name: row for name, row in earlier_rows(output).items() if name not in results}
-        results = in_system_order({**kept, **results}, SYSTEMS)
+        results = in_system_order({**kept, **results}, [s.name for s in SYSTEMS])
     report(output, {"machine": machine_description(), "run": run, "systems": results}, render_markdown)
 
 

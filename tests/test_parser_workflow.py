@@ -57,7 +57,7 @@ def test_benchmark_parser_keeps_earlier_rows_with_their_own_speed_ratio(tmp_path
     path = tmp_path / "benchmark_parser.json"
     path.write_text(json.dumps({**PARSER, "systems": {**PARSER["systems"], "spacy_bilstm": {
         **PARSER["systems"]["rnn_shared"], "description": "spaCy BiLSTM", "words_per_second": 5000.0}}}))
-    kept = benchmark_parser.kept_rows(path, measured=["rnn_shared"])
+    kept = benchmark_parser.kept_rows(path, measured=["rnn_shared"], baseline=benchmark_parser.baseline_of)
     assert sorted(kept) == ["spacy_bilstm", "spacy_cnn_efficiency"]
     # each kept row's ratio is against the baseline of the run it was measured in
     assert kept["spacy_bilstm"]["speed_ratio"] == pytest.approx(0.5)
@@ -69,7 +69,7 @@ def test_benchmark_parser_keeps_earlier_rows_with_their_own_speed_ratio(tmp_path
     table = benchmark_parser.render_markdown(data)
     assert "| 5,000 | 0.50x | 12,000 | 50.0 min | earlier run |" in table, table
     assert "| 30,000 | 2.00x | 12,000 | 50.0 min | 2026-12-02 |" in table, table
-    assert benchmark_parser.kept_rows(tmp_path / "missing.json", measured=[]) == {}
+    assert benchmark_parser.kept_rows(tmp_path / "missing.json", measured=[], baseline=benchmark_parser.baseline_of) == {}
 
 
 @pytest.mark.slow

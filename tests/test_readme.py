@@ -2,6 +2,7 @@
 import importlib.util
 import json
 import shutil
+import statistics
 import subprocess
 from pathlib import Path
 
@@ -212,7 +213,7 @@ SCANS = {
                                        "| 112,846 | 5.64x | 2.00x | – | 41% | 2,500 | 2.50x | 7.2 min |",
                                        "| 225,693 | 11.28x | 4.00x | 2.00x | – | – | – | 7.2 min |"]),
     ("benchmark_baselines.json", BASELINES, ["| wsj_sample | hmm_order2 (hmm_tagger, order 2) | tag |", "94.95", "78.14 (643)", "95.46"]),
-    ("benchmark_ner.json", NER, ["| conll2003 | rnn_ner_crf_lstm (rnn_ner, lstm + CRF) | valid | 91.05 | 90.79 | 90.92 | 92.6 | 93.5 | 87.2 | 87.6 | 51,742 | 5,969 | 18.5 min |",
+    ("benchmark_ner.json", NER, ["| conll2003 | rnn_ner_crf_lstm (rnn_ner, lstm + CRF) | valid | 91.05 | 90.79 | 90.92 | 92.6 | 93.5 | 87.2 | 87.6 | 51,742 | 5,969 | 1.00x | 18.5 min | one run |",
                                  "| uner | rnn_ner_crf_lstm (rnn_ner, lstm + CRF) | test |", "68.21"]),
     ("lm_benchmark.json", LM, ["| lstm | shared recipe | 6 | 116.9 | 113.3 | 162.8 (22.5%) | 148.3 (23.0%) | 4,219 | 22.7 min |",
                                "| lstm_tied | tie_weights=True |", "| lstm_tied | 169.4 | 137.8 |"]),
@@ -234,6 +235,56 @@ def test_each_script_renders_its_results_file(tmp_path, name, data, expected):
         elif block:
             blocks, block = blocks + [block], []
     assert blocks and all(len({line.count("|") for line in b}) == 1 and set(b[1]) <= set("|-:") for b in blocks), table
+
+
+def test_benchmark_ner_measures_one_system_and_keeps_earlier_rows_in_order(tmp_path):
+    """main's measuring path on a pipeline already trained (ensure_trained leaves it be): a blank
+    pipeline stands in for a trained one, so scoring, speed and --keep run."""
+    import spacy
+    from spacy.tokens import Doc, DocBin
+
+    import typer
+
+    benchmark_ner = render_readme.load_script("benchmark_ner")
+    nlp = spacy.blank("en")
+    (tmp_path / "corpus" / "conll2003").mkdir(parents=True)
+    docs = [Doc(nlp.vocab, words=["Anna", "visits", "Paris", "."], ents=["B-PER", "O", "B-LOC", "O"]) for _ in range(3)]
+    DocBin(docs=docs).to_disk(tmp_path / "corpus" / "conll2003" / "valid.spacy")
+    for system in ("rnn_ner_crf_mingru", "rnn_ner_crf_lstm"):
+        trained = tmp_path / "training" / "conll2003" / system
+        trained.mkdir(parents=True)
+        nlp.to_disk(trained / "model-best")
+        (trained / "train_time.json").write_text(json.dumps({"seconds": 120.0}))
+    output = tmp_path / "benchmark_ner.json"
+    output.write_text(json.dumps(NER))
+    benchmark_ner.main(tmp_path / "corpus", tmp_path / "training", output, systems="conll2003/rnn_ner_crf_mingru",
+                       retrain=False, max_steps=0, train_only=False, keep=True)
+    data = json.loads(output.read_text())
+    # the new row goes where SYSTEMS lists it: after the CoNLL LSTM row, before the UNER rows
+    assert list(data["systems"]) == ["conll2003/rnn_ner_crf_lstm", "conll2003/rnn_ner_crf_mingru", "uner/rnn_ner_crf_lstm"]
+    row = data["systems"]["conll2003/rnn_ner_crf_mingru"]
+    assert row["run"] == data["run"] != "earlier run"
+    assert row["valid"]["ents_r"] == 0.0 and row["train_seconds"] == 120.0  # a blank pipeline finds no entity
+    assert row["valid"]["n_words"] == 12 and row["entities_per_second"] == 0.0
+    assert row["speed_ratio"] is None  # its LSTM row was not measured in this run: no ratio across runs
+    kept = data["systems"]["uner/rnn_ner_crf_lstm"]
+    assert kept["run"] == "earlier run" and kept["test"] == NER["systems"]["uner/rnn_ner_crf_lstm"]["test"]
+    assert kept["speed_ratio"] == 1.0  # its own run's LSTM row, itself
+    assert f"| – | 2.0 min | {data['run']} |" in data["table"], data["table"]
+    assert "| 1.00x | 18.5 min | earlier run |" in data["table"], data["table"]
+    # measured together, each round pairs the two; without --keep the file holds this run only
+    benchmark_ner.main(tmp_path / "corpus", tmp_path / "training", output,
+                       systems="conll2003/rnn_ner_crf_mingru,conll2003/rnn_ner_crf_lstm",
+                       retrain=False, max_steps=0, train_only=False, keep=False)
+    data = json.loads(output.read_text())
+    assert sorted(data["systems"]) == ["conll2003/rnn_ner_crf_lstm", "conll2003/rnn_ner_crf_mingru"]
+    lstm, mingru = data["systems"]["conll2003/rnn_ner_crf_lstm"], data["systems"]["conll2003/rnn_ner_crf_mingru"]
+    assert lstm["speed_ratio"] == 1.0 and len(lstm["words_per_second_rounds"]) == len(mingru["words_per_second_rounds"]) >= 2
+    expected = statistics.median(a / b for a, b in zip(mingru["words_per_second_rounds"], lstm["words_per_second_rounds"]))
+    assert mingru["speed_ratio"] == pytest.approx(expected)
+    with pytest.raises(typer.BadParameter, match="unknown system.*conll2003/rnn_ner_crf_mingru_typo"):
+        benchmark_ner.main(tmp_path / "corpus", tmp_path / "training", output, systems="conll2003/rnn_ner_crf_mingru_typo",
+                           retrain=False, max_steps=0, train_only=False, keep=False)
 
 
 def test_baselines_rows_follow_the_dataset_order(tmp_path):
