@@ -272,12 +272,16 @@ def test_benchmark_ner_measures_one_system_and_keeps_earlier_rows_in_order(tmp_p
     assert kept["speed_ratio"] == 1.0  # its own run's LSTM row, itself
     assert f"| – | 2.0 min | {data['run']} |" in data["table"], data["table"]
     assert "| 1.00x | 18.5 min | earlier run |" in data["table"], data["table"]
-    # measured together, each round pairs the two; without --keep the file holds this run only
+    # measured together, each round pairs them; without --keep the file holds this run only. The
+    # int8 row runs rnn_ner_crf_mingru's trained pipeline (it has no training of its own).
     benchmark_ner.main(tmp_path / "corpus", tmp_path / "training", output,
-                       systems="conll2003/rnn_ner_crf_mingru,conll2003/rnn_ner_crf_lstm",
+                       systems="conll2003/rnn_ner_crf_mingru,conll2003/rnn_ner_crf_lstm,conll2003/rnn_ner_crf_mingru_int8",
                        retrain=False, max_steps=0, train_only=False, keep=False)
     data = json.loads(output.read_text())
-    assert sorted(data["systems"]) == ["conll2003/rnn_ner_crf_lstm", "conll2003/rnn_ner_crf_mingru"]
+    assert sorted(data["systems"]) == ["conll2003/rnn_ner_crf_lstm", "conll2003/rnn_ner_crf_mingru",
+                                       "conll2003/rnn_ner_crf_mingru_int8"]
+    assert not (tmp_path / "training" / "conll2003" / "rnn_ner_crf_mingru_int8").exists()
+    assert data["systems"]["conll2003/rnn_ner_crf_mingru_int8"]["train_seconds"] == 120.0
     lstm, mingru = data["systems"]["conll2003/rnn_ner_crf_lstm"], data["systems"]["conll2003/rnn_ner_crf_mingru"]
     assert lstm["speed_ratio"] == 1.0 and len(lstm["words_per_second_rounds"]) == len(mingru["words_per_second_rounds"]) >= 2
     expected = statistics.median(a / b for a, b in zip(mingru["words_per_second_rounds"], lstm["words_per_second_rounds"]))
