@@ -15,16 +15,13 @@ import time
 from pathlib import Path
 from typing import Dict, List
 
-import spacy
 import typer
 from spacy.scorer import get_ner_prf
 from spacy.training import Example
 
-from spacy_rnn import load_int8
-
 from benchmark_tagger import (System, bare_docs, ensure_trained, gold_sentences, in_system_order, kept_rows,
-                              machine_description, paired_ratio, ratio_in_run, report, steps, train_seconds,
-                              words_per_second)
+                              load_trained, machine_description, paired_ratio, ratio_in_run, report, steps,
+                              train_seconds, words_per_second)
 
 CRF_GRU = {"components.ner.model.encoder.cell": "gru"}
 SOFTMAX = {"components.ner.decoder": "softmax"}
@@ -160,8 +157,7 @@ def main(
     pipelines: Dict[str, Dict[str, object]] = {dataset: {} for dataset in DATASETS}
     speed_sets: Dict[str, List] = {}  # each dataset's last scored set, on which its speeds are measured
     for dataset, system in chosen:
-        out_dir = training_dir / dataset / (system.int8_of or system.name)
-        nlp = load_int8(out_dir / "model-best") if system.int8_of else spacy.load(out_dir / "model-best")
+        out_dir, nlp = load_trained(system, training_dir / dataset)
         row = {"dataset": dataset, "description": system.description}
         for split, path in DATASETS[dataset]["eval"].items():
             speed_sets[dataset] = gold_sentences(nlp, corpus / path, 0)

@@ -25,6 +25,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import spacy
 import torch
 import typer
+from spacy.language import Language
 from spacy.tokens import Doc
 from spacy.training import Corpus, Example
 
@@ -140,6 +141,13 @@ def train(system: System, train_path: Path, dev_path: Path, out_dir: Path, extra
     seconds = time.perf_counter() - start
     (out_dir / "train_time.json").write_text(json.dumps({"seconds": seconds, "command": cmd}))
     return seconds
+
+
+def load_trained(system: System, root: Path) -> Tuple[Path, Language]:
+    """The training folder under root whose model-best the system runs (an int8 row: its float
+    system's) and that pipeline, loaded with int8 weights for an int8 row."""
+    out_dir = root / (system.int8_of or system.name)
+    return out_dir, load_int8(out_dir / "model-best") if system.int8_of else spacy.load(out_dir / "model-best")
 
 
 def ensure_trained(system: System, train_path: Path, dev_path: Path, out_dir: Path, extra: List[str],
@@ -371,13 +379,15 @@ def ratio_in_run(name: str, row: Dict, rows: Dict[str, Dict], baseline: Callable
     return row["words_per_second"] / baseline_wps if baseline_wps else None
 
 
-def kept_rows(output: Path, measured: List[str], baseline: Callable[[str], str]) -> Dict[str, Dict]:
+def kept_rows(output: Path, measured: List[str], baseline: Optional[Callable[[str], str]] = None) -> Dict[str, Dict]:
     """The rows of an earlier results file for the systems not measured now (for --keep), each
-    with the speed ratio against the baseline of its own run and that run's label (its date, or
-    "earlier run")."""
+    with that run's label (its date, or "earlier run") and, given a baseline, the speed ratio
+    against the baseline row of its own run."""
     rows = earlier_rows(output)
-    return {name: {**row, "speed_ratio": ratio_in_run(name, row, rows, baseline)}
-            for name, row in rows.items() if name not in measured}
+    kept = {name: row for name, row in rows.items() if name not in measured}
+    if baseline is None:
+        return kept
+    return {name: {**row, "speed_ratio": ratio_in_run(name, row, rows, baseline)} for name, row in kept.items()}
 
 
 def in_system_order(results: Dict[str, Dict], names: List[str]) -> Dict[str, Dict]:
@@ -427,8 +437,7 @@ def main(
     results, pipelines = {}, {}
     test = None
     for system in chosen:
-        out_dir = training_dir / (system.int8_of or system.name)
-        nlp = load_int8(out_dir / "model-best") if system.int8_of else spacy.load(out_dir / "model-best")
+        out_dir, nlp = load_trained(system, training_dir)
         test = gold_sentences(nlp, corpus / "en_ewt-ud-test.spacy", limit)
         dev = gold_sentences(nlp, corpus / "en_ewt-ud-dev.spacy", limit)
         row = {"description": system.description, "attr": system.attr}

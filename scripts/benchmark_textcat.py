@@ -25,7 +25,7 @@ from spacy.scorer import Scorer
 from spacy.training import Corpus, Example
 from spacy.util import load_config
 
-from benchmark_tagger import System, earlier_rows, ensure_trained, in_system_order, machine_description, report, steps, train_seconds
+from benchmark_tagger import System, ensure_trained, in_system_order, kept_rows, machine_description, report, steps, train_seconds
 
 POOLINGS = {"mean": '["mean"]', "max": '["max"]', "last": '["last"]', "attention": '["attention"]', "meanmax": '["mean","max"]'}
 SHIPPED = "meanmax"  # the pooling of configs/textcat_*.cfg
@@ -188,8 +188,7 @@ def main(
         }
         print(f"measured {system.name}", flush=True)
     if keep:
-        kept = {name: row for name, row in earlier_rows(output).items() if name not in results}
-        results = in_system_order({**kept, **results}, [s.name for s in SYSTEMS])
+        results = in_system_order({**kept_rows(output, list(results)), **results}, [s.name for s in SYSTEMS])
     report(output, {"machine": machine_description(), "run": run, "systems": results}, render_markdown)
 
 
