@@ -1,5 +1,6 @@
 import pytest
 import numpy
+from spacy.tokens import Doc
 from thinc.api import fix_random_seed
 
 from spacy_rnn.models.architectures import build_rnn_encoder_v1
@@ -50,6 +51,22 @@ def test_forward_backprop_shapes(docs):
     grads = [p.grad for p in model.layers[1].shims[0]._model.parameters()]
     assert all(g is not None for g in grads)
     assert sum(float(g.abs().sum()) for g in grads) > 0
+
+
+def test_no_hashed_features_words_and_characters_only(docs):
+    """attrs = [] (with rows = embed_widths = []) is an encoder of word and character
+    embeddings; it trains and predicts like any other."""
+    fix_random_seed(0)
+    model = small_encoder(attrs=[], rows=[], embed_widths=[])
+    model.initialize(X=docs)
+    Y, backprop = model.begin_update(docs)
+    assert [y.shape for y in Y] == [(len(doc), 12) for doc in docs]
+    backprop([numpy.ones_like(y) for y in Y])
+    torch_model = model.layers[1].shims[0]._model
+    assert torch_model.features.output_width == 0
+    assert all(p.grad is not None for p in torch_model.parameters())
+    empty = Doc(docs[0].vocab, words=[])
+    assert [y.shape for y in model.predict([docs[0], empty])] == [(len(docs[0]), 12), (0, 12)]
 
 
 def test_bytes_round_trip(docs):

@@ -262,7 +262,7 @@ def _docs_to_batch(docs: List[Doc], attr_ids: List[int], word_keys, cache: _Code
     hashes = numpy.stack(
         [_numpy_ops.hash(numpy.ascontiguousarray(values[:, j + 2]), j) for j in range(n_features)],
         axis=1,
-    ) if len(values) else numpy.zeros((0, n_features, 4), dtype="uint32")
+    ) if len(values) and n_features else numpy.zeros((len(values), n_features, 4), dtype="uint32")
     unique_orths, word_index = numpy.unique(values[:, 0], return_inverse=True)
     strings = _StringsOf(docs)
     words = [cache.get(orth, strings) for orth in unique_orths.tolist()]

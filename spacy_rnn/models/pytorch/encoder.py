@@ -115,7 +115,9 @@ class TokenEncoder(nn.Module):
         if self.training and self.word_dropout_prob > 0:
             dropped = torch.rand(word_ids.shape, device=word_ids.device) < self.word_dropout_prob
             word_ids = word_ids.masked_fill(dropped, 0)
-        parts = [self.words(word_ids), self.features(hashes)]
+        parts = [self.words(word_ids)]
+        if self.features.output_width:  # attrs may be empty: words and characters only
+            parts.append(self.features(hashes))
         if self.chars is not None:
             char_vectors = self.chars(code_points)  # (n_unique_words, char_filters)
             parts.append(char_vectors.index_select(0, word_index))  # faster than char_vectors[word_index]
