@@ -347,17 +347,22 @@ def render_markdown(data: Dict) -> str:
 SEED_SUFFIX = "_seed"
 
 
-def seed_means(results: Dict[str, Dict]) -> Dict[str, Tuple[List[str], float, float]]:
+def seed_groups(results: Dict[str, Dict]) -> Dict[str, List[str]]:
     """For each row with rows NAME_seedN beside it (the same config trained with other seeds):
-    the rows, and their mean dev and test token accuracy."""
+    NAME -> [NAME, NAME_seedN, ...]."""
     groups: Dict[str, List[str]] = {}
     for name in results:
         base = name.split(SEED_SUFFIX)[0] if SEED_SUFFIX in name else None
         if base in results:
             groups.setdefault(base, [base]).append(name)
+    return groups
+
+
+def seed_means(results: Dict[str, Dict]) -> Dict[str, Tuple[List[str], float, float]]:
+    """For each group of seed_groups: the rows, and their mean dev and test token accuracy."""
     return {base: (names, statistics.mean(results[n]["dev"]["token_acc"] for n in names),
                    statistics.mean(results[n]["test"]["token_acc"] for n in names))
-            for base, names in groups.items()}
+            for base, names in seed_groups(results).items()}
 
 
 def earlier_rows(output: Path) -> Dict[str, Dict]:

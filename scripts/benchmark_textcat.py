@@ -15,6 +15,7 @@ measure (speed with nothing else running). With --systems a,b --keep, the rows o
 other systems stay as an earlier run measured them (each labelled with its run).
 Smoke run: --max-steps 10 --limit 50 --systems trec/rnn_lstm_mean,trec/spacy_bow.
 """
+import statistics
 import time
 from pathlib import Path
 from typing import Dict, List
@@ -25,7 +26,8 @@ from spacy.scorer import Scorer
 from spacy.training import Corpus, Example
 from spacy.util import load_config
 
-from benchmark_tagger import System, ensure_trained, in_system_order, kept_rows, machine_description, report, steps, train_seconds
+from benchmark_tagger import (System, ensure_trained, in_system_order, kept_rows, machine_description, report, seed_groups, steps,
+                              train_seconds)
 
 POOLINGS = {"mean": '["mean"]', "max": '["max"]', "last": '["last"]', "attention": '["attention"]', "meanmax": '["mean","max"]'}
 SHIPPED = "meanmax"  # the pooling of configs/textcat_*.cfg
@@ -84,6 +86,37 @@ TREC_CANDIDATES = [
            overrides={**REGULARIZED, "components.textcat.model.encoder.depth": "1"},
            description="rnn_textcat, lstm, one layer, pooling [\"max\"], dropout 0.5, word dropout 0.2"),
 ]
+# Candidates of 2026-12-03 (later) after Kim's CNN (scripts/baseline_kim_cnn.py) scored above
+# rnn_textcat on TREC's dev split: a word table like the CNN's (every training word, 300 wide).
+KIM_WORDS = {"components.textcat.model.encoder.min_word_freq": "1", "components.textcat.model.encoder.word_width": "300"}
+TREC_CANDIDATES += [
+    System("trec/rnn_lstm_meanmax_words300", DATASETS["trec"][0], overrides=KIM_WORDS,
+           description="rnn_textcat, lstm, mean+max, word table of every training word, 300 wide"),
+    System("trec/rnn_mingru_meanmax_words300", DATASETS["trec"][0], overrides={**KIM_WORDS, **MINGRU},
+           description="rnn_textcat, mingru with output gates, mean+max, word table of every training word, 300 wide"),
+    System("trec/rnn_mingru_meanmax_5k", DATASETS["trec"][0], overrides={**steps(5000), **MINGRU},
+           description="rnn_textcat, mingru with output gates, mean+max, 5000 steps (2500 shipped)"),
+    System("trec/rnn_mingru_meanmax_avg", DATASETS["trec"][0], overrides={"training.optimizer.use_averages": "true", **MINGRU},
+           description="rnn_textcat, mingru with output gates, mean+max, parameter averaging"),
+]
+# Words and characters only: no hashed prefix, suffix and shape features (the CNN reads words only).
+NO_FEATURES = {"components.textcat.model.encoder.attrs": "[]", "components.textcat.model.encoder.rows": "[]",
+               "components.textcat.model.encoder.embed_widths": "[]"}
+MINGRU_NO_FEATURES = System("trec/rnn_mingru_meanmax_nofeatures", DATASETS["trec"][0], overrides={**NO_FEATURES, **MINGRU},
+                            description="rnn_textcat, mingru with output gates, mean+max, words and characters only "
+                                        "(no prefix, suffix, shape)")
+TREC_CANDIDATES += [
+    MINGRU_NO_FEATURES,
+    System("trec/rnn_lstm_meanmax_nofeatures", DATASETS["trec"][0], overrides=NO_FEATURES,
+           description="rnn_textcat, lstm, mean+max, words and characters only"),
+]
+# Seeds 1 and 2 of the minGRU with and without the hashed features (seed 0: the rows above).
+TREC_CANDIDATES += [
+    System(f"{system.name}_seed{seed}", system.config, overrides={**system.overrides, "system.seed": str(seed)},
+           description=f"{system.name.split('/')[1]} trained with seed {seed}")
+    for system in (next(s for s in systems_for("trec") if s.name == f"trec/rnn_mingru_{SHIPPED}"), MINGRU_NO_FEATURES)
+    for seed in (1, 2)
+]
 SYSTEMS = systems_for("trec") + TREC_CANDIDATES + systems_for("sst2") + [PHRASES, PHRASES_MINGRU]
 
 
@@ -141,6 +174,15 @@ def render_markdown(data: Dict) -> str:
             f"{100 * row['dev']['macro_f']:.2f} | {row['docs_per_second']:,.0f} | {row['train_seconds'] / 60:.1f} min "
             f"| {row.get('run', data.get('run', 'one run'))} |"
         )
+    groups = seed_groups(data["systems"])
+    if groups:
+        lines += ["", "| data | config (rows averaged) | trainings | mean dev accuracy | mean dev macro F |", "|---|---|---:|---:|---:|"]
+        for base, names in groups.items():
+            rows = [data["systems"][name]["dev"] for name in names]
+            dataset, system = base.split("/", 1)
+            lines.append(f"| {dataset} | {system} ({', '.join(name.split('/', 1)[1] for name in names)}) | {len(rows)} | "
+                         f"{100 * statistics.mean(r['accuracy'] for r in rows):.2f} | "
+                         f"{100 * statistics.mean(r['macro_f'] for r in rows):.2f} |")
     return "\n".join(lines)
 
 

@@ -308,3 +308,15 @@ def test_lm_run_of_one_epoch_has_no_curve_table(tmp_path):
     table = render_readme.render_file(path)
     assert "| lstm | shared recipe | 1 | 116.9 | 4,219 | 22.7 min |" in table
     assert "after each epoch" not in table and "PTB test" not in table
+
+
+def test_benchmark_textcat_averages_seed_rows_per_dataset():
+    """The textcat table's means: trec/x with trec/x_seed1, accuracy and macro F averaged; a
+    config without seed rows gets no mean row."""
+    benchmark = render_readme.load_script("benchmark_textcat")
+    row = lambda acc, f: {"description": "d", "dev": {"accuracy": acc, "macro_f": f}, "docs_per_second": 1.0,  # noqa: E731
+                          "train_seconds": 60.0, "run": "r"}
+    data = {"machine": "m", "systems": {"trec/x": row(0.80, 0.70), "trec/x_seed1": row(0.90, 0.74), "trec/y": row(0.5, 0.5)}}
+    means = benchmark.render_markdown(data).split("(rows averaged)")[1]
+    assert "| trec | x (x, x_seed1) | 2 | 85.00 | 72.00 |" in means
+    assert "| trec | y" not in means
