@@ -37,7 +37,7 @@ from spacy.tokens import DocBin
 from spacy.training import Example
 from torch import nn
 
-from benchmark_tagger import machine_description, report
+from benchmark_tagger import machine_description, report, run_label
 
 DATASETS = {
     # dataset: (training directory under corpus/, dev directory), the data of benchmark_textcat.py's shipped rows
@@ -183,11 +183,11 @@ def main(
         train_set = read(corpus / train_dir / "train.spacy", nlp, limit)
         dev = read(corpus / dev_dir / "dev.spacy", nlp, limit)
         runs = {seed: train(train_set, dev, epochs, int(seed)) for seed in seeds.split(",")}
-        results[name] = {"train": f"{train_dir}/train.spacy", "seeds": runs, "run": time.strftime("%Y-%m-%d")}
+        results[name] = {"train": f"{train_dir}/train.spacy", "seeds": runs, "run": run_label()}
     if keep and output.exists():
         earlier = json.loads(output.read_text(encoding="utf8"))["datasets"]
         results = {name: results.get(name, row) for name, row in {**earlier, **results}.items()}
-    report(output, {"machine": machine_description(), "run": time.strftime("%Y-%m-%d"), "datasets": results},
+    report(output, {"machine": machine_description(), "run": run_label(), "datasets": results},
            render_markdown)
 
 

@@ -20,7 +20,7 @@ from spacy.scorer import get_ner_prf
 from spacy.training import Example
 
 from benchmark_tagger import (System, bare_docs, ensure_trained, gold_sentences, in_system_order, kept_rows,
-                              load_trained, machine_description, paired_ratio, ratio_in_run, report, steps,
+                              load_trained, machine_description, paired_ratio, ratio_in_run, report, run_label, steps,
                               train_seconds, words_per_second)
 
 CRF_GRU = {"components.ner.model.encoder.cell": "gru"}
@@ -153,7 +153,7 @@ def main(
     if train_only:
         return
     results: Dict[str, Dict] = {}
-    run = time.strftime("%Y-%m-%d")
+    run = run_label()
     pipelines: Dict[str, Dict[str, object]] = {dataset: {} for dataset in DATASETS}
     speed_sets: Dict[str, List] = {}  # each dataset's last scored set, on which its speeds are measured
     for dataset, system in chosen:

@@ -24,7 +24,7 @@ import typer
 from spacy.training import Corpus, Example
 
 from benchmark_tagger import (System, ensure_trained, in_system_order, kept_rows, machine_description, paired_ratio,
-                              ratio_in_run, report, steps, train_seconds, words_per_second)
+                              ratio_in_run, report, run_label, steps, train_seconds, words_per_second)
 
 # The shipped config's parser is spaCy's default size (hidden width 64, two maxout pieces): about
 # half the time a step of width 128 with three pieces, which bought 9,000 steps instead of 6,500.
@@ -159,7 +159,7 @@ def main(
     if train_only:
         return
     # All measurements happen here, in one process, after all training is done.
-    run = time.strftime("%Y-%m-%d")
+    run = run_label()
     results, pipelines, test_references = {}, {}, None
     for system in chosen:
         out_dir = training_dir / system.name

@@ -284,6 +284,12 @@ def training_words_per_second(pipelines: Dict[str, object], examples: Dict[str, 
     return speeds
 
 
+def run_label() -> str:
+    """The label of this run's rows (their "run" column): date and time (UTC), since a day may
+    hold several runs whose speeds do not compare."""
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+
+
 def machine_description() -> str:
     return (
         f"{platform.machine()}, {torch.get_num_threads()} torch threads, {platform.processor() or 'cpu'}; "

@@ -26,8 +26,8 @@ from spacy.scorer import Scorer
 from spacy.training import Corpus, Example
 from spacy.util import load_config
 
-from benchmark_tagger import (System, ensure_trained, in_system_order, kept_rows, machine_description, report, seed_groups, steps,
-                              train_seconds)
+from benchmark_tagger import (System, ensure_trained, in_system_order, kept_rows, machine_description, report, run_label,
+                              seed_groups, steps, train_seconds)
 
 POOLINGS = {"mean": '["mean"]', "max": '["max"]', "last": '["last"]', "attention": '["attention"]', "meanmax": '["mean","max"]'}
 SHIPPED = "meanmax"  # the pooling of configs/textcat_*.cfg
@@ -212,7 +212,7 @@ def main(
     if train_only:
         return
     results = {}
-    run = time.strftime("%Y-%m-%d")
+    run = run_label()
     for system in chosen:
         out_dir = training_dir / system.name
         dev_path = corpus / DATASETS[system.name.split("/")[0]][2] / "dev.spacy"
