@@ -125,6 +125,7 @@ def train(train_set, dev, epochs: int, seed: int, batch_size: int = 50) -> Dict:
     optimizer = torch.optim.Adadelta(model.parameters(), lr=1.0, rho=0.95, eps=1e-6)
     targets = torch.tensor([labels.index(gold) for _, gold, _ in train_set])
     pad = max(WIDTHS) - 1
+    dev_words = [words for words, _, _ in dev]
     best = {"accuracy": -1.0}
     start = time.perf_counter()
     for epoch in range(1, epochs + 1):
@@ -136,7 +137,7 @@ def train(train_set, dev, epochs: int, seed: int, batch_size: int = 50) -> Dict:
             loss.backward()
             optimizer.step()
             model.renorm_output()
-        scores = score(predict(model, [words for words, _, _ in dev], vocab), labels, dev)
+        scores = score(predict(model, dev_words, vocab), labels, dev)
         print(f"seed {seed} epoch {epoch}: dev accuracy {scores['accuracy']:.4f}", flush=True)
         if scores["accuracy"] > best["accuracy"]:
             best = {**scores, "epoch": epoch}
