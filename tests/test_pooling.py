@@ -64,7 +64,36 @@ def test_attention_is_a_convex_combination_of_the_doc_vectors():
     assert_allclose(model.predict(Ragged(X, LENGTHS)), [X[:3].mean(0), X[3:].mean(0)], rtol=1e-6)
 
 
-@pytest.mark.parametrize("kind", ["mean", "max", "last", "attention"])
+def test_conv_by_hand_reads_zeros_beyond_each_docs_edges():
+    model, Y = pool(["conv"])
+    relu = model.layers[0].layers[1].layers[0]
+    W, b = relu.get_param("W"), relu.get_param("b")
+    zero = numpy.zeros(4, dtype="f")
+    for row, doc in zip(Y, [X[:3], X[3:]]):
+        padded = [zero, *doc, zero]  # the window never reaches into the other doc
+        windows = [numpy.concatenate(padded[t:t + 3]) for t in range(len(doc))]
+        expected = numpy.max([numpy.maximum(W @ w + b, 0) for w in windows], axis=0)
+        assert_allclose(row, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_conv_gradient_reaches_only_the_window_of_the_max():
+    model = build_pooling(["conv"], 4, True)
+    model.initialize()
+    relu = model.layers[0].layers[1].layers[0]
+    relu.set_param("W", numpy.eye(4, 12, k=4, dtype="f"))  # detector i reads h_t[i] (the window's middle)
+    relu.set_param("b", numpy.zeros(4, dtype="f"))
+    Y, backprop = model.begin_update(Ragged(X, LENGTHS))
+    assert_allclose(Y, [X[:3].max(0).clip(0), X[3:].max(0).clip(0)])
+    dX = backprop(numpy.ones((2, 4), dtype="f")).dataXd
+    expected = numpy.zeros_like(X)
+    for start, end in [(0, 3), (3, 5)]:
+        for column in range(4):
+            top = start + X[start:end, column].argmax()
+            expected[top, column] = 1.0 if X[top, column] > 0 else 0.0
+    assert_allclose(dX, expected)
+
+
+@pytest.mark.parametrize("kind", ["mean", "max", "last", "attention", "conv"])
 def test_other_docs_never_change_a_docs_pooled_value(kind):
     """A doc pooled alone and beside longer, shorter and empty docs gets the same value."""
     rng = numpy.random.default_rng(0)
@@ -77,15 +106,15 @@ def test_other_docs_never_change_a_docs_pooled_value(kind):
 
 
 def test_empty_docs_get_zeros_and_no_gradient():
-    model = build_pooling(["mean", "max", "last", "attention"], 4, True)
+    model = build_pooling(["mean", "max", "last", "attention", "conv"], 4, True)
     model.initialize()
     lengths = numpy.array([0, 3, 0, 2], dtype="int32")
     Y, backprop = model.begin_update(Ragged(X, lengths))
-    assert Y.shape == (4, 16) and not Y[0].any() and not Y[2].any()
+    assert Y.shape == (4, 20) and not Y[0].any() and not Y[2].any()
     dX = backprop(numpy.ones_like(Y))
     assert dX.dataXd.shape == X.shape and numpy.isfinite(dX.dataXd).all()
     Y, backprop = model.begin_update(Ragged(numpy.zeros((0, 4), dtype="f"), numpy.array([0, 0], dtype="int32")))
-    assert Y.shape == (2, 16) and not Y.any()
+    assert Y.shape == (2, 20) and not Y.any()
     assert backprop(Y).dataXd.shape == (0, 4)
 
 

@@ -62,7 +62,8 @@ def trained():
     return nlp
 
 
-@pytest.mark.parametrize("pooling", [["mean"], ["max"], ["last"], ["attention"], ["mean", "max", "last", "attention"]])
+@pytest.mark.parametrize(
+    "pooling", [["mean"], ["max"], ["last"], ["attention"], ["conv"], ["mean", "max", "last", "attention", "conv"]])
 def test_overfit_and_predict_each_pooling(pooling):
     nlp = make_nlp(pooling)
     assert train(nlp) < 0.01

@@ -261,7 +261,7 @@ def build_rnn_text_classifier_v1(
     encoder (Model[List[Doc], List[Floats2d]]): The token encoder, e.g. spacy_rnn.RNNEncoder.v2,
         or a spacy.Tok2VecListener.v1 of a shared encoder.
     exclusive_classes (bool): One label per text (softmax) or independent labels (sigmoids).
-    pooling (List[str]): "mean", "max", "last" and/or "attention", concatenated in this
+    pooling (List[str]): "mean", "max", "last", "attention" and/or "conv", concatenated in this
         order (see spacy_rnn.models.pooling). An empty doc pools to zeros.
     bidirectional (Optional[bool]): Whether the encoder's vectors are [forward; backward],
         which "last" needs to know; null reads it from a spacy_rnn encoder. Set it when

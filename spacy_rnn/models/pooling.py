@@ -10,6 +10,11 @@ Ragged holds no padding, so padding can never reach a pooled value.
 - "attention": a learned attention-weighted mean, sum_t a_t h_t with
   a = softmax_t(q . gelu(W h_t + b)) over each doc's own tokens
   (Thinc's ParametricAttention_v2, then reduce_sum).
+- "conv": learned detectors of three consecutive states, max over time:
+  max_t relu(W [h_{t-1}; h_t; h_{t+1}] + b), as many as the states are wide
+  (a convolution of width 3 over the doc, Thinc's expand_window then Relu,
+  then reduce_max; the window stops at the doc's edges, where it reads zeros,
+  as in Kim's 2014 CNN).
 
 Several poolings are concatenated. An empty doc pools to zeros (Thinc's
 reductions refuse zero-length sequences, `skip_empty` keeps them out), so its
@@ -21,17 +26,20 @@ from thinc.api import (
     Gelu,
     Model,
     ParametricAttention_v2,
+    Relu,
     chain,
     concatenate,
+    expand_window,
     reduce_first,
     reduce_last,
     reduce_max,
     reduce_mean,
     reduce_sum,
+    with_array,
 )
 from thinc.types import Floats2d, Ragged
 
-POOLINGS = ("mean", "max", "last", "attention")
+POOLINGS = ("mean", "max", "last", "attention", "conv")
 
 
 def ragged_columns(start: int, end: int) -> Model[Ragged, Ragged]:
@@ -66,6 +74,11 @@ def last_state(width: int, bidirectional: bool) -> Model[Ragged, Floats2d]:
 
 def attention_pooling(width: int) -> Model[Ragged, Floats2d]:
     return chain(ParametricAttention_v2(key_transform=Gelu(nO=width, nI=width), nO=width), reduce_sum())
+
+
+def conv_pooling(width: int) -> Model[Ragged, Floats2d]:
+    """max_t relu(W [h_{t-1}; h_t; h_{t+1}] + b), `width` detectors; zeros beyond a doc's edges."""
+    return chain(expand_window(window_size=1), with_array(Relu(nO=width, nI=3 * width)), reduce_max())
 
 
 def skip_empty(layer: Model[Ragged, Floats2d]) -> Model[Ragged, Floats2d]:
@@ -113,8 +126,10 @@ def build_pooling(poolings: Sequence[str], width: int, bidirectional: bool) -> M
             layers.append(reduce_max())
         elif kind == "last":
             layers.append(last_state(width, bidirectional))
-        else:
+        elif kind == "attention":
             layers.append(attention_pooling(width))
+        else:
+            layers.append(conv_pooling(width))
     pooled = layers[0] if len(layers) == 1 else concatenate(*layers)
     model = skip_empty(pooled)
     model.set_dim("nO", width * len(poolings))

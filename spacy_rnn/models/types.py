@@ -17,7 +17,7 @@ from thinc.types import Floats2d
 
 Cell = Literal["rnn", "lstm", "gru", "mingru", "minlstm"]
 TokenAttr = Literal["tag", "pos"]
-Pooling = Literal["mean", "max", "last", "attention"]
+Pooling = Literal["mean", "max", "last", "attention", "conv"]
 DocEncoder = Model[List[Doc], List[Floats2d]]
 
 
