@@ -31,10 +31,12 @@ from benchmark_tagger import (System, ensure_trained, in_system_order, kept_rows
                               seed_groups, steps, train_seconds)
 
 POOLINGS = {"mean": '["mean"]', "max": '["max"]', "last": '["last"]', "attention": '["attention"]', "meanmax": '["mean","max"]'}
-SHIPPED = "meanmax"  # the pooling of configs/textcat_*.cfg
+SHIPPED = "meanmax"  # the pooling of configs/textcat_sst2.cfg and configs/textcat_trec_lstm.cfg
 DATASETS = {
-    # dataset: (shipped config, train set directory under corpus/, dev set directory)
-    "trec": ("configs/textcat_trec.cfg", "trec", "trec"),
+    # dataset: (base config of the rows, train set directory under corpus/, dev set directory).
+    # TREC's rows build on its LSTM recipe; the shipped configs/textcat_trec.cfg is that recipe with
+    # the overrides of trec/rnn_mingru_meanmaxconv_nofeatures (tests/test_configs.py checks it).
+    "trec": ("configs/textcat_trec_lstm.cfg", "trec", "trec"),
     "sst2": ("configs/textcat_sst2.cfg", "sst2", "sst2"),
 }
 
@@ -59,7 +61,7 @@ def systems_for(dataset: str) -> List[System]:
                description=f"spaCy textcat -o accuracy, no vectors (CNN + bag of words), {ensemble_steps(dataset)['training.max_steps']} steps"),
     ]
     for name, pooling in POOLINGS.items():
-        shipped = " (shipped config)" if name == SHIPPED else ""
+        shipped = f" ({config})" if name == SHIPPED else ""
         rows.append(System(f"{dataset}/rnn_lstm_{name}", config, overrides={"components.textcat.model.pooling": pooling},
                            description=f"rnn_textcat, lstm, pooling {pooling}{shipped}"))
     rows.append(System(f"{dataset}/rnn_gru_{SHIPPED}", config,
@@ -70,13 +72,19 @@ def systems_for(dataset: str) -> List[System]:
     return rows
 
 
+def with_seed(system: System, seed: int) -> System:
+    """The system trained with another seed, named <system>_seed<seed>."""
+    return System(f"{system.name}_seed{seed}", system.config, overrides={**system.overrides, "system.seed": str(seed)},
+                  description=f"{system.name.split('/')[1]} trained with seed {seed}")
+
+
 # SST-2 trained on the phrase set (corpus/sst2_phrases) instead of the sentences.
 PHRASES = System("sst2/rnn_lstm_meanmax_phrases", DATASETS["sst2"][0],
                  overrides=steps(6000),
                  description="rnn_textcat, lstm, mean+max, trained on SST-2's 67,349 phrases, 6000 steps")
 PHRASES_MINGRU = System("sst2/rnn_mingru_meanmax_phrases", DATASETS["sst2"][0], overrides={**steps(6000), **MINGRU},
                         description="rnn_textcat, mingru with output gates, mean+max, trained on SST-2's phrases, 6000 steps")
-# Candidates tried on TREC's dev split (2026-12-03; neither beat the shipped config): max pooling
+# Candidates tried on TREC's dev split (2026-12-03; neither beat the then shipped LSTM recipe): max pooling
 # (the best single pooling) with more regularization for its 4,906 training questions.
 REGULARIZED = {"components.textcat.model.pooling": POOLINGS["max"], "components.textcat.model.encoder.dropout": "0.5",
                "components.textcat.model.encoder.word_dropout": "0.2"}
@@ -88,7 +96,7 @@ TREC_CANDIDATES = [
            description="rnn_textcat, lstm, one layer, pooling [\"max\"], dropout 0.5, word dropout 0.2"),
 ]
 # Candidates of 2026-12-03 (later) after Kim's CNN (scripts/baseline_kim_cnn.py) scored above
-# rnn_textcat on TREC's dev split (none beat the shipped config): a word table like the CNN's
+# rnn_textcat on TREC's dev split (none beat the then shipped LSTM recipe): a word table like the CNN's
 # (every training word, 300 wide), more steps, averaging, no hashed features.
 KIM_WORDS = {"components.textcat.model.encoder.min_word_freq": "1", "components.textcat.model.encoder.word_width": "300"}
 TREC_CANDIDATES += [
@@ -114,19 +122,62 @@ TREC_CANDIDATES += [
 ]
 # Seeds 1 and 2 of the minGRU with and without the hashed features (seed 0: the rows above).
 TREC_CANDIDATES += [
-    System(f"{system.name}_seed{seed}", system.config, overrides={**system.overrides, "system.seed": str(seed)},
-           description=f"{system.name.split('/')[1]} trained with seed {seed}")
+    with_seed(system, seed)
     for system in (next(s for s in systems_for("trec") if s.name == f"trec/rnn_mingru_{SHIPPED}"), MINGRU_NO_FEATURES)
     for seed in (1, 2)
 ]
+# Candidates of 2026-12-03 (evening): the last states beside mean and max (the backward state at 1
+# has read the whole question, ending on its wh-word), and one wider layer in place of two.
+MEANMAXLAST = System("trec/rnn_mingru_meanmaxlast", DATASETS["trec"][0],
+                     overrides={**MINGRU, "components.textcat.model.pooling": '["mean","max","last"]'},
+                     description="rnn_textcat, mingru with output gates, pooling [\"mean\",\"max\",\"last\"]")
+WIDE_SHALLOW = System("trec/rnn_mingru_meanmax_w256d1", DATASETS["trec"][0],
+                      overrides={**MINGRU, "components.textcat.model.encoder.width": "256",
+                                 "components.textcat.model.encoder.depth": "1"},
+                      description="rnn_textcat, mingru with output gates, mean+max, one layer 256 wide")
+TREC_CANDIDATES += [MEANMAXLAST, WIDE_SHALLOW] + [
+    with_seed(system, seed) for system in (MEANMAXLAST, WIDE_SHALLOW) for seed in (1, 2)]
+# The "conv" pooling (n-gram detectors of three states, max over time: Kim's CNN over the states):
+# alone and beside mean and max.
+CONV = System("trec/rnn_mingru_conv", DATASETS["trec"][0],
+              overrides={**MINGRU, "components.textcat.model.pooling": '["conv"]'},
+              description="rnn_textcat, mingru with output gates, pooling [\"conv\"]")
+MEANMAXCONV = System("trec/rnn_mingru_meanmaxconv", DATASETS["trec"][0],
+                     overrides={**MINGRU, "components.textcat.model.pooling": '["mean","max","conv"]'},
+                     description="rnn_textcat, mingru with output gates, pooling [\"mean\",\"max\",\"conv\"]")
+TREC_CANDIDATES += [CONV, MEANMAXCONV] + [with_seed(system, seed) for system in (CONV, MEANMAXCONV) for seed in (1, 2)]
+# mean+max+conv with the LSTM recipe, and with the minGRU on words and characters only.
+LSTM_MEANMAXCONV = System("trec/rnn_lstm_meanmaxconv", DATASETS["trec"][0],
+                          overrides={"components.textcat.model.pooling": '["mean","max","conv"]'},
+                          description="rnn_textcat, lstm, pooling [\"mean\",\"max\",\"conv\"]")
+MEANMAXCONV_NO_FEATURES = System("trec/rnn_mingru_meanmaxconv_nofeatures", DATASETS["trec"][0],
+                                 overrides={**MEANMAXCONV.overrides, **NO_FEATURES},
+                                 description="rnn_textcat, mingru with output gates, pooling [\"mean\",\"max\",\"conv\"], "
+                                             "words and characters only (configs/textcat_trec.cfg)")
+TREC_CANDIDATES += [LSTM_MEANMAXCONV, MEANMAXCONV_NO_FEATURES] + [
+    with_seed(system, seed)
+    for system, seeds in ((LSTM_MEANMAXCONV, (1, 2)), (MEANMAXCONV_NO_FEATURES, (1, 2, 3, 4)))
+    for seed in seeds
+]
+# The same with Kim's stronger regularization (the dev score peaks early, then falls).
+MEANMAXCONV_NO_FEATURES_DROP50 = System(
+    "trec/rnn_mingru_meanmaxconv_nofeatures_drop50", DATASETS["trec"][0],
+    overrides={**MEANMAXCONV_NO_FEATURES.overrides, "components.textcat.model.encoder.dropout": "0.5",
+               "components.textcat.model.encoder.word_dropout": "0.2"},
+    description="rnn_mingru_meanmaxconv_nofeatures with dropout 0.5, word dropout 0.2")
+TREC_CANDIDATES += [MEANMAXCONV_NO_FEATURES_DROP50] + [with_seed(MEANMAXCONV_NO_FEATURES_DROP50, seed) for seed in (1, 2)]
 # A second training of the shipped SST-2 recipe, beside a second training of Kim's CNN.
-PHRASES_SEED1 = System(f"{PHRASES.name}_seed1", PHRASES.config, overrides={**PHRASES.overrides, "system.seed": "1"},
-                       description=f"{PHRASES.name.split('/')[1]} trained with seed 1")
-SYSTEMS = systems_for("trec") + TREC_CANDIDATES + systems_for("sst2") + [PHRASES, PHRASES_SEED1, PHRASES_MINGRU]
+PHRASES_SEED1 = with_seed(PHRASES, 1)
+# The phrase recipe with the "conv" pooling beside mean and max (a candidate after TREC).
+PHRASES_CONV = System("sst2/rnn_lstm_meanmaxconv_phrases", DATASETS["sst2"][0],
+                      overrides={**PHRASES.overrides, "components.textcat.model.pooling": '["mean","max","conv"]'},
+                      description="rnn_textcat, lstm, pooling [\"mean\",\"max\",\"conv\"], trained on SST-2's phrases, 6000 steps")
+PHRASE_SYSTEMS = [PHRASES, PHRASES_SEED1, PHRASES_MINGRU, PHRASES_CONV]
+SYSTEMS = systems_for("trec") + TREC_CANDIDATES + systems_for("sst2") + PHRASE_SYSTEMS
 
 
 def train_dir(system: System) -> str:
-    return "sst2_phrases" if system in (PHRASES, PHRASES_SEED1, PHRASES_MINGRU) else DATASETS[system.name.split("/")[0]][1]
+    return "sst2_phrases" if system in PHRASE_SYSTEMS else DATASETS[system.name.split("/")[0]][1]
 
 
 def dev_examples(nlp, path: Path, limit: int) -> List[Example]:

@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 import pytest
@@ -5,6 +6,7 @@ from spacy.training.initialize import init_nlp
 from spacy.util import load_config
 
 from .conftest import TRAIN_DATA
+from .test_readme import render_readme
 
 CONFIGS = sorted((Path(__file__).parent.parent / "configs").rglob("*.cfg"))
 
@@ -88,3 +90,23 @@ def test_encoder_defaults_are_the_shipped_tagger_settings():
     for config in (shipped["components"]["tagger"]["model"]["encoder"], Config().from_str("[model]\n" + DEFAULT_ENCODER_CONFIG)["model"]["encoder"]):
         assert config.pop("@architectures") == "spacy_rnn.RNNEncoder.v2"
         assert dict(config) == defaults
+
+
+def _override_value(text: str):
+    """A command-line override's value as `spacy train` reads it: JSON, else the string itself."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def test_shipped_trec_config_is_the_lstm_recipe_with_the_chosen_candidates_overrides():
+    """configs/textcat_trec.cfg is the benchmark row it was chosen by: its base config plus its overrides."""
+    benchmark = render_readme.load_script("benchmark_textcat")
+    chosen = next(s for s in benchmark.SYSTEMS if s.name == "trec/rnn_mingru_meanmaxconv_nofeatures")
+    repo = Path(__file__).parent.parent
+    overrides = {key: _override_value(value) for key, value in chosen.overrides.items()}
+    built = load_config(repo / chosen.config, overrides=overrides, interpolate=False)
+    shipped = load_config(repo / "configs" / "textcat_trec.cfg", interpolate=False)
+    assert chosen.config == "configs/textcat_trec_lstm.cfg"
+    assert built.to_str() == shipped.to_str()
