@@ -57,7 +57,9 @@ def train(nlp, data=DATA, n_iter=40):
 
 @pytest.fixture(scope="module")
 def trained():
-    nlp = make_nlp()
+    """Pooled as configs/textcat_trec.cfg pools (mean, max, conv): save/load, batch invariance and
+    empty docs are checked on every kind of pooling layer that config has."""
+    nlp = make_nlp(("mean", "max", "conv"))
     train(nlp)
     return nlp
 
