@@ -27,15 +27,15 @@ from spacy.scorer import Scorer
 from spacy.training import Corpus, Example
 from spacy.util import load_config
 
-from benchmark_tagger import (System, ensure_trained, in_system_order, kept_rows, machine_description, report, run_label,
-                              seed_groups, steps, train_seconds)
+from benchmark_tagger import (System, ensure_trained, in_system_order, kept_rows, learn_rate, machine_description, report,
+                              run_label, seed_groups, steps, train_seconds)
 
 POOLINGS = {"mean": '["mean"]', "max": '["max"]', "last": '["last"]', "attention": '["attention"]', "meanmax": '["mean","max"]'}
 SHIPPED = "meanmax"  # the pooling of configs/textcat_sst2.cfg and configs/textcat_trec_lstm.cfg
 DATASETS = {
     # dataset: (base config of the rows, train set directory under corpus/, dev set directory).
     # TREC's rows build on its LSTM recipe; the shipped configs/textcat_trec.cfg is that recipe with
-    # the overrides of trec/rnn_mingru_meanmaxconv_nofeatures (tests/test_configs.py checks it).
+    # the overrides of trec/rnn_mingru_meanmaxconv_nofeatures_lr1 (tests/test_configs.py checks it).
     "trec": ("configs/textcat_trec_lstm.cfg", "trec", "trec"),
     "sst2": ("configs/textcat_sst2.cfg", "sst2", "sst2"),
 }
@@ -153,7 +153,7 @@ LSTM_MEANMAXCONV = System("trec/rnn_lstm_meanmaxconv", DATASETS["trec"][0],
 MEANMAXCONV_NO_FEATURES = System("trec/rnn_mingru_meanmaxconv_nofeatures", DATASETS["trec"][0],
                                  overrides={**MEANMAXCONV.overrides, **NO_FEATURES},
                                  description="rnn_textcat, mingru with output gates, pooling [\"mean\",\"max\",\"conv\"], "
-                                             "words and characters only (configs/textcat_trec.cfg)")
+                                             "words and characters only")
 TREC_CANDIDATES += [LSTM_MEANMAXCONV, MEANMAXCONV_NO_FEATURES] + [
     with_seed(system, seed)
     for system, seeds in ((LSTM_MEANMAXCONV, (1, 2)), (MEANMAXCONV_NO_FEATURES, (1, 2, 3, 4)))
@@ -166,6 +166,16 @@ MEANMAXCONV_NO_FEATURES_DROP50 = System(
                "components.textcat.model.encoder.word_dropout": "0.2"},
     description="rnn_mingru_meanmaxconv_nofeatures with dropout 0.5, word dropout 0.2")
 TREC_CANDIDATES += [MEANMAXCONV_NO_FEATURES_DROP50] + [with_seed(MEANMAXCONV_NO_FEATURES_DROP50, seed) for seed in (1, 2)]
+# mean+max+conv on words and characters with Kim's batches of 50 (2,500 steps: his 25 epochs), and
+# with half the learning rate (chosen: configs/textcat_trec.cfg).
+TREC_B50 = System("trec/rnn_mingru_meanmaxconv_nofeatures_b50", DATASETS["trec"][0],
+                  overrides={**MEANMAXCONV_NO_FEATURES.overrides, "training.batcher.size": "50"},
+                  description="rnn_mingru_meanmaxconv_nofeatures with batches of 50 (32 in configs/textcat_trec.cfg)")
+TREC_LR1 = System("trec/rnn_mingru_meanmaxconv_nofeatures_lr1", DATASETS["trec"][0],
+                  overrides={**MEANMAXCONV_NO_FEATURES.overrides, **learn_rate(0.001)},
+                  description="rnn_mingru_meanmaxconv_nofeatures with learning rate 0.001 (configs/textcat_trec.cfg)")
+TREC_CANDIDATES += [TREC_B50, TREC_LR1] + [
+    with_seed(system, seed) for system in (TREC_B50, TREC_LR1) for seed in (1, 2, 3, 4)]
 # A second training of the shipped SST-2 recipe, beside a second training of Kim's CNN.
 PHRASES_SEED1 = with_seed(PHRASES, 1)
 # The phrase recipe with the "conv" pooling beside mean and max (a candidate after TREC).

@@ -103,7 +103,7 @@ def _override_value(text: str):
 def test_shipped_trec_config_is_the_lstm_recipe_with_the_chosen_candidates_overrides():
     """configs/textcat_trec.cfg is the benchmark row it was chosen by: its base config plus its overrides."""
     benchmark = render_readme.load_script("benchmark_textcat")
-    chosen = next(s for s in benchmark.SYSTEMS if s.name == "trec/rnn_mingru_meanmaxconv_nofeatures")
+    chosen = next(s for s in benchmark.SYSTEMS if s.name == "trec/rnn_mingru_meanmaxconv_nofeatures_lr1")
     repo = Path(__file__).parent.parent
     overrides = {key: _override_value(value) for key, value in chosen.overrides.items()}
     built = load_config(repo / chosen.config, overrides=overrides, interpolate=False)
