@@ -176,6 +176,11 @@ TREC_LR1 = System("trec/rnn_mingru_meanmaxconv_nofeatures_lr1", DATASETS["trec"]
                   description="rnn_mingru_meanmaxconv_nofeatures with learning rate 0.001 (configs/textcat_trec.cfg)")
 TREC_CANDIDATES += [TREC_B50, TREC_LR1] + [
     with_seed(system, seed) for system in (TREC_B50, TREC_LR1) for seed in (1, 2, 3, 4)]
+# Both: learning rate 0.001 and batches of 50.
+TREC_LR1_B50 = System("trec/rnn_mingru_meanmaxconv_nofeatures_lr1_b50", DATASETS["trec"][0],
+                      overrides={**TREC_LR1.overrides, "training.batcher.size": "50"},
+                      description="rnn_mingru_meanmaxconv_nofeatures_lr1 with batches of 50")
+TREC_CANDIDATES += [TREC_LR1_B50] + [with_seed(TREC_LR1_B50, seed) for seed in (1, 2, 3, 4)]
 # A second training of the shipped SST-2 recipe, beside a second training of Kim's CNN.
 PHRASES_SEED1 = with_seed(PHRASES, 1)
 # The phrase recipe with the "conv" pooling beside mean and max (a candidate after TREC).
