@@ -37,3 +37,17 @@ def test_ner_workflow_smoke(tmp_path):
     for name in ("ner_conll2003_valid.json", "ner_uner_dev.json", "ner_uner_test.json"):
         assert (root / "metrics" / name).exists()
     assert "<mark" in (root / "ner_samples.html").read_text()
+
+
+def test_every_dependency_and_output_is_one_path():
+    """weasel joins two list items that are each one whole ${vars...} into one "a, b" string; a
+    command's deps would then name a file that never exists and `spacy project run` stops."""
+    from weasel.util import load_project_config
+
+    config = load_project_config(REPO)
+    paths = [(command["name"], path) for command in config["commands"]
+             for path in command.get("deps", []) + command.get("outputs", [])]
+    assert paths
+    assert [(name, path) for name, path in paths if ", " in path] == []
+    sst2 = next(command for command in config["commands"] if command["name"] == "train-textcat-sst2")
+    assert "corpus/sst2_phrases/train.spacy" in sst2["deps"]
