@@ -31,6 +31,7 @@ from benchmark_tagger import (System, ensure_trained, in_system_order, kept_rows
                               run_label, seed_groups, steps, train_seconds)
 
 POOLINGS = {"mean": '["mean"]', "max": '["max"]', "last": '["last"]', "attention": '["attention"]', "meanmax": '["mean","max"]'}
+MEAN_MAX_CONV = '["mean","max","conv"]'  # the pooling of configs/textcat_trec.cfg (TREC candidates, not a POOLINGS row)
 SHIPPED = "meanmax"  # the pooling of configs/textcat_sst2.cfg and configs/textcat_trec_lstm.cfg
 DATASETS = {
     # dataset: (base config of the rows, train set directory under corpus/, dev set directory).
@@ -143,12 +144,12 @@ CONV = System("trec/rnn_mingru_conv", DATASETS["trec"][0],
               overrides={**MINGRU, "components.textcat.model.pooling": '["conv"]'},
               description="rnn_textcat, mingru with output gates, pooling [\"conv\"]")
 MEANMAXCONV = System("trec/rnn_mingru_meanmaxconv", DATASETS["trec"][0],
-                     overrides={**MINGRU, "components.textcat.model.pooling": '["mean","max","conv"]'},
+                     overrides={**MINGRU, "components.textcat.model.pooling": MEAN_MAX_CONV},
                      description="rnn_textcat, mingru with output gates, pooling [\"mean\",\"max\",\"conv\"]")
 TREC_CANDIDATES += [CONV, MEANMAXCONV] + [with_seed(system, seed) for system in (CONV, MEANMAXCONV) for seed in (1, 2)]
 # mean+max+conv with the LSTM recipe, and with the minGRU on words and characters only.
 LSTM_MEANMAXCONV = System("trec/rnn_lstm_meanmaxconv", DATASETS["trec"][0],
-                          overrides={"components.textcat.model.pooling": '["mean","max","conv"]'},
+                          overrides={"components.textcat.model.pooling": MEAN_MAX_CONV},
                           description="rnn_textcat, lstm, pooling [\"mean\",\"max\",\"conv\"]")
 MEANMAXCONV_NO_FEATURES = System("trec/rnn_mingru_meanmaxconv_nofeatures", DATASETS["trec"][0],
                                  overrides={**MEANMAXCONV.overrides, **NO_FEATURES},
@@ -185,7 +186,7 @@ TREC_CANDIDATES += [TREC_LR1_B50] + [with_seed(TREC_LR1_B50, seed) for seed in (
 PHRASES_SEED1 = with_seed(PHRASES, 1)
 # The phrase recipe with the "conv" pooling beside mean and max (a candidate after TREC).
 PHRASES_CONV = System("sst2/rnn_lstm_meanmaxconv_phrases", DATASETS["sst2"][0],
-                      overrides={**PHRASES.overrides, "components.textcat.model.pooling": '["mean","max","conv"]'},
+                      overrides={**PHRASES.overrides, "components.textcat.model.pooling": MEAN_MAX_CONV},
                       description="rnn_textcat, lstm, pooling [\"mean\",\"max\",\"conv\"], trained on SST-2's phrases, 6000 steps")
 PHRASE_SYSTEMS = [PHRASES, PHRASES_SEED1, PHRASES_MINGRU, PHRASES_CONV]
 SYSTEMS = systems_for("trec") + TREC_CANDIDATES + systems_for("sst2") + PHRASE_SYSTEMS

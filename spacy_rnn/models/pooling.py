@@ -79,9 +79,8 @@ def attention_pooling(width: int) -> Model[Ragged, Floats2d]:
 
 
 def conv_pooling(width: int) -> Model[Ragged, Floats2d]:
-    """max_t relu(W [h_{t-1}; h_t; h_{t+1}] + b), `width` detectors; zeros beyond a doc's edges.
-    Its product runs on torch's gemm on the CPU (with_cpu_gemm; BLIS took three times as long)."""
-    return chain(expand_window(window_size=1), with_array(with_cpu_gemm(Relu(nO=width, nI=3 * width))), reduce_max())
+    """max_t relu(W [h_{t-1}; h_t; h_{t+1}] + b), `width` detectors; zeros beyond a doc's edges."""
+    return chain(expand_window(window_size=1), with_array(Relu(nO=width, nI=3 * width)), reduce_max())
 
 
 def skip_empty(layer: Model[Ragged, Floats2d]) -> Model[Ragged, Floats2d]:
@@ -134,6 +133,8 @@ def build_pooling(poolings: Sequence[str], width: int, bidirectional: bool) -> M
         else:
             layers.append(conv_pooling(width))
     pooled = layers[0] if len(layers) == 1 else concatenate(*layers)
-    model = skip_empty(pooled)
+    # The learned poolings' products (conv, attention) run on torch's gemm on the CPU (BLIS took
+    # three times as long for the conv's).
+    model = with_cpu_gemm(skip_empty(pooled))
     model.set_dim("nO", width * len(poolings))
     return model
