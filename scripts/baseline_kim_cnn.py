@@ -146,8 +146,8 @@ def train(train_set, dev, epochs: int, seed: int, batch_size: int = 50) -> Dict:
 
 
 def render_markdown(data: Dict) -> str:
-    """The table of this script's JSON: {"machine", "run", "datasets": {NAME: {"train", "run", "seeds":
-    {SEED: {"accuracy", "macro_f", "epoch", "train_seconds", ...}}}}}."""
+    """The table of this script's JSON: {"machine", "run", "datasets": {NAME: {"train", "seeds":
+    {SEED: {"accuracy", "macro_f", "epoch", "train_seconds", "run", ...}}}}} (older files: "run" per dataset)."""
     lines = [
         f"Machine: {data['machine']}",
         "",
@@ -159,10 +159,27 @@ def render_markdown(data: Dict) -> str:
         for seed, row in runs.items():
             lines.append(f"| {name} | {dataset['train']} ({row['n_train']:,} texts) | {seed} | {100 * row['accuracy']:.2f} | "
                          f"{100 * row['macro_f']:.2f} | {row['epoch']} of {row['epochs']} | {row['train_seconds'] / 60:.1f} min "
-                         f"| {dataset.get('run', data['run'])} |")
+                         f"| {row.get('run', dataset.get('run', data['run']))} |")
         mean = {key: sum(row[key] for row in runs.values()) / len(runs) for key in ("accuracy", "macro_f")}
         lines.append(f"| {name} | mean of {len(runs)} | | {100 * mean['accuracy']:.2f} | {100 * mean['macro_f']:.2f} | | | |")
     return "\n".join(lines)
+
+
+def keep_earlier(earlier: Dict, now: Dict) -> Dict:
+    """The datasets of both runs; a dataset trained now keeps its earlier seeds not trained now (each seed's
+    row names its own run), so more seeds can be added to a mean without training the earlier ones again."""
+    merged = {}
+    for name in {**earlier, **now}:
+        if name not in now:
+            merged[name] = earlier[name]
+            continue
+        before = earlier.get(name, {"seeds": {}})
+        if before.get("train", now[name]["train"]) != now[name]["train"]:
+            before = {"seeds": {}}  # trained on other data: the earlier seeds are not part of this mean
+        old_run = before.get("run")
+        seeds = {seed: {"run": old_run, **row} if old_run else row for seed, row in before["seeds"].items()}
+        merged[name] = {**now[name], "seeds": dict(sorted({**seeds, **now[name]["seeds"]}.items(), key=lambda kv: int(kv[0])))}
+    return merged
 
 
 def main(
@@ -183,11 +200,10 @@ def main(
         train_dir, dev_dir = DATASETS[name]
         train_set = read(corpus / train_dir / "train.spacy", nlp, limit)
         dev = read(corpus / dev_dir / "dev.spacy", nlp, limit)
-        runs = {seed: train(train_set, dev, epochs, int(seed)) for seed in seeds.split(",")}
-        results[name] = {"train": f"{train_dir}/train.spacy", "seeds": runs, "run": run_label()}
+        runs = {seed: {**train(train_set, dev, epochs, int(seed)), "run": run_label()} for seed in seeds.split(",")}
+        results[name] = {"train": f"{train_dir}/train.spacy", "seeds": runs}
     if keep and output.exists():
-        earlier = json.loads(output.read_text(encoding="utf8"))["datasets"]
-        results = {name: results.get(name, row) for name, row in {**earlier, **results}.items()}
+        results = keep_earlier(json.loads(output.read_text(encoding="utf8"))["datasets"], results)
     report(output, {"machine": machine_description(), "run": run_label(), "datasets": results},
            render_markdown)
 

@@ -63,13 +63,21 @@ def test_trains_on_separable_questions_and_writes_the_table(tmp_path):
     assert row["accuracy"] == 1.0 and row["macro_f"] == 1.0
     assert row["n_train"] == 120 and row["n_dev"] == 20
     assert "| trec | mean of 1 | | 100.00 | 100.00 | | | |" in data["table"]
-    # --keep: a dataset measured earlier keeps its rows and run; the one trained now replaces its own
+    # --keep: a dataset not trained now keeps its rows and run; one trained now keeps its other seeds
+    # (each row naming its own run, an older file's per-dataset run included) and replaces the seeds trained now
     data["datasets"]["sst2"] = {**data["datasets"]["trec"], "run": "2026-01-01"}
+    data["datasets"]["trec"]["seeds"]["2"] = {**row, "accuracy": 0.123, "run": "2026-01-02"}
+    data["datasets"]["trec"]["seeds"]["0"].pop("run")
+    data["datasets"]["trec"]["run"] = "2026-01-03"
     output.write_text(json.dumps(data))
-    kim.main(tmp_path, output, datasets="trec", seeds="1", epochs=1, limit=0, keep=True)
-    kept = json.loads(output.read_text())["datasets"]
-    assert list(kept) == ["trec", "sst2"] and kept["sst2"]["run"] == "2026-01-01"
-    assert list(kept["trec"]["seeds"]) == ["1"]
+    kim.main(tmp_path, output, datasets="trec", seeds="2,1", epochs=1, limit=0, keep=True)
+    kept = json.loads(output.read_text())
+    assert list(kept["datasets"]) == ["trec", "sst2"] and kept["datasets"]["sst2"]["run"] == "2026-01-01"
+    seeds = kept["datasets"]["trec"]["seeds"]
+    assert list(seeds) == ["0", "1", "2"]
+    assert seeds["0"] == {**row, "run": "2026-01-03"} and seeds["2"]["accuracy"] != 0.123
+    assert seeds["1"]["run"] == seeds["2"]["run"] == kept["run"]
+    assert "| trec | mean of 3 |" in kept["table"] and "2026-01-03 |" in kept["table"]
 
 
 def test_unknown_dataset_is_refused(tmp_path):
