@@ -174,8 +174,6 @@ def keep_earlier(earlier: Dict, now: Dict) -> Dict:
             merged[name] = earlier[name]
             continue
         before = earlier.get(name, {"seeds": {}})
-        if before.get("train", now[name]["train"]) != now[name]["train"]:
-            before = {"seeds": {}}  # trained on other data: the earlier seeds are not part of this mean
         old_run = before.get("run")
         seeds = {seed: {"run": old_run, **row} if old_run else row for seed, row in before["seeds"].items()}
         merged[name] = {**now[name], "seeds": dict(sorted({**seeds, **now[name]["seeds"]}.items(), key=lambda kv: int(kv[0])))}
