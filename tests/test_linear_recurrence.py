@@ -3,6 +3,8 @@ gradients by gradcheck, variable lengths without padding effects, state
 carried across chunks, and the cells inside the encoder and the LM."""
 import pytest
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from spacy_rnn.models.pytorch.linear_recurrence import (
     LinearRecurrence,
@@ -90,10 +92,18 @@ def test_cell_is_the_recurrence_of_the_paper(cell):
 
 def reference_stack(stack, x):
     """One sequence x (T, input_width) through the stack written out layer by
-    layer: the backward cell reads the sequence flipped, its output flipped back."""
+    layer: the backward cell reads the sequence flipped, its output flipped back;
+    with short_conv, each layer's normed input mixed with the previous (and, bidirectional, the
+    next) token's, zeros beyond the sequence."""
     x = x[None]
     for layer in range(stack.num_layers):
         normed = stack.cell_norms[layer](x)
+        if stack.short_conv:
+            weights = stack.conv_weights[layer]
+            padded = F.pad(normed, (0, 0, 1, 1))  # a zero vector before and after the sequence
+            normed = normed + weights[0] * padded[:, :-2]
+            if stack.bidirectional:
+                normed = normed + weights[1] * padded[:, 2:]
         parts = [stack.forward_cells[layer](normed, scan="loop")]
         if stack.bidirectional:
             parts.append(stack.backward_cells[layer](normed.flip(1), scan="loop").flip(1))
@@ -105,16 +115,20 @@ def reference_stack(stack, x):
 
 
 @pytest.mark.parametrize("scan", ["loop", "chunked"])
-@pytest.mark.parametrize("feed_forward,output_gate", [(False, False), (True, False), (False, True)])
+@pytest.mark.parametrize("feed_forward,output_gate,short_conv", [(False, False, False), (True, False, False),
+                                                                  (False, True, False), (False, True, True)])
 @pytest.mark.parametrize("bidirectional", [False, True])
 @pytest.mark.parametrize("cell", ["mingru", "minlstm"])
-def test_stack_over_flat_tokens_is_the_layer_by_layer_recurrence(scan, feed_forward, output_gate, bidirectional, cell):
+def test_stack_over_flat_tokens_is_the_layer_by_layer_recurrence(scan, feed_forward, output_gate, short_conv,
+                                                                 bidirectional, cell):
     """forward_tokens (position-wise work on the tokens, both directions in one
     scan, packed or padded) equals each sequence run alone through the
     written-out stack, outputs and final states."""
     torch.manual_seed(0)
     stack = LinearRecurrence(cell, 4, 3, num_layers=3, bidirectional=bidirectional, feed_forward=feed_forward,
-                             scan=scan, output_gate=output_gate).eval()
+                             scan=scan, output_gate=output_gate, short_conv=short_conv).eval()
+    for weights in stack.conv_weights:  # they start at zero, which would hide a wrong neighbour
+        nn.init.normal_(weights)
     lengths = torch.tensor([5, 0, 1, 8, 5])
     x = torch.randn(int(lengths.sum()), 4)
     out, states = stack.forward_tokens(x, lengths)
@@ -133,14 +147,17 @@ def test_stack_over_flat_tokens_is_the_layer_by_layer_recurrence(scan, feed_forw
 
 
 @pytest.mark.parametrize("scan", ["loop", "chunked"])
-@pytest.mark.parametrize("output_gate", [False, True])
+@pytest.mark.parametrize("output_gate,short_conv", [(False, False), (True, False), (True, True)])
 @pytest.mark.parametrize("cell", ["mingru", "minlstm"])
-def test_prediction_without_gradients_computes_the_same(scan, output_gate, cell):
+def test_prediction_without_gradients_computes_the_same(scan, output_gate, short_conv, cell):
     """Without gradients the stack works in place (gates over their pre-activations, the output
-    gate and residual into the scan's output): the same outputs and states, and the input and
-    the weights untouched."""
+    gate and residual into the scan's output, the short convolution into the norm's output): the
+    same outputs and states, and the input and the weights untouched."""
     torch.manual_seed(0)
-    stack = LinearRecurrence(cell, 6, 3, num_layers=2, bidirectional=True, scan=scan, output_gate=output_gate).eval()
+    stack = LinearRecurrence(cell, 6, 3, num_layers=2, bidirectional=True, scan=scan, output_gate=output_gate,
+                             short_conv=short_conv).eval()
+    for weights in stack.conv_weights:
+        nn.init.normal_(weights)
     lengths = torch.tensor([5, 0, 1, 8])
     x = torch.randn(int(lengths.sum()), 6)
     kept, weights = x.clone(), [p.detach().clone() for p in stack.parameters()]
@@ -157,10 +174,13 @@ def test_prediction_without_gradients_computes_the_same(scan, output_gate, cell)
 @pytest.mark.parametrize("cell", ["mingru", "minlstm"])
 def test_stack_gradients_gradcheck(scan, cell):
     """Gradients through the stack, packed scan included (minGRU's interpolating
-    form too), with unequal and empty sequences, a start state and output gates."""
+    form too), with unequal and empty sequences, a start state, output gates and the short
+    convolution."""
     torch.manual_seed(0)
     stack = LinearRecurrence(cell, 3, 2, num_layers=2, bidirectional=True, feed_forward=True, scan=scan,
-                             output_gate=True).double()
+                             output_gate=True, short_conv=True).double()
+    for weights in stack.conv_weights:
+        nn.init.normal_(weights)
     lengths = torch.tensor([3, 1, 0, 4])
     x = torch.randn(8, 3, dtype=torch.float64, requires_grad=True)
     h0 = torch.randn(4, 4, 2, dtype=torch.float64, requires_grad=True)
@@ -216,17 +236,21 @@ def test_language_model_with_a_linear_cell_trains():
 
 @pytest.mark.parametrize("feed_forward", [False, True])
 @pytest.mark.parametrize("output_gate", [False, True])
-def test_encoder_architecture_passes_feed_forward_and_output_gate_to_the_stack(feed_forward, output_gate):
+@pytest.mark.parametrize("short_conv", [False, True])
+def test_encoder_architecture_passes_its_stack_options_to_the_stack(feed_forward, output_gate, short_conv):
     from spacy_rnn.models.architectures import build_rnn_encoder_v2
     from spacy_rnn.models.wrappers import torch_modules
 
-    model = build_rnn_encoder_v2(cell="mingru", width=8, depth=2, feed_forward=feed_forward, output_gate=output_gate)
+    model = build_rnn_encoder_v2(cell="mingru", width=8, depth=2, feed_forward=feed_forward, output_gate=output_gate,
+                                 short_conv=short_conv)
     stacks = [m for module in torch_modules(model) for m in module.modules() if isinstance(m, LinearRecurrence)]
     assert len(stacks) == 1
     assert stacks[0].feed_forward is feed_forward
     assert len(stacks[0].feed_forwards) == (2 if feed_forward else 0)
     # a gate, a candidate and, with the output gate, its part, for each of 8 hidden units
     assert stacks[0].forward_cells[0].proj.out_features == (3 if output_gate else 2) * 8
+    # the previous and the next token's weights, for each layer's input
+    assert [tuple(w.shape) for w in stacks[0].conv_weights] == ([(2, 240), (2, 16)] if short_conv else [])  # 96 + 16 + 48 + 16 + 64 wide, then 2 x 8
 
 
 @pytest.mark.parametrize("scan", ["loop", "chunked"])

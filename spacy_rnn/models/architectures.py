@@ -73,7 +73,8 @@ def build_rnn_encoder_v1(
     max_word_chars (int): Characters read per word (start and end of long words).
     n_chars (int): Rows of the character table (code points are hashed into it).
     """
-    return _build_rnn_encoder(**locals(), vocab_from_sample=False, feed_forward=True, output_gate=False)
+    return _build_rnn_encoder(**locals(), vocab_from_sample=False, feed_forward=True, output_gate=False,
+                              short_conv=False)
 
 
 @registry.architectures("spacy_rnn.RNNEncoder.v2")
@@ -97,6 +98,7 @@ def build_rnn_encoder_v2(
     n_chars: IntRange(2) = 1024,
     feed_forward: bool = False,
     output_gate: bool = False,
+    short_conv: bool = False,
 ) -> DocEncoder:
     """Token vectors from a recurrent network over word embeddings, hashed
     token features and a character CNN: the model of rnn_tagger and rnn_ner,
@@ -140,6 +142,12 @@ def build_rnn_encoder_v2(
     output_gate (bool): Linear-recurrence cells only: read each layer's states
         through an output gate of its input, y_t = h_t * silu(W_o x_t) (as in
         HGRN, GLA and Mamba), one more part of the layer's one matrix product.
+    short_conv (bool): Linear-recurrence cells only: mix each layer's normed
+        input with its neighbours' before the projection, x_t + u * x_{t-1} +
+        v * x_{t+1} (a depthwise convolution of width 3, learned u and v per
+        channel, starting at zero; x_{t-1} only for a one-directional
+        stack), as Mamba and H3 put a short convolution before their
+        recurrences: the gates then see the neighbouring tokens.
     """
     return _build_rnn_encoder(**locals(), vocab_from_sample=True)
 
@@ -147,7 +155,7 @@ def build_rnn_encoder_v2(
 def _build_rnn_encoder(
     *, cell, width, depth, bidirectional, dropout, word_attr, word_width, vocab_size, min_word_freq,
     word_dropout, attrs, rows, embed_widths, char_width, char_filters, max_word_chars, n_chars, vocab_from_sample,
-    feed_forward, output_gate,
+    feed_forward, output_gate, short_conv,
 ) -> DocEncoder:
     if not len(attrs) == len(rows) == len(embed_widths):
         raise ValueError(
@@ -170,6 +178,7 @@ def _build_rnn_encoder(
         word_dropout_prob=word_dropout,
         feed_forward=feed_forward,
         output_gate=output_gate,
+        short_conv=short_conv,
     )
     features = doc_features(
         word_attr, attrs, max_word_chars, vocab_size, min_word_freq, vocab_from_sample=vocab_from_sample

@@ -23,4 +23,5 @@ max_word_chars = 20
 n_chars = 1024
 feed_forward = false
 output_gate = false
+short_conv = false
 """

@@ -31,6 +31,7 @@ class TokenEncoder(nn.Module):
         word_dropout_prob: float,
         feed_forward: bool = False,
         output_gate: bool = False,
+        short_conv: bool = False,
     ) -> None:
         """
         n_words, word_width: the word table; row 0 is the unknown word.
@@ -44,6 +45,7 @@ class TokenEncoder(nn.Module):
             as it must for words unseen in training.
         feed_forward: linear-recurrence cells only, a GELU feed-forward block after each layer.
         output_gate: linear-recurrence cells only, states read through an output gate of the input.
+        short_conv: linear-recurrence cells only, each layer's input mixed with its neighbours' first.
         """
         super().__init__()
         self.words = nn.Embedding(n_words, word_width)
@@ -68,6 +70,7 @@ class TokenEncoder(nn.Module):
             dropout_prob=dropout_prob,
             feed_forward=feed_forward,
             output_gate=output_gate,
+            short_conv=short_conv,
         )
         self.output_width = self.encoder.output_width
 

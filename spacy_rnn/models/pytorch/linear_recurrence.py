@@ -92,6 +92,12 @@ def scan_loop(log_a: torch.Tensor, b: torch.Tensor, h0: Optional[torch.Tensor] =
     return _LoopScan.apply(a, b.transpose(0, 1).contiguous(), h0).transpose(0, 1)
 
 
+def _earlier_rows(sizes: torch.Tensor) -> torch.Tensor:
+    """For packed rows (blocks of `sizes` rows, one per step), the row of the
+    same sequence one step earlier of each row after the first block."""
+    return torch.arange(int(sizes[0]), int(sizes.sum())) - torch.repeat_interleave(sizes[:-1], sizes[1:])
+
+
 def _previous_rows(sizes: List[int], device: torch.device) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """For packed rows (blocks of `sizes` rows, one per step): each row's
     position in its block (= its sequence in longest-first order), the row of
@@ -103,7 +109,7 @@ def _previous_rows(sizes: List[int], device: torch.device) -> Tuple[torch.Tensor
     starts = torch.cumsum(sizes_t, 0) - sizes_t
     rows = torch.arange(n_tokens)
     position = rows - torch.repeat_interleave(starts, sizes_t)
-    earlier = rows[sizes[0]:] - torch.repeat_interleave(sizes_t[:-1], sizes_t[1:])
+    earlier = _earlier_rows(sizes_t)
     later_sizes = torch.repeat_interleave(torch.cat([sizes_t[1:], sizes_t.new_zeros(1)]), sizes_t)
     continues = position < later_sizes
     later = torch.where(continues, rows + torch.repeat_interleave(sizes_t, sizes_t), 0)
@@ -309,7 +315,7 @@ class LinearRecurrence(nn.Module):
 
     def __init__(self, cell: str, input_width: int, hidden_width: int, num_layers: int = 1,
                  bidirectional: bool = False, dropout: float = 0.0, scan: str = "auto",
-                 feed_forward: bool = False, output_gate: bool = False) -> None:
+                 feed_forward: bool = False, output_gate: bool = False, short_conv: bool = False) -> None:
         super().__init__()
         if num_layers < 1:
             raise ValueError(f"num_layers must be at least 1, got {num_layers}")
@@ -317,7 +323,7 @@ class LinearRecurrence(nn.Module):
             raise ValueError(f"unknown scan {scan!r}; choose from {SCANS} or 'auto'")
         self.cell, self.hidden_width, self.num_layers = cell, hidden_width, num_layers
         self.bidirectional, self.scan, self.feed_forward = bidirectional, scan, feed_forward
-        self.output_gate = output_gate
+        self.output_gate, self.short_conv = output_gate, short_conv
         self.directions = 2 if bidirectional else 1
         width = hidden_width * self.directions
         self.cell_norms = nn.ModuleList()
@@ -325,9 +331,15 @@ class LinearRecurrence(nn.Module):
         self.backward_cells = nn.ModuleList()
         self.ff_norms = nn.ModuleList()
         self.feed_forwards = nn.ModuleList()
+        # short_conv: per layer, the weights of the previous token (row 0) and, bidirectional, of
+        # the next one (row 1) in a depthwise convolution over the normed input; zeros, so that
+        # each layer starts as without it.
+        self.conv_weights = nn.ParameterList()
         for layer in range(num_layers):
             layer_input = input_width if layer == 0 else width
             self.cell_norms.append(nn.LayerNorm(layer_input))
+            if short_conv:
+                self.conv_weights.append(nn.Parameter(torch.zeros(self.directions, layer_input)))
             self.forward_cells.append(MinRecurrentCell(cell, layer_input, hidden_width, output_gate))
             if bidirectional:
                 self.backward_cells.append(MinRecurrentCell(cell, layer_input, hidden_width, output_gate))
@@ -428,18 +440,37 @@ class LinearRecurrence(nn.Module):
             layers.append(linears)
         self.part_projections = layers
 
-    def _layer_start(self, layer: int, x: torch.Tensor, state: Optional[torch.Tensor]):
+    def _layer_start(self, layer: int, x: torch.Tensor, state: Optional[torch.Tensor],
+                     successors: Optional[Tuple[torch.Tensor, torch.Tensor]]):
         """What both forms of forward_tokens do before a layer's scan: dropout
         (after the first layer), the parts of the layer's projection of its
-        normed input, the cells' parts split from the output gate's part, and
-        its start state h0 (both directions side by side) or None. Returns
-        (x, cell parts, gate, h0)."""
+        normed input (with short_conv, mixed with its neighbours: `successors`
+        are the rows (later, earlier) of each pair of consecutive tokens of a
+        sequence), the cells' parts split from the output gate's part, and its
+        start state h0 (both directions side by side) or None. Returns (x,
+        cell parts, gate, h0)."""
         if layer > 0:
             x = self.dropout(x)
         first = layer * self.directions
         h0 = state[first : first + self.directions].transpose(0, 1).flatten(1) if state is not None else None
-        parts, gate = self._split_gate(self._projection(layer, self.cell_norms[layer](x)))
+        normed = self.cell_norms[layer](x)
+        if self.short_conv:
+            normed = self._convolve(layer, normed, successors)
+        parts, gate = self._split_gate(self._projection(layer, normed))
         return x, parts, gate, h0
+
+    def _convolve(self, layer: int, normed: torch.Tensor, successors: Tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """The short convolution: x_t + u * x_{t-1} (+ v * x_{t+1}, bidirectional) per
+        channel, within each sequence (a first token has no x_{t-1}, a last no x_{t+1})."""
+        later, earlier = successors
+        weights = self.conv_weights[layer]
+        previous = normed.index_select(0, earlier).mul_(weights[0])
+        following = normed.index_select(0, later).mul_(weights[1]) if self.bidirectional else None
+        if not torch.is_grad_enabled():  # predicting: into the norm's fresh output
+            normed.index_add_(0, later, previous)
+            return normed.index_add_(0, earlier, following) if following is not None else normed
+        mixed = normed.index_add(0, later, previous)
+        return mixed.index_add(0, earlier, following) if following is not None else mixed
 
     def _after_layer(self, layer: int, x: torch.Tensor, y: torch.Tensor, gate: Optional[torch.Tensor]) -> torch.Tensor:
         """The layer's output (through its output gate, if any), the residual and the feed-forward block."""
@@ -472,10 +503,13 @@ class LinearRecurrence(nn.Module):
         order = torch.argsort(lengths, descending=True, stable=True).to(device)
         sizes = batch_sizes.tolist()
         x = x.index_select(0, packed_index.to(device))  # index_select: several times faster than x[index] here
+        successors = None
+        if self.short_conv:  # each packed row after the first step, and its sequence's row one step earlier
+            successors = (torch.arange(sizes[0], len(packed_index), device=device), _earlier_rows(batch_sizes).to(device))
         hidden = self.hidden_width
         states: List[torch.Tensor] = []
         for layer in range(self.num_layers):
-            x, parts, gate, h0 = self._layer_start(layer, x, state)
+            x, parts, gate, h0 = self._layer_start(layer, x, state, successors)
             if self.cell == "mingru":  # the scan interpolates: h_t = lerp(h_prev, h~_t, z_t)
                 k, candidate = parts
                 # predicting, the gate overwrites its own pre-activation (no new tensor to allocate)
@@ -508,9 +542,15 @@ class LinearRecurrence(nn.Module):
         ends = (starts + lengths - 1).clamp(min=0).to(device)  # each sequence's last token
         batch_index, step_index = batch_index.to(device), step_index.to(device)
         nonempty = (lengths > 0).to(device)[:, None]
+        successors = None
+        if self.short_conv:  # each token but a sequence's first, and the token before it
+            first = torch.zeros(len(batch_index), dtype=torch.bool)
+            first[starts[lengths > 0]] = True
+            later = torch.nonzero(~first).flatten()
+            successors = (later.to(device), (later - 1).to(device))
         states: List[torch.Tensor] = []
         for layer in range(self.num_layers):
-            x, parts, gate, h0 = self._layer_start(layer, x, state)
+            x, parts, gate, h0 = self._layer_start(layer, x, state, successors)
             log_decay, b = coefficients_from(self.cell, parts, log_decay=True)
             if self.bidirectional:  # the backward cell reads each sequence reversed
                 hidden = self.hidden_width

@@ -17,19 +17,20 @@ CELL_TYPES = tuple(CELL_CLASSES) + LINEAR_CELLS
 
 def stacked_rnn(
     cell: str, input_width: int, hidden_width: int, n_layers: int, dropout_prob: float, bidirectional: bool = False,
-    feed_forward: bool = False, output_gate: bool = False,
+    feed_forward: bool = False, output_gate: bool = False, short_conv: bool = False,
 ) -> Union[nn.RNNBase, LinearRecurrence]:
     """A batch-first torch RNN/LSTM/GRU, or a minGRU/minLSTM stack with the
     same call interface, of n_layers, dropout_prob between layers
     (feed_forward: GELU feed-forward blocks between linear-recurrence layers;
-    output_gate: their states read through an output gate)."""
+    output_gate: their states read through an output gate; short_conv: each
+    layer's input mixed with its neighbours' first)."""
     if cell not in CELL_TYPES:
         raise ValueError(f"Unknown recurrent cell {cell!r}; choose one of {CELL_TYPES}")
     if n_layers < 1:
         raise ValueError(f"n_layers must be at least 1, got {n_layers}")
     if cell in LINEAR_CELLS:
         return LinearRecurrence(cell, input_width, hidden_width, n_layers, bidirectional, dropout_prob,
-                                feed_forward=feed_forward, output_gate=output_gate)
+                                feed_forward=feed_forward, output_gate=output_gate, short_conv=short_conv)
     return CELL_CLASSES[cell](
         input_width,
         hidden_width,
@@ -57,6 +58,7 @@ class RecurrentEncoder(nn.Module):
         dropout_prob: float,
         feed_forward: bool = False,
         output_gate: bool = False,
+        short_conv: bool = False,
     ) -> None:
         """
         cell: "rnn" (tanh), "lstm", "gru", "mingru" or "minlstm".
@@ -67,10 +69,11 @@ class RecurrentEncoder(nn.Module):
         dropout_prob: dropout between layers and on the output.
         feed_forward: linear-recurrence cells only, a GELU feed-forward block after each layer.
         output_gate: linear-recurrence cells only, states read through an output gate of the input.
+        short_conv: linear-recurrence cells only, each layer's input mixed with its neighbours' first.
         """
         super().__init__()
         self.rnn = stacked_rnn(cell, input_width, hidden_width, n_layers, dropout_prob, bidirectional, feed_forward,
-                               output_gate)
+                               output_gate, short_conv)
         self.dropout = Dropout(dropout_prob)
         self.output_width = hidden_width * (2 if bidirectional else 1)
 
