@@ -33,7 +33,13 @@ x = x + cell(LayerNorm(x)) then, with `feed_forward`, x = x + FF(LayerNorm(x))
 (a GELU feed-forward of twice the width), a residual only where the widths
 match (not into the first layer), and a final LayerNorm. Without the
 feed-forward blocks the stack does about a third of the matrix work
-(scripts/benchmark_scans.py measures both). Bidirectional: a second cell
+(scripts/benchmark_scans.py measures both). With `short_conv`, each layer's
+normed input is first mixed with its neighbours', x_t + u * x_{t-1} + v *
+x_{t+1} per channel (v only bidirectional), a depthwise convolution of width 3
+within each sequence as Mamba and H3 put before their recurrences, so that the
+gates, which otherwise see x_t alone, see the tokens beside it. A state passed
+in does not carry the previous chunk's last input, so a stack whose state
+carries over between chunks (the language model) does without it. Bidirectional: a second cell
 reads each sequence right to left; both directions' projections run as one
 matrix product per part (gate, candidate, output gate: their weights side by
 side, each part's output contiguous) and their coefficients go
