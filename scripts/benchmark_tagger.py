@@ -54,6 +54,16 @@ def learn_rate(rate: float) -> Dict[str, str]:
     """The override for the schedule's initial learning rate."""
     return {"training.optimizer.learn_rate.initial_rate": str(rate)}
 
+def with_seeds(system: System, seed_note: str = "") -> List[System]:
+    """The system and its config trained with seeds 1 and 2 (rows NAME_seed1, NAME_seed2, averaged
+    with it in the means table); seed_note names the config whose seed (0) the first one replaces."""
+    rows = [system]
+    for seed in (1, 2):
+        note = f" ({seed_note}: seed 0)" if seed_note and seed == 1 else ""
+        rows.append(System(f"{system.name}_seed{seed}", system.config, system.attr,
+                           {**system.overrides, "system.seed": str(seed)}, f"{system.name} trained with seed {seed}{note}"))
+    return rows
+
 
 # The schedule the tagger configs shipped with before the regularized one became
 # their default (issue 10, item 9): less dropout, 6000 steps.
@@ -79,33 +89,19 @@ PREVIOUS_MINGRU = {**NO_CONV, E + "word_dropout": "0.1"}
 SYSTEMS = [
     System("spacy_cnn", "configs/baselines/spacy_cnn_tagger.cfg", description="spaCy tagger, CNN tok2vec (efficiency)"),
     System("spacy_bilstm", "configs/baselines/spacy_bilstm_tagger.cfg", description="spaCy tagger, TorchBiLSTMEncoder.v1"),
-    System("rnn_lstm", "configs/tagger.cfg", description="rnn_tagger as shipped: lstm, dropout 0.33, word dropout 0.1, 9000 steps"),
-    System("rnn_lstm_seed1", "configs/tagger.cfg", overrides={"system.seed": "1"},
-           description="rnn_lstm trained with seed 1 (configs/tagger.cfg: seed 0)"),
-    System("rnn_lstm_seed2", "configs/tagger.cfg", overrides={"system.seed": "2"},
-           description="rnn_lstm trained with seed 2"),
+    *with_seeds(System("rnn_lstm", "configs/tagger.cfg", description="rnn_tagger as shipped: lstm, dropout 0.33, word dropout 0.1, 9000 steps"), seed_note="configs/tagger.cfg"),
+    *with_seeds(System("rnn_lstm_chars128", "configs/tagger.cfg", overrides={CHAR_FILTERS: "128"},
+                       description="rnn_lstm with 128 character CNN filters (configs/tagger.cfg: 64)")),
     System("rnn_lstm_6k", "configs/tagger.cfg", overrides=PREVIOUS_SCHEDULE,
            description="rnn_tagger, lstm, previous schedule: dropout 0.25, word dropout 0.05, 6000 steps"),
     System("rnn_gru", "configs/tagger.cfg", overrides={"components.tagger.model.encoder.cell": "gru"}, description="rnn_tagger, cell=gru"),
     System("rnn_rnn", "configs/tagger.cfg", overrides={"components.tagger.model.encoder.cell": "rnn"}, description="rnn_tagger, cell=rnn (tanh)"),
-    System("rnn_mingru_conv_chars128", "configs/tagger_mingru.cfg",
-           description="rnn_tagger, cell=mingru with output gates and a short convolution before each layer, 128 character filters, word dropout 0.2 (configs/tagger_mingru.cfg)"),
-    System("rnn_mingru_conv_chars128_seed1", "configs/tagger_mingru.cfg", overrides={"system.seed": "1"},
-           description="rnn_mingru_conv_chars128 trained with seed 1 (configs/tagger_mingru.cfg: seed 0)"),
-    System("rnn_mingru_conv_chars128_seed2", "configs/tagger_mingru.cfg", overrides={"system.seed": "2"},
-           description="rnn_mingru_conv_chars128 trained with seed 2"),
-    System("rnn_mingru_conv", "configs/tagger_mingru.cfg", overrides=CHARS64,
-           description="rnn_mingru_conv_chars128 with 64 character filters (configs/tagger_mingru.cfg: 128)"),
-    System("rnn_mingru_conv_seed1", "configs/tagger_mingru.cfg", overrides={**CHARS64, "system.seed": "1"},
-           description="rnn_mingru_conv trained with seed 1"),
-    System("rnn_mingru_conv_seed2", "configs/tagger_mingru.cfg", overrides={**CHARS64, "system.seed": "2"},
-           description="rnn_mingru_conv trained with seed 2"),
-    System("rnn_mingru", "configs/tagger_mingru.cfg", overrides=NO_CONV,
-           description="rnn_tagger, cell=mingru with output gates, word dropout 0.2, no short convolution (the previous tagger_mingru.cfg)"),
-    System("rnn_mingru_seed1", "configs/tagger_mingru.cfg", overrides={**NO_CONV, "system.seed": "1"},
-           description="rnn_mingru trained with seed 1"),
-    System("rnn_mingru_seed2", "configs/tagger_mingru.cfg", overrides={**NO_CONV, "system.seed": "2"},
-           description="rnn_mingru trained with seed 2"),
+    *with_seeds(System("rnn_mingru_conv_chars128", "configs/tagger_mingru.cfg",
+           description="rnn_tagger, cell=mingru with output gates and a short convolution before each layer, 128 character filters, word dropout 0.2 (configs/tagger_mingru.cfg)"), seed_note="configs/tagger_mingru.cfg"),
+    *with_seeds(System("rnn_mingru_conv", "configs/tagger_mingru.cfg", overrides=CHARS64,
+           description="rnn_mingru_conv_chars128 with 64 character filters (configs/tagger_mingru.cfg: 128)")),
+    *with_seeds(System("rnn_mingru", "configs/tagger_mingru.cfg", overrides=NO_CONV,
+           description="rnn_tagger, cell=mingru with output gates, word dropout 0.2, no short convolution (the previous tagger_mingru.cfg)")),
     System("rnn_mingru_wdrop10", "configs/tagger_mingru.cfg", overrides=PREVIOUS_MINGRU,
            description="rnn_tagger, cell=mingru with output gates, word dropout 0.1 (the tagger_mingru.cfg before rnn_mingru's)"),
     System("rnn_mingru_drop40", "configs/tagger_mingru.cfg", overrides={**PREVIOUS_MINGRU, E + "dropout": "0.4"},
@@ -119,18 +115,10 @@ SYSTEMS = [
            description="rnn_mingru with label smoothing 0.1"),
     System("rnn_mingru_lr3", "configs/tagger_mingru.cfg", overrides={**NO_CONV, **learn_rate(0.003)},
            description="rnn_mingru with learning rate 0.003 (configs/tagger_mingru.cfg: 0.002)"),
-    System("rnn_mingru_lr4", "configs/tagger_mingru.cfg", overrides={**NO_CONV, **learn_rate(0.004)},
-           description="rnn_mingru with learning rate 0.004"),
-    System("rnn_mingru_lr4_seed1", "configs/tagger_mingru.cfg", overrides={**NO_CONV, **learn_rate(0.004), "system.seed": "1"},
-           description="rnn_mingru_lr4 trained with seed 1"),
-    System("rnn_mingru_lr4_seed2", "configs/tagger_mingru.cfg", overrides={**NO_CONV, **learn_rate(0.004), "system.seed": "2"},
-           description="rnn_mingru_lr4 trained with seed 2"),
-    System("rnn_mingru_chars128", "configs/tagger_mingru.cfg", overrides={**NO_CONV, CHAR_FILTERS: "128"},
-           description="rnn_mingru with 128 character CNN filters"),
-    System("rnn_mingru_chars128_seed1", "configs/tagger_mingru.cfg", overrides={**NO_CONV, CHAR_FILTERS: "128", "system.seed": "1"},
-           description="rnn_mingru_chars128 trained with seed 1"),
-    System("rnn_mingru_chars128_seed2", "configs/tagger_mingru.cfg", overrides={**NO_CONV, CHAR_FILTERS: "128", "system.seed": "2"},
-           description="rnn_mingru_chars128 trained with seed 2"),
+    *with_seeds(System("rnn_mingru_lr4", "configs/tagger_mingru.cfg", overrides={**NO_CONV, **learn_rate(0.004)},
+           description="rnn_mingru with learning rate 0.004")),
+    *with_seeds(System("rnn_mingru_chars128", "configs/tagger_mingru.cfg", overrides={**NO_CONV, CHAR_FILTERS: "128"},
+           description="rnn_mingru with 128 character CNN filters")),
     System("rnn_mingru_drop25", "configs/tagger_mingru.cfg", overrides={**NO_CONV, E + "dropout": "0.25"},
            description="rnn_mingru with dropout 0.25 (configs/tagger_mingru.cfg: 0.33)"),
     System("rnn_mingru_d3", "configs/tagger_mingru.cfg",
