@@ -2,6 +2,7 @@ import json
 from pathlib import Path
 
 import pytest
+import spacy
 from spacy.training.initialize import init_nlp
 from spacy.util import load_config
 
@@ -77,19 +78,43 @@ def test_spacy_train_names_the_setting_and_its_choices(tiny_corpus, tmp_path, ca
     assert "model.encoder -> depth" in message and "7 is not an int from 1 to 4" in message, message
 
 
-def test_encoder_defaults_are_the_shipped_tagger_settings():
-    """RNNEncoder.v2's defaults, the components' default model and configs/tagger.cfg agree."""
+def test_encoder_defaults_are_the_shipped_lstm_tagger_settings():
+    """RNNEncoder.v2's defaults, the default encoder of rnn_ner and rnn_textcat (before rnn_ner's
+    dropouts) and configs/tagger.cfg's encoder agree."""
     import inspect
 
     from spacy_rnn.models.architectures import build_rnn_encoder_v2
     from spacy_rnn.pipeline.defaults import DEFAULT_ENCODER_CONFIG
+    from spacy_rnn.pipeline.textcat import DEFAULT_MODEL as TEXTCAT_MODEL
     from thinc.api import Config
 
     defaults = {k: p.default for k, p in inspect.signature(build_rnn_encoder_v2).parameters.items()}
     shipped = load_config(Path(__file__).parent.parent / "configs" / "tagger.cfg", interpolate=False)
-    for config in (shipped["components"]["tagger"]["model"]["encoder"], Config().from_str("[model]\n" + DEFAULT_ENCODER_CONFIG)["model"]["encoder"]):
+    for config in (shipped["components"]["tagger"]["model"]["encoder"], Config().from_str("[model]\n" + DEFAULT_ENCODER_CONFIG)["model"]["encoder"],
+                   Config(TEXTCAT_MODEL)["encoder"]):
+        config = dict(config)
         assert config.pop("@architectures") == "spacy_rnn.RNNEncoder.v2"
-        assert dict(config) == defaults
+        assert config == defaults
+
+
+def test_rnn_tagger_default_model_is_the_shipped_mingru_config():
+    """nlp.add_pipe("rnn_tagger") builds configs/tagger_mingru.cfg's model (the default tagger)."""
+    from spacy_rnn.pipeline.tagger import DEFAULT_MODEL
+    from thinc.api import Config
+
+    shipped = load_config(Path(__file__).parent.parent / "configs" / "tagger_mingru.cfg", interpolate=False)
+    assert Config(DEFAULT_MODEL) == shipped["components"]["tagger"]["model"]
+    assert DEFAULT_MODEL["encoder"]["cell"] == "mingru"
+    nlp = spacy.blank("en")
+    nlp.add_pipe("rnn_tagger")
+    assert nlp.config["components"]["rnn_tagger"]["model"]["encoder"]["short_conv"] is True
+
+
+def test_encoder_config_names_an_unknown_setting():
+    from spacy_rnn.pipeline.defaults import encoder_config
+
+    with pytest.raises(ValueError, match="celll"):
+        encoder_config(celll="gru")
 
 
 def _override_value(text: str):

@@ -16,7 +16,7 @@ from thinc.api import Config, Model, SequenceCategoricalCrossentropy
 from ..models.types import NonNegativeFloat
 from ..models.crf import SCHEMES, allowed_transitions, forward_backward, log_mask, pad, tag_names, viterbi
 from .base import NeuralPipe
-from .defaults import DEFAULT_ENCODER_CONFIG
+from .defaults import encoder_config
 
 DECODERS = ("crf", "softmax")
 
@@ -27,8 +27,8 @@ DEFAULT_CONFIG = (
 nO = null
 
 """
-    # configs/ner.cfg's encoder: less dropout than the tagger's (v2's defaults)
-    + DEFAULT_ENCODER_CONFIG.replace("dropout = 0.33", "dropout = 0.25").replace("word_dropout = 0.1", "word_dropout = 0.05")
+    # configs/ner.cfg's encoder: less dropout than v2's defaults
+    + encoder_config(dropout=0.25, word_dropout=0.05)
 )
 DEFAULT_MODEL = Config().from_str(DEFAULT_CONFIG)["model"]
 
