@@ -32,6 +32,8 @@ REGULARIZED = {
 }
 
 MINGRU = {"components.ner.model.encoder.cell": "mingru", "components.ner.model.encoder.output_gate": "true"}
+# With the tagger's later choices (configs/tagger_mingru.cfg): the short convolution and 128 character filters.
+MINGRU_CONV = {**MINGRU, "components.ner.model.encoder.short_conv": "true", "components.ner.model.encoder.char_filters": "128"}
 
 BASELINE = "rnn_ner_crf_lstm"
 
@@ -62,6 +64,10 @@ SYSTEMS = [
                          description="rnn_ner_crf_lstm trained with seed 1")),
     ("conll2003", System("rnn_ner_crf_mingru_seed1", "configs/ner.cfg", overrides={**MINGRU, "system.seed": "1"},
                          description="rnn_ner_crf_mingru trained with seed 1")),
+    ("conll2003", System("rnn_ner_crf_mingru_conv", "configs/ner.cfg", overrides=MINGRU_CONV,
+                         description="rnn_ner, mingru with output gates, short convolution, 128 character filters + CRF")),
+    ("conll2003", System("rnn_ner_crf_mingru_conv_seed1", "configs/ner.cfg", overrides={**MINGRU_CONV, "system.seed": "1"},
+                         description="rnn_ner_crf_mingru_conv trained with seed 1")),
     # rnn_ner_crf_mingru's trained pipeline loaded with int8 weights (spacy_rnn.load_int8), not trained itself.
     ("conll2003", System("rnn_ner_crf_mingru_int8", "configs/ner.cfg", int8_of="rnn_ner_crf_mingru",
                          description="rnn_ner_crf_mingru with int8 weights")),
