@@ -143,6 +143,11 @@ SYSTEMS = [
     System("rnn_lstm_upos", "configs/tagger_upos.cfg", attr="pos", description="rnn_tagger as shipped, UPOS"),
     System("rnn_lstm_upos_6k", "configs/tagger_upos.cfg", attr="pos", overrides=PREVIOUS_SCHEDULE,
            description="rnn_tagger, UPOS, previous schedule"),
+    # rnn_tagger's default model (configs/tagger_mingru.cfg's) on UPOS: what add_pipe("rnn_tagger", config={"token_attr": "pos"}) trains.
+    System("rnn_mingru_upos", "configs/tagger_mingru.cfg", attr="pos",
+           overrides={"components.tagger.token_attr": "pos", "training.score_weights.tag_acc": "null",
+                      "training.score_weights.pos_acc": "1.0"},
+           description="configs/tagger_mingru.cfg on UPOS (token_attr pos, selected on pos_acc)"),
 ]
 
 
