@@ -1,32 +1,14 @@
 """The encoder blocks of the components' default model configs.
 
-DEFAULT_ENCODER_SETTINGS are spacy_rnn.RNNEncoder.v2's own defaults, which are those of
-configs/tagger.cfg (the LSTM): the default encoder of rnn_ner and rnn_textcat. rnn_tagger's
-default model is configs/tagger_mingru.cfg's (TAGGER_ENCODER_CONFIG), chosen on EWT dev."""
+DEFAULT_ENCODER_SETTINGS are spacy_rnn.RNNEncoder.v2's own defaults (read from its signature),
+which are those of configs/tagger.cfg (the LSTM): the default encoder of rnn_ner and
+rnn_textcat. rnn_tagger's default model is configs/tagger_mingru.cfg's, chosen on EWT dev."""
+import inspect
 import json
 
-DEFAULT_ENCODER_SETTINGS = {
-    "cell": "lstm",
-    "width": 128,
-    "depth": 2,
-    "bidirectional": True,
-    "dropout": 0.33,
-    "word_attr": "NORM",
-    "word_width": 96,
-    "vocab_size": 30000,
-    "min_word_freq": 2,
-    "word_dropout": 0.1,
-    "attrs": ["PREFIX", "SUFFIX", "SHAPE"],
-    "rows": [2000, 10000, 1000],
-    "embed_widths": [16, 48, 16],
-    "char_width": 32,
-    "char_filters": 64,
-    "max_word_chars": 20,
-    "n_chars": 1024,
-    "feed_forward": False,
-    "output_gate": False,
-    "short_conv": False,
-}
+from ..models.architectures import build_rnn_encoder_v2
+
+DEFAULT_ENCODER_SETTINGS = {name: p.default for name, p in inspect.signature(build_rnn_encoder_v2).parameters.items()}
 
 
 def encoder_config(**settings) -> str:
