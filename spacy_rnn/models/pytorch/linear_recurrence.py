@@ -46,7 +46,7 @@ side, each part's output contiguous) and their coefficients go
 through one scan of twice the width, the backward half stepping from each
 sequence's end (packed) or over each sequence reversed (chunked).
 """
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -102,6 +102,27 @@ def _earlier_rows(sizes: torch.Tensor) -> torch.Tensor:
     """For packed rows (blocks of `sizes` rows, one per step), the row of the
     same sequence one step earlier of each row after the first block."""
     return torch.arange(int(sizes[0]), int(sizes.sum())) - torch.repeat_interleave(sizes[:-1], sizes[1:])
+
+
+# Rows of a (n_tokens, width) tensor: a slice where they are consecutive (in
+# packed order, every row after the first step's block), else their indices.
+Rows = Union[slice, torch.Tensor]
+
+
+def _take_rows(x: torch.Tensor, rows: Rows) -> torch.Tensor:
+    """x's rows (a view for a slice)."""
+    return x[rows] if isinstance(rows, slice) else x.index_select(0, rows)
+
+
+def _add_to_rows(x: torch.Tensor, rows: Rows, values: torch.Tensor, inplace: bool) -> torch.Tensor:
+    """x with values added to its rows; in place if asked. A slice of rows is
+    added to as one block, without the index_add a gather of indices needs."""
+    if not isinstance(rows, slice):
+        return x.index_add_(0, rows, values) if inplace else x.index_add(0, rows, values)
+    if not inplace:
+        x = x.clone()
+    x[rows] += values
+    return x
 
 
 def _previous_rows(sizes: List[int], device: torch.device) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -447,7 +468,7 @@ class LinearRecurrence(nn.Module):
         self.part_projections = layers
 
     def _layer_start(self, layer: int, x: torch.Tensor, state: Optional[torch.Tensor],
-                     successors: Optional[Tuple[torch.Tensor, torch.Tensor]]):
+                     successors: Optional[Tuple[Rows, torch.Tensor]]):
         """What both forms of forward_tokens do before a layer's scan: dropout
         (after the first layer), the parts of the layer's projection of its
         normed input (with short_conv, mixed with its neighbours: `successors`
@@ -465,18 +486,18 @@ class LinearRecurrence(nn.Module):
         parts, gate = self._split_gate(self._projection(layer, normed))
         return x, parts, gate, h0
 
-    def _convolve(self, layer: int, normed: torch.Tensor, successors: Tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    def _convolve(self, layer: int, normed: torch.Tensor, successors: Tuple[Rows, torch.Tensor]) -> torch.Tensor:
         """The short convolution: x_t + u * x_{t-1} (+ v * x_{t+1}, bidirectional) per
         channel, within each sequence (a first token has no x_{t-1}, a last no x_{t+1})."""
         later, earlier = successors
         weights = self.conv_weights[layer]
         previous = normed.index_select(0, earlier).mul_(weights[0])
-        following = normed.index_select(0, later).mul_(weights[1]) if self.bidirectional else None
-        if not torch.is_grad_enabled():  # predicting: into the norm's fresh output
-            normed.index_add_(0, later, previous)
-            return normed.index_add_(0, earlier, following) if following is not None else normed
-        mixed = normed.index_add(0, later, previous)
-        return mixed.index_add(0, earlier, following) if following is not None else mixed
+        following = _take_rows(normed, later) * weights[1] if self.bidirectional else None
+        predicting = not torch.is_grad_enabled()  # then into the norm's fresh output
+        mixed = _add_to_rows(normed, later, previous, inplace=predicting)
+        if following is None:
+            return mixed
+        return mixed.index_add_(0, earlier, following) if predicting else mixed.index_add(0, earlier, following)
 
     def _after_layer(self, layer: int, x: torch.Tensor, y: torch.Tensor, gate: Optional[torch.Tensor]) -> torch.Tensor:
         """The layer's output (through its output gate, if any), the residual and the feed-forward block."""
@@ -511,7 +532,7 @@ class LinearRecurrence(nn.Module):
         x = x.index_select(0, packed_index.to(device))  # index_select: several times faster than x[index] here
         successors = None
         if self.short_conv:  # each packed row after the first step, and its sequence's row one step earlier
-            successors = (torch.arange(sizes[0], len(packed_index), device=device), _earlier_rows(batch_sizes).to(device))
+            successors = (slice(sizes[0], None), _earlier_rows(batch_sizes).to(device))
         hidden = self.hidden_width
         states: List[torch.Tensor] = []
         for layer in range(self.num_layers):
