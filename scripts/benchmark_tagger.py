@@ -13,6 +13,7 @@ Models are selected on dev by `spacy train` (model-best); test is only read here
 """
 import json
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -133,8 +134,8 @@ SYSTEMS = [
     System("rnn_lstm_int8", "configs/tagger.cfg", int8_of="rnn_lstm", description="rnn_lstm with int8 weights"),
     System("rnn_mingru_conv_int8", "configs/tagger_mingru.cfg", int8_of="rnn_mingru_conv",
            description="rnn_mingru_conv with int8 weights"),
-    System("rnn_mingru_conv_chars128_int8", "configs/tagger_mingru.cfg", int8_of="rnn_mingru_conv_chars128",
-           description="rnn_mingru_conv_chars128 with int8 weights"),
+    *(System(f"{name}_int8", "configs/tagger_mingru.cfg", int8_of=name, description=f"{name} with int8 weights")
+      for name in ("rnn_mingru_conv_chars128", "rnn_mingru_conv_chars128_seed1", "rnn_mingru_conv_chars128_seed2")),
     System("rnn_mingru_int8", "configs/tagger_mingru.cfg", int8_of="rnn_mingru", description="rnn_mingru with int8 weights"),
     System("rnn_mingru_wdrop10_int8", "configs/tagger_mingru.cfg", int8_of="rnn_mingru_wdrop10", description="rnn_mingru_wdrop10 with int8 weights"),
     System("rnn_mingru_d3_int8", "configs/tagger_mingru.cfg", int8_of="rnn_mingru_d3", description="rnn_mingru_d3 with int8 weights"),
@@ -377,15 +378,18 @@ def render_markdown(data: Dict) -> str:
     return "\n".join(lines)
 
 
-SEED_SUFFIX = "_seed"
+# A row of a config trained with another seed: NAME_seedN, or NAME_seedN_int8 (its int8 row, averaged
+# with NAME_int8: the int8 rows form their own group, never the float one's).
+SEED_ROW = re.compile(r"^(?P<base>.+)_seed\d+(?P<suffix>_int8)?$")
 
 
 def seed_groups(results: Dict[str, Dict]) -> Dict[str, List[str]]:
     """For each row with rows NAME_seedN beside it (the same config trained with other seeds):
-    NAME -> [NAME, NAME_seedN, ...]."""
+    NAME -> [NAME, NAME_seedN, ...]; likewise NAME_int8 -> [NAME_int8, NAME_seedN_int8, ...]."""
     groups: Dict[str, List[str]] = {}
     for name in results:
-        base = name.split(SEED_SUFFIX)[0] if SEED_SUFFIX in name else None
+        match = SEED_ROW.match(name)
+        base = match["base"] + (match["suffix"] or "") if match else None
         if base in results:
             groups.setdefault(base, [base]).append(name)
     return groups

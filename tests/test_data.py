@@ -494,3 +494,9 @@ def test_benchmark_seed_rows_are_averaged_with_their_config():
     (names, dev, test), = benchmark.seed_means(results).values()
     assert names == ["rnn_x", "rnn_x_seed1", "rnn_x_seed2"]
     assert dev == pytest.approx(0.93) and test == pytest.approx(0.83)
+    # int8 rows of the seeds: their own mean beside NAME_int8, never in the float rows' mean
+    results.update({"rnn_x_int8": row(0.2, 0.2), "rnn_x_seed1_int8": row(0.4, 0.4), "rnn_y_seed1_int8": row(0.3, 0.3)})
+    means = benchmark.seed_means(results)
+    assert list(means) == ["rnn_x", "rnn_x_int8"]
+    assert means["rnn_x"][0] == ["rnn_x", "rnn_x_seed1", "rnn_x_seed2"]
+    assert means["rnn_x_int8"][0] == ["rnn_x_int8", "rnn_x_seed1_int8"] and means["rnn_x_int8"][1] == pytest.approx(0.3)
