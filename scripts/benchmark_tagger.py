@@ -66,6 +66,11 @@ def with_seeds(system: System, seed_note: str = "") -> List[System]:
     return rows
 
 
+# An XPOS config trained on UPOS instead: tags into Token.pos_, the best model chosen on pos_acc.
+UPOS = {"components.tagger.token_attr": "pos", "training.score_weights.tag_acc": "null",
+        "training.score_weights.pos_acc": "1.0"}
+
+
 # The schedule the tagger configs shipped with before the regularized one became
 # their default (issue 10, item 9): less dropout, 6000 steps.
 PREVIOUS_SCHEDULE = {
@@ -141,14 +146,16 @@ SYSTEMS = [
     System("rnn_mingru_d3_int8", "configs/tagger_mingru.cfg", int8_of="rnn_mingru_d3", description="rnn_mingru_d3 with int8 weights"),
     System("rnn_mingru_ff_int8", "configs/tagger_mingru.cfg", int8_of="rnn_mingru_ff", description="rnn_mingru_ff with int8 weights"),
     System("rnn_minlstm_int8", "configs/tagger_mingru.cfg", int8_of="rnn_minlstm", description="rnn_minlstm with int8 weights"),
-    System("rnn_lstm_upos", "configs/tagger_upos.cfg", attr="pos", description="rnn_tagger as shipped, UPOS"),
-    System("rnn_lstm_upos_6k", "configs/tagger_upos.cfg", attr="pos", overrides=PREVIOUS_SCHEDULE,
+    # The LSTM on UPOS: configs/tagger_upos.cfg until the minGRU replaced it there (2026-12-04).
+    *with_seeds(System("rnn_lstm_upos", "configs/tagger.cfg", attr="pos", overrides=UPOS,
+                       description="configs/tagger.cfg on UPOS (the LSTM; configs/tagger_upos.cfg before 2026-12-04)")),
+    System("rnn_lstm_upos_6k", "configs/tagger.cfg", attr="pos", overrides={**UPOS, **PREVIOUS_SCHEDULE},
            description="rnn_tagger, UPOS, previous schedule"),
-    # rnn_tagger's default model (configs/tagger_mingru.cfg's) on UPOS: what add_pipe("rnn_tagger", config={"token_attr": "pos"}) trains.
-    System("rnn_mingru_upos", "configs/tagger_mingru.cfg", attr="pos",
-           overrides={"components.tagger.token_attr": "pos", "training.score_weights.tag_acc": "null",
-                      "training.score_weights.pos_acc": "1.0"},
-           description="configs/tagger_mingru.cfg on UPOS (token_attr pos, selected on pos_acc)"),
+    # rnn_tagger's default model on UPOS, what add_pipe("rnn_tagger", config={"token_attr": "pos"})
+    # trains: configs/tagger_upos.cfg = configs/tagger_mingru.cfg with the UPOS overrides.
+    *with_seeds(System("rnn_mingru_upos", "configs/tagger_upos.cfg", attr="pos",
+                       description="configs/tagger_mingru.cfg on UPOS (token_attr pos, selected on pos_acc: configs/tagger_upos.cfg)"),
+                seed_note="configs/tagger_upos.cfg"),
 ]
 
 

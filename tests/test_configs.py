@@ -110,6 +110,20 @@ def test_rnn_tagger_default_model_is_the_shipped_mingru_config():
     assert nlp.config["components"]["rnn_tagger"]["model"]["encoder"]["short_conv"] is True
 
 
+def test_upos_config_is_the_default_tagger_on_pos():
+    """configs/tagger_upos.cfg is configs/tagger_mingru.cfg (rnn_tagger's default model) trained
+    into Token.pos_ and chosen on pos_acc, nothing else changed; configs/tagger.cfg with the same
+    changes is the LSTM the tagger benchmark trains beside it (rnn_lstm_upos)."""
+    configs = Path(__file__).parent.parent / "configs"
+    upos = load_config(configs / "tagger_upos.cfg", interpolate=False)
+    xpos = load_config(configs / "tagger_mingru.cfg", interpolate=False)
+    assert upos["components"]["tagger"]["token_attr"] == "pos"
+    assert upos["training"]["score_weights"] == {"tag_acc": None, "pos_acc": 1.0}
+    xpos["components"]["tagger"]["token_attr"] = "pos"
+    xpos["training"]["score_weights"] = {"tag_acc": None, "pos_acc": 1.0}
+    assert upos == xpos
+
+
 def test_encoder_config_names_an_unknown_setting():
     from spacy_rnn.pipeline.defaults import encoder_config
 
