@@ -95,7 +95,7 @@ PREVIOUS_MINGRU = {**NO_CONV, E + "word_dropout": "0.1"}
 SYSTEMS = [
     System("spacy_cnn", "configs/baselines/spacy_cnn_tagger.cfg", description="spaCy tagger, CNN tok2vec (efficiency)"),
     System("spacy_bilstm", "configs/baselines/spacy_bilstm_tagger.cfg", description="spaCy tagger, TorchBiLSTMEncoder.v1"),
-    *with_seeds(System("rnn_lstm", "configs/tagger.cfg", description="rnn_tagger as shipped: lstm, dropout 0.33, word dropout 0.1, 9000 steps"), seed_note="configs/tagger.cfg"),
+    *with_seeds(System("rnn_lstm", "configs/tagger.cfg", description="configs/tagger.cfg (the LSTM; rnn_tagger's default until 2026-12-04): dropout 0.33, word dropout 0.1, 9000 steps"), seed_note="configs/tagger.cfg"),
     *with_seeds(System("rnn_lstm_chars128", "configs/tagger.cfg", overrides={CHAR_FILTERS: "128"},
                        description="rnn_lstm with 128 character CNN filters (configs/tagger.cfg: 64)")),
     System("rnn_lstm_6k", "configs/tagger.cfg", overrides=PREVIOUS_SCHEDULE,
