@@ -81,14 +81,10 @@ def test_spacy_train_names_the_setting_and_its_choices(tiny_corpus, tmp_path, ca
 def test_encoder_defaults_are_the_shipped_lstm_tagger_settings():
     """RNNEncoder.v2's defaults, the default encoder of rnn_ner and rnn_textcat (before rnn_ner's
     dropouts) and configs/tagger.cfg's encoder agree."""
-    import inspect
-
-    from spacy_rnn.models.architectures import build_rnn_encoder_v2
-    from spacy_rnn.pipeline.defaults import DEFAULT_ENCODER_CONFIG
+    from spacy_rnn.pipeline.defaults import DEFAULT_ENCODER_CONFIG, DEFAULT_ENCODER_SETTINGS as defaults
     from spacy_rnn.pipeline.textcat import DEFAULT_MODEL as TEXTCAT_MODEL
     from thinc.api import Config
 
-    defaults = {k: p.default for k, p in inspect.signature(build_rnn_encoder_v2).parameters.items()}
     shipped = load_config(Path(__file__).parent.parent / "configs" / "tagger.cfg", interpolate=False)
     for config in (shipped["components"]["tagger"]["model"]["encoder"], Config().from_str("[model]\n" + DEFAULT_ENCODER_CONFIG)["model"]["encoder"],
                    Config(TEXTCAT_MODEL)["encoder"]):

@@ -495,9 +495,7 @@ class LinearRecurrence(nn.Module):
         following = _take_rows(normed, later) * weights[1] if self.bidirectional else None
         predicting = not torch.is_grad_enabled()  # then into the norm's fresh output
         mixed = _add_to_rows(normed, later, previous, inplace=predicting)
-        if following is None:
-            return mixed
-        return mixed.index_add_(0, earlier, following) if predicting else mixed.index_add(0, earlier, following)
+        return _add_to_rows(mixed, earlier, following, inplace=predicting) if following is not None else mixed
 
     def _after_layer(self, layer: int, x: torch.Tensor, y: torch.Tensor, gate: Optional[torch.Tensor]) -> torch.Tensor:
         """The layer's output (through its output gate, if any), the residual and the feed-forward block."""
