@@ -134,6 +134,8 @@ SYSTEMS = [
            description="rnn_tagger, cell=mingru without output gates, word dropout 0.1"),
     System("rnn_minlstm", "configs/tagger_mingru.cfg", overrides={**PREVIOUS_MINGRU, "components.tagger.model.encoder.cell": "minlstm"},
            description="rnn_tagger, cell=minlstm with output gates"),
+    System("rnn_minlstm_conv_chars128", "configs/tagger_mingru.cfg", overrides={"components.tagger.model.encoder.cell": "minlstm"},
+           description="configs/tagger_mingru.cfg with the other linear cell, cell=minlstm"),
     System("rnn_mingru_ff", "configs/tagger_mingru.cfg", overrides={**PREVIOUS_MINGRU, "components.tagger.model.encoder.feed_forward": "true"},
            description="rnn_tagger, cell=mingru with output gates and feed-forward blocks"),
     System("rnn_lstm_int8", "configs/tagger.cfg", int8_of="rnn_lstm", description="rnn_lstm with int8 weights"),
@@ -146,6 +148,8 @@ SYSTEMS = [
     System("rnn_mingru_d3_int8", "configs/tagger_mingru.cfg", int8_of="rnn_mingru_d3", description="rnn_mingru_d3 with int8 weights"),
     System("rnn_mingru_ff_int8", "configs/tagger_mingru.cfg", int8_of="rnn_mingru_ff", description="rnn_mingru_ff with int8 weights"),
     System("rnn_minlstm_int8", "configs/tagger_mingru.cfg", int8_of="rnn_minlstm", description="rnn_minlstm with int8 weights"),
+    System("rnn_minlstm_conv_chars128_int8", "configs/tagger_mingru.cfg", int8_of="rnn_minlstm_conv_chars128",
+           description="rnn_minlstm_conv_chars128 with int8 weights"),
     # The LSTM on UPOS: configs/tagger_upos.cfg until the minGRU replaced it there (2026-12-04).
     *with_seeds(System("rnn_lstm_upos", "configs/tagger.cfg", attr="pos", overrides=UPOS,
                        description="configs/tagger.cfg on UPOS (the LSTM; configs/tagger_upos.cfg before 2026-12-04)")),
