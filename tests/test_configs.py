@@ -120,6 +120,22 @@ def test_upos_config_is_the_default_tagger_on_pos():
     assert upos == xpos
 
 
+def test_fast_config_is_the_default_tagger_with_the_lstms_character_filters():
+    """configs/tagger_mingru_fast.cfg is configs/tagger_mingru.cfg with configs/tagger.cfg's
+    (the LSTM's) number of character filters, nothing else changed: the tagger benchmark's speed
+    comparison of the two cells (rnn_mingru_conv against rnn_lstm) differs in the cell alone
+    there, and the README's figures for it come from that file."""
+    configs = Path(__file__).parent.parent / "configs"
+    fast = load_config(configs / "tagger_mingru_fast.cfg", interpolate=False)
+    default = load_config(configs / "tagger_mingru.cfg", interpolate=False)
+    lstm = load_config(configs / "tagger.cfg", interpolate=False)
+    chars = fast["components"]["tagger"]["model"]["encoder"]["char_filters"]
+    assert chars == lstm["components"]["tagger"]["model"]["encoder"]["char_filters"] == 64
+    assert default["components"]["tagger"]["model"]["encoder"]["char_filters"] == 128
+    default["components"]["tagger"]["model"]["encoder"]["char_filters"] = chars
+    assert fast == default
+
+
 def test_encoder_config_names_an_unknown_setting():
     from spacy_rnn.pipeline.defaults import encoder_config
 
