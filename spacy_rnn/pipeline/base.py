@@ -134,11 +134,7 @@ class NeuralPipe:
     - from_disk/from_bytes: see the module docstring.
     """
 
-    # 4,000, not the 20,000 it was: the minGRU tagger (configs/tagger_mingru_fast.cfg) tagged EWT
-    # test 6-16% faster in float and mostly faster in int8 (five paired in-process comparisons,
-    # one torch thread, 2026-12-04; 3,000 and 6,000 about the same, 1,000 and 2,000 slower), the
-    # LSTM the same: a layer's tensors for 4,000 tokens fit this CPU's 32 MB cache together.
-    max_batch_tokens = 4_000
+    max_batch_tokens = 20_000
     # initialize chooses the encoder's word vocabulary itself (init_word_vocabularies skips it).
     chooses_word_vocab = True
 
