@@ -66,6 +66,12 @@ def with_seeds(system: System, seed_note: str = "") -> List[System]:
     return rows
 
 
+def int8_with_seeds(name: str, config: str) -> List[System]:
+    """The int8 rows of a system and of its trainings with seeds 1 and 2 (with_seeds)."""
+    return [System(f"{run}_int8", config, int8_of=run, description=f"{run} with int8 weights")
+            for run in (name, f"{name}_seed1", f"{name}_seed2")]
+
+
 # An XPOS config trained on UPOS instead: tags into Token.pos_, the best model chosen on pos_acc.
 UPOS = {"components.tagger.token_attr": "pos", "training.score_weights.tag_acc": "null",
         "training.score_weights.pos_acc": "1.0"}
@@ -140,10 +146,8 @@ SYSTEMS = [
     System("rnn_mingru_ff", "configs/tagger_mingru.cfg", overrides={**PREVIOUS_MINGRU, "components.tagger.model.encoder.feed_forward": "true"},
            description="rnn_tagger, cell=mingru with output gates and feed-forward blocks"),
     System("rnn_lstm_int8", "configs/tagger.cfg", int8_of="rnn_lstm", description="rnn_lstm with int8 weights"),
-    *(System(f"{name}_int8", "configs/tagger_mingru_fast.cfg", int8_of=name, description=f"{name} with int8 weights")
-      for name in ("rnn_mingru_conv", "rnn_mingru_conv_seed1", "rnn_mingru_conv_seed2")),
-    *(System(f"{name}_int8", "configs/tagger_mingru.cfg", int8_of=name, description=f"{name} with int8 weights")
-      for name in ("rnn_mingru_conv_chars128", "rnn_mingru_conv_chars128_seed1", "rnn_mingru_conv_chars128_seed2")),
+    *int8_with_seeds("rnn_mingru_conv", "configs/tagger_mingru_fast.cfg"),
+    *int8_with_seeds("rnn_mingru_conv_chars128", "configs/tagger_mingru.cfg"),
     System("rnn_mingru_int8", "configs/tagger_mingru.cfg", int8_of="rnn_mingru", description="rnn_mingru with int8 weights"),
     System("rnn_mingru_wdrop10_int8", "configs/tagger_mingru.cfg", int8_of="rnn_mingru_wdrop10", description="rnn_mingru_wdrop10 with int8 weights"),
     System("rnn_mingru_d3_int8", "configs/tagger_mingru.cfg", int8_of="rnn_mingru_d3", description="rnn_mingru_d3 with int8 weights"),

@@ -9,7 +9,13 @@ from spacy.util import load_config
 from .conftest import TRAIN_DATA
 from .test_readme import render_readme
 
-CONFIGS = sorted((Path(__file__).parent.parent / "configs").rglob("*.cfg"))
+CONFIG_DIR = Path(__file__).parent.parent / "configs"
+CONFIGS = sorted(CONFIG_DIR.rglob("*.cfg"))
+
+
+def shipped_config(name: str):
+    """configs/NAME, uninterpolated."""
+    return load_config(CONFIG_DIR / name, interpolate=False)
 
 
 def test_configs_exist():
@@ -66,7 +72,7 @@ def test_spacy_train_names_the_setting_and_its_choices(tiny_corpus, tmp_path, ca
     from spacy.cli.train import train
 
     train_path, dev_path = tiny_corpus
-    text = (Path(__file__).parent.parent / "configs" / "tagger.cfg").read_text()
+    text = (CONFIG_DIR / "tagger.cfg").read_text()
     assert 'cell = "lstm"' in text and "depth = 2" in text
     config_path = tmp_path / "typo.cfg"
     config_path.write_text(text.replace('cell = "lstm"', 'cell = "lsmt"').replace("depth = 2", "depth = 7"))
@@ -85,7 +91,7 @@ def test_encoder_defaults_are_the_shipped_lstm_tagger_settings():
     from spacy_rnn.pipeline.textcat import DEFAULT_MODEL as TEXTCAT_MODEL
     from thinc.api import Config
 
-    shipped = load_config(Path(__file__).parent.parent / "configs" / "tagger.cfg", interpolate=False)
+    shipped = shipped_config("tagger.cfg")
     for config in (shipped["components"]["tagger"]["model"]["encoder"], Config().from_str("[model]\n" + DEFAULT_ENCODER_CONFIG)["model"]["encoder"],
                    Config(TEXTCAT_MODEL)["encoder"]):
         config = dict(config)
@@ -98,7 +104,7 @@ def test_rnn_tagger_default_model_is_the_shipped_mingru_config():
     from spacy_rnn.pipeline.tagger import DEFAULT_MODEL
     from thinc.api import Config
 
-    shipped = load_config(Path(__file__).parent.parent / "configs" / "tagger_mingru.cfg", interpolate=False)
+    shipped = shipped_config("tagger_mingru.cfg")
     assert Config(DEFAULT_MODEL) == shipped["components"]["tagger"]["model"]
     assert DEFAULT_MODEL["encoder"]["cell"] == "mingru"
     nlp = spacy.blank("en")
@@ -110,9 +116,8 @@ def test_upos_config_is_the_default_tagger_on_pos():
     """configs/tagger_upos.cfg is configs/tagger_mingru.cfg (rnn_tagger's default model) trained
     into Token.pos_ and chosen on pos_acc, nothing else changed; configs/tagger.cfg with the same
     changes is the LSTM the tagger benchmark trains beside it (rnn_lstm_upos)."""
-    configs = Path(__file__).parent.parent / "configs"
-    upos = load_config(configs / "tagger_upos.cfg", interpolate=False)
-    xpos = load_config(configs / "tagger_mingru.cfg", interpolate=False)
+    upos = shipped_config("tagger_upos.cfg")
+    xpos = shipped_config("tagger_mingru.cfg")
     assert upos["components"]["tagger"]["token_attr"] == "pos"
     assert upos["training"]["score_weights"] == {"tag_acc": None, "pos_acc": 1.0}
     xpos["components"]["tagger"]["token_attr"] = "pos"
@@ -125,10 +130,7 @@ def test_fast_config_is_the_default_tagger_with_the_lstms_character_filters():
     (the LSTM's) number of character filters, nothing else changed: the tagger benchmark's speed
     comparison of the two cells (rnn_mingru_conv against rnn_lstm) differs in the cell alone
     there, and the README's figures for it come from that file."""
-    configs = Path(__file__).parent.parent / "configs"
-    fast = load_config(configs / "tagger_mingru_fast.cfg", interpolate=False)
-    default = load_config(configs / "tagger_mingru.cfg", interpolate=False)
-    lstm = load_config(configs / "tagger.cfg", interpolate=False)
+    fast, default, lstm = (shipped_config(name) for name in ("tagger_mingru_fast.cfg", "tagger_mingru.cfg", "tagger.cfg"))
     chars = fast["components"]["tagger"]["model"]["encoder"]["char_filters"]
     assert chars == lstm["components"]["tagger"]["model"]["encoder"]["char_filters"] == 64
     assert default["components"]["tagger"]["model"]["encoder"]["char_filters"] == 128
