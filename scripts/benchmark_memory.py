@@ -57,10 +57,12 @@ def make_recorder():
     return record
 
 
-def worker(config: Path, corpus: Path, steps: int, out: Path) -> None:
+def worker(config: Path, corpus: Path, steps: int, out: Path, extra: Dict[str, object] = {}) -> None:
+    """Train `steps` steps of config (its settings changed by `extra`) recording every step."""
     from spacy.cli.train import train
 
     overrides = {
+        **extra,
         "paths.train": str(corpus / "en_ewt-ud-train.spacy"),
         "paths.dev": str(corpus / "en_ewt-ud-dev.spacy"),
         "training.max_steps": steps,
@@ -125,9 +127,10 @@ def main(
     config: Path = typer.Option(CONFIG, help="The training config"),
     settings: str = typer.Option("glibc_dynamic,fixed_4mib,fixed_16mib", help=f"Comma-separated, from {', '.join(SETTINGS)}"),
     worker_out: Path = typer.Option(None, hidden=True),
+    worker_overrides: str = typer.Option("{}", hidden=True, help="JSON: config settings the worker changes"),
 ) -> None:
     if worker_out is not None:
-        worker(config, corpus, steps, worker_out)
+        worker(config, corpus, steps, worker_out, json.loads(worker_overrides))
         return
     chosen = settings.split(",")
     unknown = sorted(set(chosen) - set(SETTINGS))

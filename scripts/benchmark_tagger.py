@@ -87,8 +87,13 @@ PREVIOUS_SCHEDULE = {
 E = "components.tagger.model.encoder."  # the encoder's settings in the tagger configs
 CHAR_FILTERS = E + "char_filters"
 
+# The minGRU configs (tagger_mingru.cfg, tagger_mingru_fast.cfg, tagger_upos.cfg) before
+# bf16_training = true became their setting (2026-12-04): every minGRU row trained before it was
+# trained in float32, and its overrides say so, so that training it again reproduces it.
+FLOAT32 = {E + "bf16_training": "false"}
+
 # configs/tagger_mingru.cfg before 128 character filters were chosen on dev (64 before).
-CHARS64 = {CHAR_FILTERS: "64"}
+CHARS64 = {**FLOAT32, CHAR_FILTERS: "64"}
 
 # configs/tagger_mingru.cfg before the short convolution and 128 character filters were chosen on
 # dev (short_conv = true): rnn_mingru and the variants of it below were trained without them.
@@ -108,11 +113,15 @@ SYSTEMS = [
            description="rnn_tagger, lstm, previous schedule: dropout 0.25, word dropout 0.05, 6000 steps"),
     System("rnn_gru", "configs/tagger.cfg", overrides={"components.tagger.model.encoder.cell": "gru"}, description="rnn_tagger, cell=gru"),
     System("rnn_rnn", "configs/tagger.cfg", overrides={"components.tagger.model.encoder.cell": "rnn"}, description="rnn_tagger, cell=rnn (tanh)"),
-    *with_seeds(System("rnn_mingru_conv_chars128", "configs/tagger_mingru.cfg",
-           description="rnn_tagger, cell=mingru with output gates and a short convolution before each layer, 128 character filters, word dropout 0.2 (configs/tagger_mingru.cfg)"), seed_note="configs/tagger_mingru.cfg"),
-    *with_seeds(System("rnn_mingru_conv", "configs/tagger_mingru_fast.cfg",
+    *with_seeds(System("rnn_mingru_conv_chars128", "configs/tagger_mingru.cfg", overrides=FLOAT32,
+           description="rnn_tagger, cell=mingru with output gates and a short convolution before each layer, 128 character filters, word dropout 0.2 "
+                       "(configs/tagger_mingru.cfg, trained in float32: bf16_training = false)"), seed_note="configs/tagger_mingru.cfg"),
+    *with_seeds(System("rnn_mingru_conv", "configs/tagger_mingru_fast.cfg", overrides=FLOAT32,
            description="configs/tagger_mingru_fast.cfg: rnn_mingru_conv_chars128 with 64 character filters, as the LSTM has "
-                       "(configs/tagger_mingru.cfg: 128)"), seed_note="configs/tagger_mingru_fast.cfg"),
+                       "(configs/tagger_mingru.cfg: 128), trained in float32 (bf16_training = false)"), seed_note="configs/tagger_mingru_fast.cfg"),
+    *with_seeds(System("rnn_mingru_bf16", "configs/tagger_mingru.cfg",
+           description="configs/tagger_mingru.cfg as shipped: rnn_mingru_conv_chars128 with bf16_training = true (each layer's projection in bfloat16 in training)"),
+                seed_note="configs/tagger_mingru.cfg"),
     *with_seeds(System("rnn_mingru", "configs/tagger_mingru.cfg", overrides=NO_CONV,
            description="rnn_tagger, cell=mingru with output gates, word dropout 0.2, no short convolution (the previous tagger_mingru.cfg)")),
     System("rnn_mingru_wdrop10", "configs/tagger_mingru.cfg", overrides=PREVIOUS_MINGRU,
@@ -141,13 +150,14 @@ SYSTEMS = [
            description="rnn_tagger, cell=mingru without output gates, word dropout 0.1"),
     System("rnn_minlstm", "configs/tagger_mingru.cfg", overrides={**PREVIOUS_MINGRU, "components.tagger.model.encoder.cell": "minlstm"},
            description="rnn_tagger, cell=minlstm with output gates"),
-    System("rnn_minlstm_conv_chars128", "configs/tagger_mingru.cfg", overrides={"components.tagger.model.encoder.cell": "minlstm"},
+    System("rnn_minlstm_conv_chars128", "configs/tagger_mingru.cfg", overrides={**FLOAT32, "components.tagger.model.encoder.cell": "minlstm"},
            description="configs/tagger_mingru.cfg with the other linear cell, cell=minlstm"),
     System("rnn_mingru_ff", "configs/tagger_mingru.cfg", overrides={**PREVIOUS_MINGRU, "components.tagger.model.encoder.feed_forward": "true"},
            description="rnn_tagger, cell=mingru with output gates and feed-forward blocks"),
     System("rnn_lstm_int8", "configs/tagger.cfg", int8_of="rnn_lstm", description="rnn_lstm with int8 weights"),
     *int8_with_seeds("rnn_mingru_conv", "configs/tagger_mingru_fast.cfg"),
     *int8_with_seeds("rnn_mingru_conv_chars128", "configs/tagger_mingru.cfg"),
+    *int8_with_seeds("rnn_mingru_bf16", "configs/tagger_mingru.cfg"),
     System("rnn_mingru_int8", "configs/tagger_mingru.cfg", int8_of="rnn_mingru", description="rnn_mingru with int8 weights"),
     System("rnn_mingru_wdrop10_int8", "configs/tagger_mingru.cfg", int8_of="rnn_mingru_wdrop10", description="rnn_mingru_wdrop10 with int8 weights"),
     System("rnn_mingru_d3_int8", "configs/tagger_mingru.cfg", int8_of="rnn_mingru_d3", description="rnn_mingru_d3 with int8 weights"),
@@ -162,7 +172,7 @@ SYSTEMS = [
            description="rnn_tagger, UPOS, previous schedule"),
     # rnn_tagger's default model on UPOS, what add_pipe("rnn_tagger", config={"token_attr": "pos"})
     # trains: configs/tagger_upos.cfg = configs/tagger_mingru.cfg with the UPOS overrides.
-    *with_seeds(System("rnn_mingru_upos", "configs/tagger_upos.cfg", attr="pos",
+    *with_seeds(System("rnn_mingru_upos", "configs/tagger_upos.cfg", attr="pos", overrides=FLOAT32,
                        description="configs/tagger_mingru.cfg on UPOS (token_attr pos, selected on pos_acc: configs/tagger_upos.cfg)"),
                 seed_note="configs/tagger_upos.cfg"),
 ]

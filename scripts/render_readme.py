@@ -38,6 +38,7 @@ RENDERERS: Dict[str, Tuple[str, str]] = {
     "benchmark_ner*": ("benchmark_ner", "render_markdown"),
     "benchmark_threads*": ("benchmark_threads", "render_markdown"),
     "benchmark_memory*": ("benchmark_memory", "render_markdown"),
+    "benchmark_bf16_training*": ("benchmark_bf16_training", "render_markdown"),
     "benchmark_parser*": ("benchmark_parser", "render_markdown"),
     "benchmark_textcat*": ("benchmark_textcat", "render_markdown"),
     "benchmark_annotate*": ("benchmark_annotate", "render_markdown"),

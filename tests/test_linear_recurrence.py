@@ -1,11 +1,14 @@
 """minGRU / minLSTM: every scan form against the plain sequential recurrence,
 gradients by gradcheck, variable lengths without padding effects, state
 carried across chunks, and the cells inside the encoder and the LM."""
+from typing import List
+
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from spacy_rnn.models.pytorch import linear_recurrence, precision
 from spacy_rnn.models.pytorch.linear_recurrence import (
     LinearRecurrence,
     MinRecurrentCell,
@@ -242,10 +245,11 @@ def test_encoder_architecture_passes_its_stack_options_to_the_stack(feed_forward
     from spacy_rnn.models.wrappers import torch_modules
 
     model = build_rnn_encoder_v2(cell="mingru", width=8, depth=2, feed_forward=feed_forward, output_gate=output_gate,
-                                 short_conv=short_conv)
+                                 short_conv=short_conv, bf16_training=short_conv)  # both values, no fourth axis
     stacks = [m for module in torch_modules(model) for m in module.modules() if isinstance(m, LinearRecurrence)]
     assert len(stacks) == 1
     assert stacks[0].feed_forward is feed_forward
+    assert stacks[0].bf16_training is short_conv
     assert len(stacks[0].feed_forwards) == (2 if feed_forward else 0)
     # a gate, a candidate and, with the output gate, its part, for each of 8 hidden units
     assert stacks[0].forward_cells[0].proj.out_features == (3 if output_gate else 2) * 8
@@ -338,3 +342,72 @@ def test_each_part_of_a_projection_is_contiguous(cell, output_gate, split):
     parts = stack._projection(1, torch.randn(7, 8))
     assert len(parts) == (2 if cell == "mingru" else 3) + output_gate
     assert all(part.shape == (7, 8) and part.is_contiguous() for part in parts)
+
+
+def bf16_pair(scan: str) -> List[LinearRecurrence]:
+    """Two stacks with the same weights, in train mode, without and with bf16_training."""
+    stacks = []
+    for bf16 in (False, True):
+        torch.manual_seed(1)
+        stacks.append(LinearRecurrence("mingru", 6, 4, num_layers=2, bidirectional=True, scan=scan, output_gate=True,
+                                       short_conv=True, bf16_training=bf16).train())
+    return stacks
+
+
+@pytest.mark.parametrize("scan", ["loop", "chunked"])
+def test_bf16_training_runs_the_projections_in_bfloat16_in_training_only(scan, monkeypatch):
+    """bf16_training, on a device with native bfloat16 products: in training (train mode, with
+    gradients) the layers' products run in bfloat16, so the outputs move by bfloat16 rounding but
+    stay float32, and every weight gets a float32 gradient close to the float32 stack's; in eval
+    mode and without gradients the stack computes exactly what the float32 stack does with the
+    same weights."""
+    monkeypatch.setattr(linear_recurrence, "native_bf16_products", lambda device: True)
+    torch.manual_seed(0)
+    lengths = torch.tensor([5, 0, 1, 8])
+    x = torch.randn(int(lengths.sum()), 6)
+    stacks = bf16_pair(scan)
+    outputs = []
+    for stack in stacks:
+        out, _ = stack.forward_tokens(x, lengths)
+        out.pow(2).sum().backward()
+        outputs.append(out)
+    assert outputs[1].dtype == torch.float32
+    difference = (outputs[0] - outputs[1]).abs().max().item()
+    assert 0 < difference < 0.05  # bfloat16 keeps 8 bits of mantissa
+    for full, half in zip(stacks[0].parameters(), stacks[1].parameters()):
+        assert half.grad is not None and half.grad.dtype == torch.float32
+        assert (full.grad - half.grad).abs().max().item() <= 0.05 * max(full.grad.abs().max().item(), 1.0)
+    for stack in stacks:
+        stack.eval()
+    with torch.no_grad():
+        predicted = [stack.forward_tokens(x, lengths)[0] for stack in stacks]
+    assert torch.equal(predicted[0], predicted[1])
+    evaluated = [stack.forward_tokens(x, lengths)[0] for stack in stacks]  # eval mode, with gradients
+    assert torch.equal(evaluated[0], evaluated[1])
+
+
+def test_bf16_training_is_float32_training_without_native_bfloat16(monkeypatch):
+    """Where the device would only emulate bfloat16 products, bf16_training trains in float32:
+    the same outputs as without it."""
+    monkeypatch.setattr(linear_recurrence, "native_bf16_products", lambda device: False)
+    lengths = torch.tensor([5, 0, 1, 8])
+    x = torch.randn(int(lengths.sum()), 6)
+    outputs = [stack.forward_tokens(x, lengths)[0] for stack in bf16_pair("loop")]
+    assert torch.equal(outputs[0], outputs[1])
+
+
+@pytest.mark.parametrize("flags, native", [("fpu avx2 avx512f avx512_bf16 avx512_vnni", True),
+                                           ("fpu avx2 amx_bf16 amx_tile", True), ("fpu avx2 avx512f", False)])
+def test_native_bf16_products_reads_the_cpu_flags(flags, native, tmp_path, monkeypatch):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: {flags}\n")
+    monkeypatch.setattr(precision, "CPUINFO", cpuinfo)
+    precision.cpu_flags.cache_clear()
+    try:
+        assert precision.native_bf16_products(torch.device("cpu")) is native
+        assert precision.native_bf16_products(torch.device("meta")) is False
+        monkeypatch.setattr(precision, "CPUINFO", tmp_path / "missing")
+        precision.cpu_flags.cache_clear()
+        assert precision.native_bf16_products(torch.device("cpu")) is False
+    finally:
+        precision.cpu_flags.cache_clear()

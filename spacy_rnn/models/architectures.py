@@ -99,6 +99,7 @@ def build_rnn_encoder_v2(
     feed_forward: bool = False,
     output_gate: bool = False,
     short_conv: bool = False,
+    bf16_training: bool = False,
 ) -> DocEncoder:
     """Token vectors from a recurrent network over word embeddings, hashed
     token features and a character CNN: the model of rnn_tagger and rnn_ner,
@@ -148,6 +149,15 @@ def build_rnn_encoder_v2(
         channel, starting at zero; x_{t-1} only for a one-directional
         stack), as Mamba and H3 put a short convolution before their
         recurrences: the gates then see the neighbouring tokens.
+    bf16_training (bool): Linear-recurrence cells only: in training, each
+        layer's projection (the stack's matrix products) runs in bfloat16
+        under torch.autocast, its outputs cast back to float32 before the
+        gates and the scan; weights, gradients and the optimizer stay float32,
+        and prediction runs in float32. Only where the device multiplies
+        bfloat16 natively (a CPU with AVX512-BF16 or AMX-BF16, read from
+        /proc/cpuinfo on Linux; a GPU for which torch.cuda.is_bf16_supported());
+        elsewhere, where bfloat16 would be emulated and slower, training runs in
+        float32 as with False.
     """
     return _build_rnn_encoder(**locals(), vocab_from_sample=True)
 
@@ -155,7 +165,7 @@ def build_rnn_encoder_v2(
 def _build_rnn_encoder(
     *, cell, width, depth, bidirectional, dropout, word_attr, word_width, vocab_size, min_word_freq,
     word_dropout, attrs, rows, embed_widths, char_width, char_filters, max_word_chars, n_chars, vocab_from_sample,
-    feed_forward, output_gate, short_conv,
+    feed_forward, output_gate, short_conv, bf16_training=False,
 ) -> DocEncoder:
     if not len(attrs) == len(rows) == len(embed_widths):
         raise ValueError(
@@ -179,6 +189,7 @@ def _build_rnn_encoder(
         feed_forward=feed_forward,
         output_gate=output_gate,
         short_conv=short_conv,
+        bf16_training=bf16_training,
     )
     features = doc_features(
         word_attr, attrs, max_word_chars, vocab_size, min_word_freq, vocab_from_sample=vocab_from_sample

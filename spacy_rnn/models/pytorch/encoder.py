@@ -32,6 +32,7 @@ class TokenEncoder(nn.Module):
         feed_forward: bool = False,
         output_gate: bool = False,
         short_conv: bool = False,
+        bf16_training: bool = False,
     ) -> None:
         """
         n_words, word_width: the word table; row 0 is the unknown word.
@@ -46,6 +47,7 @@ class TokenEncoder(nn.Module):
         feed_forward: linear-recurrence cells only, a GELU feed-forward block after each layer.
         output_gate: linear-recurrence cells only, states read through an output gate of the input.
         short_conv: linear-recurrence cells only, each layer's input mixed with its neighbours' first.
+        bf16_training: linear-recurrence cells only, the layers' projections in bfloat16 in training.
         """
         super().__init__()
         self.words = nn.Embedding(n_words, word_width)
@@ -71,6 +73,7 @@ class TokenEncoder(nn.Module):
             feed_forward=feed_forward,
             output_gate=output_gate,
             short_conv=short_conv,
+            bf16_training=bf16_training,
         )
         self.output_width = self.encoder.output_width
 

@@ -17,20 +17,22 @@ CELL_TYPES = tuple(CELL_CLASSES) + LINEAR_CELLS
 
 def stacked_rnn(
     cell: str, input_width: int, hidden_width: int, n_layers: int, dropout_prob: float, bidirectional: bool = False,
-    feed_forward: bool = False, output_gate: bool = False, short_conv: bool = False,
+    feed_forward: bool = False, output_gate: bool = False, short_conv: bool = False, bf16_training: bool = False,
 ) -> Union[nn.RNNBase, LinearRecurrence]:
     """A batch-first torch RNN/LSTM/GRU, or a minGRU/minLSTM stack with the
     same call interface, of n_layers, dropout_prob between layers
     (feed_forward: GELU feed-forward blocks between linear-recurrence layers;
     output_gate: their states read through an output gate; short_conv: each
-    layer's input mixed with its neighbours' first)."""
+    layer's input mixed with its neighbours' first; bf16_training: their
+    projections in bfloat16 in training)."""
     if cell not in CELL_TYPES:
         raise ValueError(f"Unknown recurrent cell {cell!r}; choose one of {CELL_TYPES}")
     if n_layers < 1:
         raise ValueError(f"n_layers must be at least 1, got {n_layers}")
     if cell in LINEAR_CELLS:
         return LinearRecurrence(cell, input_width, hidden_width, n_layers, bidirectional, dropout_prob,
-                                feed_forward=feed_forward, output_gate=output_gate, short_conv=short_conv)
+                                feed_forward=feed_forward, output_gate=output_gate, short_conv=short_conv,
+                                bf16_training=bf16_training)
     return CELL_CLASSES[cell](
         input_width,
         hidden_width,
@@ -59,6 +61,7 @@ class RecurrentEncoder(nn.Module):
         feed_forward: bool = False,
         output_gate: bool = False,
         short_conv: bool = False,
+        bf16_training: bool = False,
     ) -> None:
         """
         cell: "rnn" (tanh), "lstm", "gru", "mingru" or "minlstm".
@@ -70,10 +73,11 @@ class RecurrentEncoder(nn.Module):
         feed_forward: linear-recurrence cells only, a GELU feed-forward block after each layer.
         output_gate: linear-recurrence cells only, states read through an output gate of the input.
         short_conv: linear-recurrence cells only, each layer's input mixed with its neighbours' first.
+        bf16_training: linear-recurrence cells only, the layers' projections in bfloat16 in training.
         """
         super().__init__()
         self.rnn = stacked_rnn(cell, input_width, hidden_width, n_layers, dropout_prob, bidirectional, feed_forward,
-                               output_gate, short_conv)
+                               output_gate, short_conv, bf16_training)
         self.dropout = Dropout(dropout_prob)
         self.output_width = hidden_width * (2 if bidirectional else 1)
 
