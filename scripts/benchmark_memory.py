@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import typer
 from spacy.util import registry
@@ -57,12 +57,12 @@ def make_recorder():
     return record
 
 
-def worker(config: Path, corpus: Path, steps: int, out: Path, extra: Dict[str, object] = {}) -> None:
+def worker(config: Path, corpus: Path, steps: int, out: Path, extra: Optional[Dict[str, object]] = None) -> None:
     """Train `steps` steps of config (its settings changed by `extra`) recording every step."""
     from spacy.cli.train import train
 
     overrides = {
-        **extra,
+        **(extra or {}),
         "paths.train": str(corpus / "en_ewt-ud-train.spacy"),
         "paths.dev": str(corpus / "en_ewt-ud-dev.spacy"),
         "training.max_steps": steps,
