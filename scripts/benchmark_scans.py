@@ -19,7 +19,7 @@ from typing import Dict, List
 import torch
 import typer
 
-from spacy_rnn.models.pytorch.recurrent import RecurrentEncoder
+from spacy_rnn.models.pytorch import LinearCellOptions, RecurrentEncoder
 from spacy_rnn.pipeline.quantize import quantize_modules
 
 SYSTEMS = [
@@ -75,7 +75,8 @@ def main(output: Path = typer.Argument(Path("metrics/benchmark_scans.json")),
         inputs = torch.randn(int(seq_lengths.sum()), 224)
         for name, cell, scan, feed_forward, output_gate in SYSTEMS:
             encoder = RecurrentEncoder(cell=cell, input_width=224, hidden_width=128, n_layers=2, bidirectional=True,
-                                       dropout_prob=0.0, feed_forward=feed_forward, output_gate=output_gate)
+                                       dropout_prob=0.0,
+                                       linear=LinearCellOptions(feed_forward=feed_forward, output_gate=output_gate))
             if scan:
                 encoder.rnn.scan = scan
             row = {"system": name, "length": length,

@@ -17,7 +17,7 @@ from .crf import crf_transitions
 from .featurize import doc_features
 from .lm_vocab import EOS_ID
 from .ops import with_cpu_gemm
-from .pytorch import RNNLanguageModel, SequenceLogProbs, TokenEncoder
+from .pytorch import LinearCellOptions, RNNLanguageModel, SequenceLogProbs, TokenEncoder
 from .pooling import build_pooling
 from .types import Cell, Depth, DocEncoder, IntRange, NonNegative, Pooling, Positive, Probability
 from .wrappers import TOKEN_ENCODER_ATTR, fit_word_tables, wrap_sequence_log_probs, wrap_token_encoder
@@ -186,10 +186,8 @@ def _build_rnn_encoder(
         bidirectional=bidirectional,
         dropout_prob=dropout,
         word_dropout_prob=word_dropout,
-        feed_forward=feed_forward,
-        output_gate=output_gate,
-        short_conv=short_conv,
-        bf16_training=bf16_training,
+        linear=LinearCellOptions(feed_forward=feed_forward, output_gate=output_gate, short_conv=short_conv,
+                                 bf16_training=bf16_training),
     )
     features = doc_features(
         word_attr, attrs, max_word_chars, vocab_size, min_word_freq, vocab_from_sample=vocab_from_sample

@@ -6,6 +6,7 @@ from torch import nn
 
 from .dropout import Dropout
 from .embeddings import CharCNN, HashEmbedding
+from .linear_recurrence import LinearCellOptions
 from .recurrent import RecurrentEncoder
 
 
@@ -29,10 +30,7 @@ class TokenEncoder(nn.Module):
         bidirectional: bool,
         dropout_prob: float,
         word_dropout_prob: float,
-        feed_forward: bool = False,
-        output_gate: bool = False,
-        short_conv: bool = False,
-        bf16_training: bool = False,
+        linear: LinearCellOptions = LinearCellOptions(),
     ) -> None:
         """
         n_words, word_width: the word table; row 0 is the unknown word.
@@ -44,10 +42,7 @@ class TokenEncoder(nn.Module):
         word_dropout_prob: in training, the probability of replacing a word by
             the unknown word, so that the model learns to tag from spelling,
             as it must for words unseen in training.
-        feed_forward: linear-recurrence cells only, a GELU feed-forward block after each layer.
-        output_gate: linear-recurrence cells only, states read through an output gate of the input.
-        short_conv: linear-recurrence cells only, each layer's input mixed with its neighbours' first.
-        bf16_training: linear-recurrence cells only, the layers' projections in bfloat16 in training.
+        linear: linear-recurrence cells only, the stack's options (LinearCellOptions).
         """
         super().__init__()
         self.words = nn.Embedding(n_words, word_width)
@@ -70,10 +65,7 @@ class TokenEncoder(nn.Module):
             n_layers=n_layers,
             bidirectional=bidirectional,
             dropout_prob=dropout_prob,
-            feed_forward=feed_forward,
-            output_gate=output_gate,
-            short_conv=short_conv,
-            bf16_training=bf16_training,
+            linear=linear,
         )
         self.output_width = self.encoder.output_width
 

@@ -46,6 +46,7 @@ side, each part's output contiguous) and their coefficients go
 through one scan of twice the width, the backward half stepping from each
 sequence's end (packed) or over each sequence reversed (chunked).
 """
+from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -333,6 +334,24 @@ class MinRecurrentCell(nn.Module):
         log_a, b = coefficients_from(self.cell, parts[: cell_parts(self.cell)])
         h = linear_scan(log_a, b, h0, method=scan)
         return h * F.silu(parts[-1]) if self.output_gate else h
+
+
+@dataclass(frozen=True)
+class LinearCellOptions:
+    """The options of a linear-recurrence stack beyond its sizes, passed as one
+    value from the encoder architecture to LinearRecurrence (torch's cells ignore it).
+
+    feed_forward: a GELU feed-forward block (pre-norm, residual) after each layer.
+    output_gate: each layer's states read through an output gate of its input.
+    short_conv: each layer's normed input mixed with its neighbours' first.
+    bf16_training: in training, the layers' projections in bfloat16 where the
+        device multiplies bfloat16 natively (precision.py).
+    """
+
+    feed_forward: bool = False
+    output_gate: bool = False
+    short_conv: bool = False
+    bf16_training: bool = False
 
 
 class LinearRecurrence(nn.Module):

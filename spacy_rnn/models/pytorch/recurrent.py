@@ -1,6 +1,7 @@
 """Stacked recurrent layers over variable-length sequences: torch's RNN, LSTM
 and GRU over packed sequences, or the linear-recurrence cells (minGRU,
 minLSTM) over padded ones that they read within each sequence's length."""
+from dataclasses import asdict
 from typing import Union
 
 import torch
@@ -8,7 +9,7 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
 from .dropout import Dropout
-from .linear_recurrence import LINEAR_CELLS, LinearRecurrence
+from .linear_recurrence import LINEAR_CELLS, LinearCellOptions, LinearRecurrence
 from .packing import packing_order
 
 CELL_CLASSES = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
@@ -17,22 +18,17 @@ CELL_TYPES = tuple(CELL_CLASSES) + LINEAR_CELLS
 
 def stacked_rnn(
     cell: str, input_width: int, hidden_width: int, n_layers: int, dropout_prob: float, bidirectional: bool = False,
-    feed_forward: bool = False, output_gate: bool = False, short_conv: bool = False, bf16_training: bool = False,
+    linear: LinearCellOptions = LinearCellOptions(),
 ) -> Union[nn.RNNBase, LinearRecurrence]:
     """A batch-first torch RNN/LSTM/GRU, or a minGRU/minLSTM stack with the
-    same call interface, of n_layers, dropout_prob between layers
-    (feed_forward: GELU feed-forward blocks between linear-recurrence layers;
-    output_gate: their states read through an output gate; short_conv: each
-    layer's input mixed with its neighbours' first; bf16_training: their
-    projections in bfloat16 in training)."""
+    same call interface, of n_layers, dropout_prob between layers; linear:
+    the options of a linear-recurrence stack (torch's cells have none)."""
     if cell not in CELL_TYPES:
         raise ValueError(f"Unknown recurrent cell {cell!r}; choose one of {CELL_TYPES}")
     if n_layers < 1:
         raise ValueError(f"n_layers must be at least 1, got {n_layers}")
     if cell in LINEAR_CELLS:
-        return LinearRecurrence(cell, input_width, hidden_width, n_layers, bidirectional, dropout_prob,
-                                feed_forward=feed_forward, output_gate=output_gate, short_conv=short_conv,
-                                bf16_training=bf16_training)
+        return LinearRecurrence(cell, input_width, hidden_width, n_layers, bidirectional, dropout_prob, **asdict(linear))
     return CELL_CLASSES[cell](
         input_width,
         hidden_width,
@@ -58,10 +54,7 @@ class RecurrentEncoder(nn.Module):
         n_layers: int,
         bidirectional: bool,
         dropout_prob: float,
-        feed_forward: bool = False,
-        output_gate: bool = False,
-        short_conv: bool = False,
-        bf16_training: bool = False,
+        linear: LinearCellOptions = LinearCellOptions(),
     ) -> None:
         """
         cell: "rnn" (tanh), "lstm", "gru", "mingru" or "minlstm".
@@ -70,14 +63,10 @@ class RecurrentEncoder(nn.Module):
         n_layers: number of stacked recurrent layers.
         bidirectional: also run a right-to-left pass and concatenate.
         dropout_prob: dropout between layers and on the output.
-        feed_forward: linear-recurrence cells only, a GELU feed-forward block after each layer.
-        output_gate: linear-recurrence cells only, states read through an output gate of the input.
-        short_conv: linear-recurrence cells only, each layer's input mixed with its neighbours' first.
-        bf16_training: linear-recurrence cells only, the layers' projections in bfloat16 in training.
+        linear: linear-recurrence cells only, the stack's options (LinearCellOptions).
         """
         super().__init__()
-        self.rnn = stacked_rnn(cell, input_width, hidden_width, n_layers, dropout_prob, bidirectional, feed_forward,
-                               output_gate, short_conv, bf16_training)
+        self.rnn = stacked_rnn(cell, input_width, hidden_width, n_layers, dropout_prob, bidirectional, linear)
         self.dropout = Dropout(dropout_prob)
         self.output_width = hidden_width * (2 if bidirectional else 1)
 
