@@ -122,6 +122,9 @@ SYSTEMS = [
     *with_seeds(System("rnn_mingru_bf16", "configs/tagger_mingru.cfg",
            description="configs/tagger_mingru.cfg as shipped: rnn_mingru_conv_chars128 with bf16_training = true (each layer's projection in bfloat16 in training)"),
                 seed_note="configs/tagger_mingru.cfg"),
+    *with_seeds(System("rnn_mingru_fast_bf16", "configs/tagger_mingru_fast.cfg",
+           description="configs/tagger_mingru_fast.cfg as shipped: rnn_mingru_conv with bf16_training = true (each layer's projection in bfloat16 in training)"),
+                seed_note="configs/tagger_mingru_fast.cfg"),
     *with_seeds(System("rnn_mingru", "configs/tagger_mingru.cfg", overrides=NO_CONV,
            description="rnn_tagger, cell=mingru with output gates, word dropout 0.2, no short convolution (the previous tagger_mingru.cfg)")),
     System("rnn_mingru_wdrop10", "configs/tagger_mingru.cfg", overrides=PREVIOUS_MINGRU,
@@ -158,6 +161,7 @@ SYSTEMS = [
     *int8_with_seeds("rnn_mingru_conv", "configs/tagger_mingru_fast.cfg"),
     *int8_with_seeds("rnn_mingru_conv_chars128", "configs/tagger_mingru.cfg"),
     *int8_with_seeds("rnn_mingru_bf16", "configs/tagger_mingru.cfg"),
+    *int8_with_seeds("rnn_mingru_fast_bf16", "configs/tagger_mingru_fast.cfg"),
     System("rnn_mingru_int8", "configs/tagger_mingru.cfg", int8_of="rnn_mingru", description="rnn_mingru with int8 weights"),
     System("rnn_mingru_wdrop10_int8", "configs/tagger_mingru.cfg", int8_of="rnn_mingru_wdrop10", description="rnn_mingru_wdrop10 with int8 weights"),
     System("rnn_mingru_d3_int8", "configs/tagger_mingru.cfg", int8_of="rnn_mingru_d3", description="rnn_mingru_d3 with int8 weights"),
@@ -351,15 +355,19 @@ def machine_description() -> str:
     )
 
 
-def ratio(value: Optional[float], baseline: Optional[float]) -> str:
-    return f"{value / baseline:.2f}x" if value and baseline else "–"
+def speed_ratio_value(row: Dict, base: Dict, key: str) -> Optional[float]:
+    """row's speed `key` against base's: the median of the per-round ratios when both have the
+    rounds (`key`_rounds), else the ratio of the two speeds (older files); None without both."""
+    paired = paired_ratio(row.get(f"{key}_rounds"), base.get(f"{key}_rounds"))
+    if paired:
+        return paired
+    return row[key] / base[key] if row.get(key) and base.get(key) else None
 
 
 def speed_ratio(row: Dict, base: Dict, key: str) -> str:
-    """row's speed `key` against base's: the median of the per-round ratios when both have the
-    rounds (`key`_rounds), else the ratio of the two speeds (older files)."""
-    paired = paired_ratio(row.get(f"{key}_rounds"), base.get(f"{key}_rounds"))
-    return f"{paired:.2f}x" if paired else ratio(row.get(key), base.get(key))
+    """speed_ratio_value as the tables print it."""
+    value = speed_ratio_value(row, base, key)
+    return f"{value:.2f}x" if value else "–"
 
 
 def render_markdown(data: Dict) -> str:
@@ -375,7 +383,7 @@ def render_markdown(data: Dict) -> str:
     cnn = results.get("spacy_cnn", {})
     lstm = results.get("rnn_lstm", {})
     lines = [
-        f"Machine: {data['machine']}",
+        f"Machine: {data['machine']}" + (f"; measured {data['run']}" if data.get("run") else ""),
         "",
         "| system | attr | dev acc | test acc | test sentence acc | test unseen-word acc | words/s (nlp.pipe, test) "
         "| speed vs spacy_cnn | speed vs rnn_lstm | int8 vs float | matrix products (share of tagging time) "
@@ -500,6 +508,7 @@ def main(
     if train_only:
         return
     # All measurements happen here, in one process, after all training is done.
+    run = run_label()
     nlp0 = spacy.blank("en")
     train_words = {t.text for ref in gold_sentences(nlp0, corpus / "en_ewt-ud-train.spacy", 0) for t in ref}
     results, pipelines = {}, {}
@@ -528,7 +537,7 @@ def main(
     for name, row in results.items():
         row["train_words_per_second"] = statistics.median(train_wps[name]) if name in train_wps else None
         row["train_words_per_second_rounds"] = train_wps.get(name)
-    report(output, {"machine": machine_description(), "systems": results}, render_markdown)
+    report(output, {"machine": machine_description(), "run": run, "systems": results}, render_markdown)
 
 
 if __name__ == "__main__":

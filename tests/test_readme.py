@@ -5,6 +5,7 @@ import shutil
 import statistics
 import subprocess
 from pathlib import Path
+from typing import Dict, List, Optional
 
 import pytest
 
@@ -320,3 +321,44 @@ def test_benchmark_textcat_averages_seed_rows_per_dataset():
     means = benchmark.render_markdown(data).split("(rows averaged)")[1]
     assert "| trec | x (x, x_seed1) | 2 | 85.00 | 72.00 |" in means
     assert "| trec | y" not in means
+
+
+def tagger_row(dev: float, wps: List[float], train_wps: Optional[List[float]] = None, int8_of: Optional[str] = None) -> Dict:
+    """A row of scripts/benchmark_tagger.py's results: dev accuracy, per-round tagging (and training) words/s."""
+    row = {"description": "d", "attr": "tag", "dev": dict(ACCURACY, token_acc=dev), "test": ACCURACY,
+           "words_per_second": statistics.median(wps), "words_per_second_rounds": wps, "train_seconds": 60.0,
+           "train_words_per_second": statistics.median(train_wps) if train_wps else None,
+           "train_words_per_second_rounds": train_wps}
+    return dict(row, int8_of=int8_of) if int8_of else row
+
+
+def test_tagger_aims_measure_each_row_against_its_own_baseline_and_count_what_meets_the_aims(tmp_path):
+    """Two trainings of config x beside the LSTM's two: x trains at 2.5x and 1.9x the LSTM (one of two
+    at 2x), tags at 1.6x and 1.5x; each int8 row against its own float row (x_int8 1.6x of x, 4.8x of
+    the CNN; x_seed1_int8 1.4x of x_seed1); accuracy means over the trainings. A run without the
+    CNN row does not count; a config no file holds is an error naming it."""
+    aims = render_readme.load_script("tagger_aims")
+    rows = {
+        "spacy_cnn": tagger_row(0.930, [100.0, 50.0]),
+        "rnn_lstm": tagger_row(0.946, [200.0, 100.0], [10.0, 20.0]),
+        "rnn_lstm_seed1": tagger_row(0.944, [200.0, 100.0], [10.0, 20.0]),
+        "x": tagger_row(0.948, [320.0, 160.0], [25.0, 50.0]),
+        "x_seed1": tagger_row(0.946, [300.0, 150.0], [19.0, 38.0]),
+        "x_int8": tagger_row(0.946, [512.0, 256.0], int8_of="x"),
+        "x_seed1_int8": tagger_row(0.946, [420.0, 210.0], int8_of="x_seed1"),
+    }
+    without_cnn = {name: row for name, row in rows.items() if name != "spacy_cnn"}
+    data = aims.tally({"run1.json": {"systems": rows}, "old.json": {"systems": without_cnn}}, ["x"])
+    entry = data["configs"]["x"]
+    assert entry["runs"] == ["run1.json"]
+    measured = {aim: [round(v, 4) for v in values] for aim, values in entry["aims"].items()}
+    assert measured == {"train": [2.5, 1.9], "tag": [1.6, 1.5], "accuracy": [0.2], "int8_speed": [1.6, 1.4],
+                        "int8_accuracy": [-0.1], "int8_vs_cnn": [5.12, 4.2]}
+    path = tmp_path / "tagger_aims.json"
+    path.write_text(json.dumps(data))
+    table = render_readme.render_file(path)
+    assert "| train | training words/s vs the LSTM's | ≥ 2x | 1.90x to 2.50x | 1 of 2 |" in table
+    assert "| int8_speed | int8 words/s vs its float row's | ≥ 1.5x | 1.40x to 1.60x | 1 of 2 |" in table
+    assert "| int8_accuracy | int8 mean dev accuracy minus the float rows' | ≥ -0.1 | -0.10 | 1 of 1 |" in table
+    with pytest.raises(ValueError, match="no results file has y"):
+        aims.tally({"run1.json": {"systems": rows}}, ["y"])
