@@ -128,7 +128,7 @@ def test_char_cnn_grouped_by_length_equals_one_padded_batch():
 
 @pytest.mark.parametrize("kernel_size", [1, 3, 5])
 def test_char_cnn_equals_conv1d_values_and_gradients(kernel_size):
-    """The per-offset character tables compute what nn.Conv1d over the transposed embeddings does,
+    """The windowed matrix product computes what nn.Conv1d over the transposed embeddings does,
     padding masked before the max, and gives its weights the same gradients."""
     torch.manual_seed(0)
     cnn = CharCNN(n_chars=40, char_width=5, n_filters=7, kernel_size=kernel_size)

@@ -3,9 +3,10 @@
 activations quantized on the fly). The linear-recurrence cells (mingru,
 minlstm) keep all their weights in `nn.Linear` layers, so they gain the most;
 torch's `nn.LSTM`/`nn.GRU` are left as they are (quantize_dynamic returns them
-unchanged in torch 2.13), and so are embeddings and the character CNN (it
-runs no matrix product over the characters: each character's contribution is
-looked up in small per-offset tables, see CharCNN._encode).
+unchanged in torch 2.13), and so are embeddings and the character CNN (its
+product in int8 made the whole tagger slower here: dynamic quantization
+quantizes the large tensor of character windows on every call, which cost more
+than the int8 product saved; torch 2.13, one thread, EWT test).
 
 Three ways in:
 - `quantize_pipeline(nlp)`: quantize a loaded pipeline in memory (e.g. right
