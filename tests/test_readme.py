@@ -354,6 +354,9 @@ def test_tagger_aims_measure_each_row_against_its_own_baseline_and_count_what_me
     measured = {aim: [round(v, 4) for v in values] for aim, values in entry["aims"].items()}
     assert measured == {"train": [2.5, 1.9], "tag": [1.6, 1.5], "accuracy": [0.2], "int8_speed": [1.6, 1.4],
                         "int8_accuracy": [-0.1], "int8_vs_cnn": [5.12, 4.2]}
+    # a second run of the same pipelines: its speeds count, its accuracy (the same) not again
+    twice = aims.tally({"run1.json": {"systems": rows}, "run2.json": {"systems": rows}}, ["x"])["configs"]["x"]["aims"]
+    assert len(twice["train"]) == 4 and len(twice["accuracy"]) == 1 and len(twice["int8_accuracy"]) == 1
     path = tmp_path / "tagger_aims.json"
     path.write_text(json.dumps(data))
     table = render_readme.render_file(path)
