@@ -107,7 +107,7 @@ def render_markdown(data: Dict) -> str:
     lines = []
     for config, entry in data["configs"].items():
         about = f" ({entry['description']})" if entry.get("description") else ""
-        lines += [f"`{config}`{about}, {len(entry['runs'])} runs ({', '.join(entry['runs'])}):", "",
+        lines += [f"`{config}`{about}, {len(entry['runs'])} run{'s' if len(entry['runs']) != 1 else ''} ({', '.join(entry['runs'])}):", "",
                   "| aim | measured | threshold | range | met |", "|---|---|---|---:|---:|"]
         for aim, (what, threshold, meets, fmt) in AIMS.items():
             values = entry["aims"][aim]
