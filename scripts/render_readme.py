@@ -33,6 +33,7 @@ README = SCRIPTS.parent / "README.md"
 
 # Stem pattern of a results file -> (script in scripts/ that writes it, its render function).
 RENDERERS: Dict[str, Tuple[str, str]] = {
+    "benchmark_tagger_processes*": ("benchmark_tagger_processes", "render_markdown"),
     "benchmark_tagger*": ("benchmark_tagger", "render_markdown"),
     "benchmark_baselines*": ("benchmark_baselines", "render_markdown"),
     "benchmark_ner*": ("benchmark_ner", "render_markdown"),

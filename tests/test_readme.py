@@ -365,3 +365,14 @@ def test_tagger_aims_measure_each_row_against_its_own_baseline_and_count_what_me
     assert "| int8_accuracy | int8 mean dev accuracy minus the float rows' | ≥ -0.1 | -0.10 | 1 of 1 |" in table
     with pytest.raises(ValueError, match="no results file has y"):
         aims.tally({"run1.json": {"systems": rows}}, ["y"])
+
+
+def test_tagger_processes_table_counts_each_process_against_the_aims(tmp_path):
+    """One line per process; the last counts the processes at or above each aim."""
+    rows = [{"system": "x", "tag_vs_lstm": 1.6, "int8_vs_float": 1.55, "int8_vs_cnn": 4.0},
+            {"system": "x_seed1", "tag_vs_lstm": 1.7, "int8_vs_float": 1.45, "int8_vs_cnn": 2.9}]
+    path = tmp_path / "benchmark_tagger_processes.json"
+    path.write_text(json.dumps({"machine": "m", "processes": rows}))
+    table = render_readme.render_file(path)
+    assert "| 2 | x_seed1 | 1.70x | 1.45x | 2.90x |" in table
+    assert "| | at or above the aim | 2 of 2 (median 1.65x) | 1 of 2 (median 1.50x) | 1 of 2 (median 3.45x) |" in table
