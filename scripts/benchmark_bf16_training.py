@@ -21,6 +21,7 @@ from typing import Dict, List
 import typer
 
 from benchmark_memory import REPO, summarize
+from benchmark_tagger import report
 
 MEMORY_SCRIPT = Path(__file__).resolve().parent / "benchmark_memory.py"
 SETTING = "components.tagger.model.encoder.bf16_training"
@@ -72,9 +73,7 @@ def main(
         "runs": runs,
         "speedup": mean[False] / mean[True],
     }
-    data["table"] = render_markdown(data)
-    output.write_text(json.dumps(data, indent=1) + "\n")
-    print(data["table"])
+    report(output, data, render_markdown)
 
 
 if __name__ == "__main__":

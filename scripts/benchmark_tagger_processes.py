@@ -13,6 +13,7 @@ after the other, the trainings in turn, --rounds times.
 """
 import json
 import platform
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -48,8 +49,6 @@ AIMS = {"tag_vs_lstm": (1.5, "float vs rnn_lstm (≥ 1.5x)"), "int8_vs_float": (
 def render_markdown(data: Dict) -> str:
     """The markdown table of this script's JSON: {"machine", "processes": [{"system", "tag_vs_lstm",
     "int8_vs_float", "int8_vs_cnn", ...}]}, one line per process and a count of the aims met."""
-    import statistics
-
     processes = data["processes"]
     lines = [f"Machine: {data['machine']}; processes in the order they ran", "",
              "| process | training | " + " | ".join(column for _, column in AIMS.values()) + " |",

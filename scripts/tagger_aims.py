@@ -58,12 +58,15 @@ def measure_run(rows: Dict[str, Dict], config: str) -> Optional[Dict[str, List[f
     """The measurements of each aim for `config` in one results file's rows; None if the file
     lacks the config, its int8 rows, rnn_lstm or spacy_cnn."""
     groups = seed_groups(rows)
-    floats = groups.get(config, [config] if config in rows else [])
-    int8s = groups.get(f"{config}_int8", [f"{config}_int8"] if f"{config}_int8" in rows else [])
-    if not floats or not int8s or LSTM not in rows or CNN not in rows:
+
+    def trainings(name: str) -> List[str]:
+        """The row and its seed rows (none if the file lacks the row)."""
+        return groups.get(name, [name] if name in rows else [])
+
+    floats, int8s, lstms = trainings(config), trainings(f"{config}_int8"), trainings(LSTM)
+    if not floats or not int8s or not lstms or CNN not in rows:
         return None
     lstm, cnn = rows[LSTM], rows[CNN]
-    lstms = groups.get(LSTM, [LSTM])
 
     def ratios(names: List[str], base: Callable[[str], Dict], key: str) -> List[float]:
         return [speed_ratio_value(rows[name], base(name), key) for name in names]
