@@ -301,6 +301,25 @@ def test_packed_scan_runs_the_columns_after_split_backward_in_time(split):
         start += length
 
 
+@pytest.mark.parametrize("interpolate", [False, True])
+def test_packed_scan_overwrites_its_inputs_only_when_asked(interpolate):
+    """overwrite=True (prediction) writes the states over b and returns b, the same states as a
+    scan into a new tensor, both directions; with inputs that need a gradient it refuses."""
+    from spacy_rnn.models.pytorch.linear_recurrence import _PackedScan
+    from spacy_rnn.models.pytorch.packing import packing_order
+
+    lengths = torch.tensor([3, 0, 7, 1, 7, 2])
+    _, sizes = packing_order(lengths)
+    a, b = torch.rand(int(lengths.sum()), 4), torch.randn(int(lengths.sum()), 4)
+    h0 = torch.randn(6, 4)
+    expected = _PackedScan.apply(a, b, h0, sizes.tolist(), 2, interpolate)
+    overwritten = b.clone()
+    out = _PackedScan.apply(a, overwritten, h0, sizes.tolist(), 2, interpolate, True)
+    assert out.data_ptr() == overwritten.data_ptr() and torch.equal(overwritten, expected)
+    with pytest.raises(ValueError, match="overwrite=True is for prediction"):
+        _PackedScan.apply(a, b.clone().requires_grad_(), h0, sizes.tolist(), 2, interpolate, True)
+
+
 @pytest.mark.parametrize("split", [0, 1, 3])
 def test_packed_scan_gradients_gradcheck_both_directions(split):
     from spacy_rnn.models.pytorch.linear_recurrence import scan_packed

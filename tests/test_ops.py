@@ -1,9 +1,11 @@
 """TorchGemmOps: the output layers' matrix products through torch, the same as NumPy's."""
+import pickle
+
 import numpy
 import pytest
 
 from spacy_rnn.models.architectures import build_rnn_tagger_v1, build_rnn_encoder_v2
-from spacy_rnn.models.ops import TorchGemmOps
+from spacy_rnn.models.ops import Int8AffineOps, TorchGemmOps
 
 
 @pytest.mark.parametrize("trans1", [False, True])
@@ -36,3 +38,41 @@ def test_output_layer_uses_it_on_the_cpu():
     model = build_rnn_tagger_v1(build_rnn_encoder_v2(width=8, depth=1))
     assert isinstance(model.get_ref("output_layer").ops, TorchGemmOps)
     assert not isinstance(model.get_ref("tok2vec").ops, TorchGemmOps)  # only the output layer
+
+
+def test_int8_affine_is_the_float_affine_within_int8_rounding():
+    rng = numpy.random.default_rng(0)
+    x = rng.standard_normal((40, 16)).astype("float32")
+    W = rng.standard_normal((5, 16)).astype("float32")
+    b = rng.standard_normal(5).astype("float32")
+    ops = Int8AffineOps()
+    result = ops.affine(x, W, b)
+    expected = x @ W.T + b
+    assert result.dtype == numpy.float32 and result.shape == expected.shape
+    error = numpy.abs(result - expected).max()
+    assert 0 < error <= 0.05 * numpy.abs(expected).max()  # int8, not float: close, not equal
+    assert numpy.array_equal(ops.affine(x, W.astype("float64"), b.astype("float64")).dtype, numpy.float64)
+
+
+def test_int8_affine_follows_changed_weights():
+    """The int8 copy of W is remade when W or b change (a reload, an update in place)."""
+    rng = numpy.random.default_rng(1)
+    x = rng.standard_normal((40, 16)).astype("float32")
+    W = rng.standard_normal((5, 16)).astype("float32")
+    b = numpy.zeros(5, dtype="float32")
+    ops = Int8AffineOps()
+    ops.affine(x, W, b)
+    W *= -2.0
+    b += 3.0
+    assert numpy.abs(ops.affine(x, W, b) - (x @ W.T + b)).max() <= 0.1 * numpy.abs(x @ W.T).max()
+
+
+def test_int8_affine_ops_pickle_without_their_int8_copy():
+    rng = numpy.random.default_rng(2)
+    x = rng.standard_normal((8, 4)).astype("float32")
+    W, b = rng.standard_normal((3, 4)).astype("float32"), numpy.zeros(3, dtype="float32")
+    ops = Int8AffineOps()
+    expected = ops.affine(x, W, b)
+    copy = pickle.loads(pickle.dumps(ops))
+    assert copy._quantized is None and ops._quantized is not None
+    assert numpy.array_equal(copy.affine(x, W, b), expected)

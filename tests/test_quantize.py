@@ -10,6 +10,7 @@ from torch import nn
 
 from spacy_rnn import load_int8, quantize_pipeline
 from spacy_rnn.cli import make_app
+from spacy_rnn.models.ops import Int8AffineOps
 from spacy_rnn.models.wrappers import torch_modules
 
 from .conftest import SMALL_ENCODER, make_examples, run_app_in_process
@@ -48,6 +49,10 @@ def n_linear(nlp):
     return sum(isinstance(m, nn.Linear) for module in torch_modules(nlp.get_pipe("rnn_tagger").model) for m in module.modules())
 
 
+def output_ops(nlp):
+    return nlp.get_pipe("rnn_tagger").model.get_ref("output_layer").ops
+
+
 def test_quantized_pipeline_agrees_and_round_trips(float_pipeline, tmp_path):
     cell, path = float_pipeline
     float_nlp = spacy.load(path)
@@ -55,6 +60,8 @@ def test_quantized_pipeline_agrees_and_round_trips(float_pipeline, tmp_path):
     int8 = load_int8(path)
     if cell.startswith("mingru"):
         assert linear_before > 0 and n_linear(int8) == 0  # every Linear of the minGRU stack is now int8
+    # the output layer too, whatever the cell
+    assert isinstance(output_ops(int8), Int8AffineOps) and not isinstance(output_ops(float_nlp), Int8AffineOps)
     float_tags, int8_tags = tags(float_nlp), tags(int8)
     # int8 weights move the tag probabilities a little: every tag the float model is not
     # near a tie on stays the same (on this tiny model one token, ":", is a near tie; the
@@ -79,6 +86,7 @@ def test_quantized_pipeline_agrees_and_round_trips(float_pipeline, tmp_path):
     loaded = spacy.load(tmp_path / "int8")
     assert loaded.config["nlp"]["after_pipeline_creation"]["@callbacks"] == "spacy_rnn.quantize_int8.v1"
     assert tags(loaded) == int8_tags
+    assert isinstance(output_ops(loaded), Int8AffineOps)
     if cell.startswith("mingru"):
         assert n_linear(loaded) == 0
     loaded.to_disk(tmp_path / "again")

@@ -8,10 +8,15 @@ TorchGemmOps is NumpyOps with the matrix product done by torch on the same
 memory (no copies), under torch's thread setting (spacy_rnn.runtime). It is
 a Thinc `Ops` subclass, the extension point Thinc offers for another BLAS
 (as thinc-apple-ops does), and leaves every other operation to NumpyOps.
+Int8AffineOps is TorchGemmOps with an output layer's affine map in int8
+weights, for quantized pipelines (spacy_rnn.pipeline.quantize).
 """
+from typing import Optional, Tuple
+
 import numpy
 import torch
 from thinc.api import Model, NumpyOps, get_current_ops
+from torch import nn
 
 
 def _as_tensor(array: numpy.ndarray) -> torch.Tensor:
@@ -40,6 +45,47 @@ class TorchGemmOps(NumpyOps):
             return out
         torch.matmul(a, b, out=torch.from_numpy(out))
         return out
+
+
+class Int8AffineOps(TorchGemmOps):
+    """TorchGemmOps whose affine map, an output layer's X @ W.T + b, runs as
+    torch's dynamically quantized Linear: W stored as int8 with one scale per
+    output row (as the pipeline's torch modules are quantized), X quantized on
+    each call. For prediction: on EWT test the tagger's output product took
+    about half its float32 time (torch 2.13, one thread) and its tags were
+    unchanged. The quantized weights are made on the first call and again
+    whenever W or b differ from the values they were made from (a reload or
+    an update), so they never go stale. Other dtypes and the backward pass's
+    products (gemm) are TorchGemmOps'."""
+
+    name = "spacy_rnn_int8_affine"
+
+    def __init__(self, device_type: str = "cpu", device_id: int = -1, **kwargs) -> None:
+        super().__init__(device_type, device_id, **kwargs)
+        self._quantized: Optional[Tuple[numpy.ndarray, numpy.ndarray, nn.Module]] = None
+
+    def affine(self, X, W, b):
+        if X.ndim != 2 or W.ndim != 2 or any(a.dtype != numpy.float32 for a in (X, W, b)):
+            return super().affine(X, W, b)
+        with torch.no_grad():
+            return self._int8_linear(W, b)(_as_tensor(X)).numpy()
+
+    def _int8_linear(self, W: numpy.ndarray, b: numpy.ndarray) -> nn.Module:
+        cached = self._quantized
+        if cached is not None and numpy.array_equal(cached[0], W) and numpy.array_equal(cached[1], b):
+            return cached[2]
+        linear = nn.Linear(W.shape[1], W.shape[0])
+        with torch.no_grad():
+            linear.weight.copy_(_as_tensor(W))
+            linear.bias.copy_(_as_tensor(b))
+        linear.qconfig = torch.ao.quantization.per_channel_dynamic_qconfig
+        quantized = torch.ao.nn.quantized.dynamic.Linear.from_float(linear)
+        self._quantized = (W.copy(), b.copy(), quantized)
+        return quantized
+
+    def __getstate__(self):
+        # The quantized copy is remade on first use; do not ship it (nlp.pipe workers pickle models).
+        return {**self.__dict__, "_quantized": None}
 
 
 def with_cpu_gemm(layer: Model) -> Model:

@@ -1,6 +1,8 @@
 """int8 weights for CPU prediction: torch's dynamic quantization of every
 `nn.Linear` inside a pipeline's torch modules (weights stored as int8,
-activations quantized on the fly). The linear-recurrence cells (mingru,
+activations quantized on the fly), and the same for each component's output
+layer, a Thinc layer (models.ops.Int8AffineOps; its weights are saved in
+float32 and quantized on first use). The linear-recurrence cells (mingru,
 minlstm) keep all their weights in `nn.Linear` layers, so they gain the most;
 torch's `nn.LSTM`/`nn.GRU` are left as they are (quantize_dynamic returns them
 unchanged in torch 2.13), and so are embeddings and the character CNN (its
@@ -28,8 +30,10 @@ from typing import Callable, List
 import torch
 from spacy.language import Language
 from spacy.util import registry
+from thinc.api import Model
 from torch import nn
 
+from ..models.ops import Int8AffineOps, TorchGemmOps
 from ..models.pytorch.linear_recurrence import LinearRecurrence
 from ..models.wrappers import torch_modules
 
@@ -53,8 +57,22 @@ def quantize_modules(modules: List[nn.Module]) -> int:
     return converted
 
 
+def quantize_output_layer(model: Model) -> bool:
+    """Give the model's output layer (its "output_layer" ref, a Thinc Softmax or
+    Linear on TorchGemmOps) int8 weights through Int8AffineOps; returns whether
+    it did (not on a GPU, where output layers keep the current ops)."""
+    if not model.has_ref("output_layer"):
+        return False
+    layer = model.get_ref("output_layer")
+    if type(layer.ops) is not TorchGemmOps:
+        return False
+    layer.ops = Int8AffineOps()
+    return True
+
+
 def quantize_pipeline(nlp: Language) -> Language:
-    """Give every torch module of the pipeline's components int8 Linear weights, in place."""
+    """Give every torch module of the pipeline's components int8 Linear
+    weights, and their output layers int8 weights, in place."""
     for name, pipe in nlp.pipeline:
         model = getattr(pipe, "model", None)
         if model is None or not hasattr(model, "walk") or model.attrs.get(QUANTIZED_ATTR):
@@ -62,6 +80,8 @@ def quantize_pipeline(nlp: Language) -> Language:
         modules = torch_modules(model)
         if modules:
             quantize_modules(modules)
+        # a component listening to a shared encoder has no torch modules of its own, only an output layer
+        if quantize_output_layer(model) or modules:
             model.attrs[QUANTIZED_ATTR] = True
     return nlp
 
