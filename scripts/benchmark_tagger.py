@@ -12,6 +12,7 @@ themselves.
 Models are selected on dev by `spacy train` (model-best); test is only read here.
 """
 import json
+import os
 import platform
 import re
 import statistics
@@ -349,9 +350,11 @@ def run_label() -> str:
 
 
 def machine_description() -> str:
+    """The machine and settings of this run; glibc's malloc tunables too when set (they change prediction speed)."""
+    tunables = os.environ.get("GLIBC_TUNABLES")
     return (
         f"{platform.machine()}, {torch.get_num_threads()} torch threads, {platform.processor() or 'cpu'}; "
-        f"torch {torch.__version__}, spaCy {spacy.__version__}"
+        f"torch {torch.__version__}, spaCy {spacy.__version__}" + (f"; GLIBC_TUNABLES={tunables}" if tunables else "")
     )
 
 

@@ -10,8 +10,14 @@ config (CONFIG, CONFIG_seed1, CONFIG_seed2: benchmark_tagger.py's systems, train
 int8 copy, and measures their words/s through nlp.pipe over EWT test as benchmark_tagger.py does
 (SPEED_ROUNDS interleaved rounds; ratios are medians of per-round ratios). The processes run one
 after the other, the trainings in turn, --rounds times.
+
+--glibc-tunables runs the processes with that GLIBC_TUNABLES (glibc's malloc settings, e.g.
+glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1000000000, which keeps freed
+tensors' memory for the next batch instead of unmapping it and faulting it back in); the results
+record it.
 """
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -68,6 +74,7 @@ def main(
     output: Path = typer.Argument(..., help="Results JSON"),
     config: str = typer.Option("rnn_mingru_fast_bf16", help="A benchmark_tagger.py system with _seed1, _seed2 and _int8 rows"),
     rounds: int = typer.Option(2, help="How many times to run a process per training"),
+    glibc_tunables: str = typer.Option("", help="GLIBC_TUNABLES for the measuring processes (default: as this one has it)"),
     worker: str = typer.Option("", hidden=True, help="Measure this system in this process, print JSON"),
 ) -> None:
     if worker:
@@ -78,15 +85,18 @@ def main(
 
     from benchmark_tagger import report
 
+    env = dict(os.environ, GLIBC_TUNABLES=glibc_tunables) if glibc_tunables else None
     processes: List[Dict] = []
     for _ in range(rounds):
         for system in (config, f"{config}_seed1", f"{config}_seed2"):
             done = subprocess.run([sys.executable, __file__, str(corpus), str(training_dir), str(output),
-                                   "--worker", system], capture_output=True, text=True, check=True)
+                                   "--worker", system], capture_output=True, text=True, check=True, env=env)
             processes.append(json.loads(done.stdout.strip().splitlines()[-1]))
             print(f"process {len(processes)}: {system} " + ", ".join(f"{aim} {processes[-1][aim]:.2f}" for aim in AIMS), flush=True)
-    machine = f"{platform.machine()}; torch {torch.__version__}, spaCy {spacy.__version__}; one torch thread per process"
-    report(output, {"machine": machine, "processes": processes}, render_markdown)
+    tunables = glibc_tunables or os.environ.get("GLIBC_TUNABLES", "")
+    machine = (f"{platform.machine()}; torch {torch.__version__}, spaCy {spacy.__version__}; one torch thread per process; "
+               + (f"GLIBC_TUNABLES={tunables}" if tunables else "glibc's default malloc settings"))
+    report(output, {"machine": machine, "glibc_tunables": tunables, "processes": processes}, render_markdown)
 
 
 if __name__ == "__main__":

@@ -98,3 +98,36 @@ def test_quantizing_twice_changes_nothing(float_pipeline):
     nlp = load_int8(path)
     before = tags(nlp)
     assert tags(quantize_pipeline(nlp)) == before
+
+
+def test_ner_and_a_listening_textcat_get_int8_output_layers():
+    """quantize_pipeline reaches every spacy-rnn output layer: NER's emission layer beside its
+    int8 stack, and a textcat that listens to a shared encoder (no torch module of its own), whose
+    encoder, spaCy's tok2vec component, gets int8 weights too. Both predict as the float ones."""
+    from .test_ner import NER_DATA, make_nlp, train
+    from .test_textcat import DATA, examples as textcat_examples
+
+    ner = make_nlp(cell="mingru")
+    train(ner)
+    fix_random_seed(0)
+    textcat = spacy.blank("en")
+    encoder = dict(SMALL_ENCODER, cell="mingru", bidirectional=True, **{"@architectures": "spacy_rnn.RNNEncoder.v2"})
+    textcat.add_pipe("tok2vec", config={"model": encoder})
+    listener = {"@architectures": "spacy.Tok2VecListener.v1", "width": 2 * SMALL_ENCODER["width"], "upstream": "*"}
+    textcat.add_pipe("rnn_textcat", name="textcat", config={"model": {
+        "@architectures": "spacy_rnn.RNNTextClassifier.v1", "exclusive_classes": True, "pooling": ["mean"], "encoder": listener}})
+    egs = textcat_examples(textcat)
+    optimizer = textcat.initialize(lambda: egs)
+    optimizer.learn_rate = 0.01
+    for _ in range(40):
+        textcat.update(egs, sgd=optimizer)
+    texts = [text for text, _ in NER_DATA]
+    float_ents = [[(e.start, e.end, e.label_) for e in doc.ents] for doc in ner.pipe(texts)]
+    float_cats = [max(doc.cats, key=doc.cats.get) for doc in textcat.pipe(t for t, _ in DATA)]
+    quantize_pipeline(ner)
+    quantize_pipeline(textcat)
+    assert isinstance(ner.get_pipe("rnn_ner").model.get_ref("output_layer").ops, Int8AffineOps)
+    assert isinstance(textcat.get_pipe("textcat").model.get_ref("output_layer").ops, Int8AffineOps)
+    assert sum(isinstance(m, nn.Linear) for module in torch_modules(textcat.get_pipe("tok2vec").model) for m in module.modules()) == 0
+    assert [[(e.start, e.end, e.label_) for e in doc.ents] for doc in ner.pipe(texts)] == float_ents
+    assert [max(doc.cats, key=doc.cats.get) for doc in textcat.pipe(t for t, _ in DATA)] == float_cats

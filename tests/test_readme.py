@@ -376,3 +376,12 @@ def test_tagger_processes_table_counts_each_process_against_the_aims(tmp_path):
     table = render_readme.render_file(path)
     assert "| 2 | x_seed1 | 1.70x | 1.45x | 2.90x |" in table
     assert "| | at or above the aim | 2 of 2 (median 1.65x) | 1 of 2 (median 1.50x) | 1 of 2 (median 3.45x) |" in table
+
+
+def test_tagger_benchmarks_record_glibcs_malloc_tunables(monkeypatch):
+    """They change prediction speed, so a run made with them says so in its Machine line."""
+    benchmark = render_readme.load_script("benchmark_tagger")
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    assert "GLIBC_TUNABLES" not in benchmark.machine_description()
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.trim_threshold=7")
+    assert benchmark.machine_description().endswith("; GLIBC_TUNABLES=glibc.malloc.trim_threshold=7")
