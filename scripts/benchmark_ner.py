@@ -71,6 +71,8 @@ SYSTEMS = [
     # rnn_ner_crf_mingru's trained pipeline loaded with int8 weights (spacy_rnn.load_int8), not trained itself.
     ("conll2003", System("rnn_ner_crf_mingru_int8", "configs/ner.cfg", int8_of="rnn_ner_crf_mingru",
                          description="rnn_ner_crf_mingru with int8 weights")),
+    ("conll2003", System("rnn_ner_crf_mingru_conv_int8", "configs/ner.cfg", int8_of="rnn_ner_crf_mingru_conv",
+                         description="rnn_ner_crf_mingru_conv with int8 weights")),
     ("uner", System("spacy_ner", "configs/baselines/spacy_ner.cfg", description="spaCy ner (efficiency)")),
     ("uner", System("rnn_ner_crf_lstm", "configs/ner.cfg", description="rnn_ner, lstm + CRF")),
     ("uner", System("rnn_ner_crf_mingru", "configs/ner.cfg", overrides=MINGRU, description="rnn_ner, mingru with output gates + CRF")),
