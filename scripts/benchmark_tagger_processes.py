@@ -13,8 +13,9 @@ after the other, the trainings in turn, --rounds times.
 
 --glibc-tunables runs the processes with that GLIBC_TUNABLES (glibc's malloc settings, e.g.
 glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1000000000, which keeps freed
-tensors' memory for the next batch instead of unmapping it and faulting it back in); the results
-record it.
+tensors' memory for the next batch instead of unmapping it and faulting it back in);
+--keep-freed-memory has each process call spacy_rnn.keep_freed_memory() (the same settings through
+mallopt) before it loads anything. The results record either.
 """
 import json
 import os
@@ -75,9 +76,15 @@ def main(
     config: str = typer.Option("rnn_mingru_fast_bf16", help="A benchmark_tagger.py system with _seed1, _seed2 and _int8 rows"),
     rounds: int = typer.Option(2, help="How many times to run a process per training"),
     glibc_tunables: str = typer.Option("", help="GLIBC_TUNABLES for the measuring processes (default: as this one has it)"),
+    keep_freed_memory: bool = typer.Option(False, help="Each measuring process calls spacy_rnn.keep_freed_memory() first"),
     worker: str = typer.Option("", hidden=True, help="Measure this system in this process, print JSON"),
 ) -> None:
     if worker:
+        if keep_freed_memory:
+            from spacy_rnn import keep_freed_memory as keep
+
+            if not keep():
+                raise RuntimeError("spacy_rnn.keep_freed_memory() did not apply (not glibc, or malloc settings in the environment)")
         print(json.dumps(measure(corpus, training_dir, worker)))
         return
     import spacy
@@ -89,14 +96,17 @@ def main(
     processes: List[Dict] = []
     for _ in range(rounds):
         for system in (config, f"{config}_seed1", f"{config}_seed2"):
-            done = subprocess.run([sys.executable, __file__, str(corpus), str(training_dir), str(output),
-                                   "--worker", system], capture_output=True, text=True, check=True, env=env)
+            done = subprocess.run([sys.executable, __file__, str(corpus), str(training_dir), str(output), "--worker", system]
+                                  + (["--keep-freed-memory"] if keep_freed_memory else []),
+                                  capture_output=True, text=True, check=True, env=env)
             processes.append(json.loads(done.stdout.strip().splitlines()[-1]))
             print(f"process {len(processes)}: {system} " + ", ".join(f"{aim} {processes[-1][aim]:.2f}" for aim in AIMS), flush=True)
     tunables = glibc_tunables or os.environ.get("GLIBC_TUNABLES", "")
-    machine = (f"{platform.machine()}; torch {torch.__version__}, spaCy {spacy.__version__}; one torch thread per process; "
-               + (f"GLIBC_TUNABLES={tunables}" if tunables else "glibc's default malloc settings"))
-    report(output, {"machine": machine, "glibc_tunables": tunables, "processes": processes}, render_markdown)
+    malloc = (f"GLIBC_TUNABLES={tunables}" if tunables else "spacy_rnn.keep_freed_memory() in each process"
+              if keep_freed_memory else "glibc's default malloc settings")
+    machine = f"{platform.machine()}; torch {torch.__version__}, spaCy {spacy.__version__}; one torch thread per process; {malloc}"
+    report(output, {"machine": machine, "glibc_tunables": tunables, "keep_freed_memory": keep_freed_memory,
+                    "processes": processes}, render_markdown)
 
 
 if __name__ == "__main__":

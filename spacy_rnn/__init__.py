@@ -13,6 +13,7 @@ from .pipeline import (
     make_rnn_tagger,
 )
 from .pipeline.quantize import load_int8, quantize_pipeline
+from .runtime import keep_freed_memory
 
 __all__ = [
     "__version__",
@@ -30,4 +31,5 @@ __all__ = [
     "RNNMultiLabelTextCategorizer",
     "load_int8",
     "quantize_pipeline",
+    "keep_freed_memory",
 ]

@@ -1,5 +1,6 @@
 """Process-wide settings, each applied in one place: how many torch threads a
-process uses, and (below) how glibc's malloc gives memory back.
+process uses, and (below) how glibc's malloc gives memory back: for training
+the shared encoder (apply_heap_policy) and for predicting (keep_freed_memory).
 
 Threads.
 
@@ -115,3 +116,41 @@ def apply_heap_policy(threshold: Optional[int] = None) -> bool:
         return False
     _heap_policy_pid = pid
     return True
+
+
+# The prediction heap: the opposite trade, for a process that predicts.
+#
+# Predicting, torch allocates each batch's tensors (several MB each) and frees
+# them before the next batch. With glibc's dynamic thresholds many of those
+# blocks are unmapped (or trimmed off the heap's top) when freed and faulted
+# back in, zeroed, for the next batch: 10,000 to 40,000 page faults per pass of
+# the minGRU tagger over EWT test here, more or fewer with the order of
+# allocations. Serving blocks of up to 32 MB (glibc's largest dynamic
+# threshold) from the heap and keeping up to 1 GB of freed heap removes them
+# (README, "int8 prediction since commit 9549075"). The process keeps its peak
+# memory; training the shared encoder wants the opposite (apply_heap_policy).
+
+KEEP_FREED_TUNABLES = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1000000000"
+# the same settings for mallopt: {"mmap_threshold": 33554432 (32 MiB), "trim_threshold": 1000000000} bytes
+_KEEP_FREED = {name.rsplit(".", 1)[1]: int(value) for name, value in (item.split("=") for item in KEEP_FREED_TUNABLES.split(":"))}
+_M_TRIM_THRESHOLD = -1  # mallopt's parameter number, from <malloc.h>
+
+
+def keep_freed_memory() -> bool:
+    """For a process that predicts: glibc's malloc serves blocks of up to 32 MiB
+    from the heap and keeps up to 1 GB of freed heap, as starting the process
+    with GLIBC_TUNABLES=KEEP_FREED_TUNABLES does (mallopt M_MMAP_THRESHOLD and
+    M_TRIM_THRESHOLD, glibc's documented settings). Process-wide and not undone;
+    call it once, before predicting. Does nothing (returns False) off glibc or
+    when the user set glibc's mmap or trim threshold through the environment;
+    returns whether both settings took."""
+    tunables = os.environ.get("GLIBC_TUNABLES", "")
+    user_set = any(name in os.environ for name in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")) or any(
+        name in tunables for name in ("mmap_threshold", "trim_threshold"))
+    if user_set or platform.libc_ver()[0] != "glibc":
+        return False
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
+    if mallopt is None:
+        return False
+    return (bool(mallopt(_M_MMAP_THRESHOLD, _KEEP_FREED["mmap_threshold"]))
+            and bool(mallopt(_M_TRIM_THRESHOLD, _KEEP_FREED["trim_threshold"])))

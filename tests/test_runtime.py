@@ -21,7 +21,7 @@ ON_GLIBC = platform.libc_ver()[0] == "glibc"
 def fresh_policy(monkeypatch):
     """As in a process that has not applied the policy yet, without glibc's own settings."""
     monkeypatch.setattr(runtime, "_heap_policy_pid", None)
-    for name in (runtime.MMAP_ENV_VAR, "MALLOC_MMAP_THRESHOLD_", "GLIBC_TUNABLES"):
+    for name in (runtime.MMAP_ENV_VAR, "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES"):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -104,3 +104,26 @@ threshold = 65536
     nlp = spacy.blank("en")
     assert registry.resolve({"cb": config["initialize"]["after_init"]})["cb"](nlp) is nlp
     assert applied == [65536]
+
+
+@pytest.mark.skipif(not ON_GLIBC, reason="glibc's malloc only")
+def test_keep_freed_memory_sets_the_tunables_of_the_readme_through_mallopt(fresh_policy, monkeypatch):
+    """The same two settings as GLIBC_TUNABLES=KEEP_FREED_TUNABLES, the line the README gives."""
+    calls = []
+    monkeypatch.setattr(runtime.ctypes, "CDLL", lambda name: type("Libc", (), {
+        "mallopt": staticmethod(lambda param, value: calls.append((param, value)) or 1)})())
+    assert runtime.keep_freed_memory()
+    assert calls == [(-3, 33554432), (-1, 1000000000)]  # M_MMAP_THRESHOLD 32 MiB, M_TRIM_THRESHOLD 1 GB
+    assert f"GLIBC_TUNABLES={runtime.KEEP_FREED_TUNABLES}" in (REPO / "README.md").read_text()
+
+
+@pytest.mark.parametrize("env", [
+    {"MALLOC_TRIM_THRESHOLD_": "65536"},
+    {"MALLOC_MMAP_THRESHOLD_": "65536"},
+    {"GLIBC_TUNABLES": "glibc.malloc.trim_threshold=65536"},
+])
+def test_keep_freed_memory_leaves_malloc_alone_when_the_user_set_it(fresh_policy, monkeypatch, env):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(runtime.ctypes, "CDLL", lambda name: pytest.fail("mallopt must not be called"))
+    assert not runtime.keep_freed_memory()
