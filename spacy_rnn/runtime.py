@@ -96,6 +96,13 @@ def configured_mmap_threshold(default: int = DEFAULT_MMAP_THRESHOLD) -> int:
     return _env_count(MMAP_ENV_VAR, default, "a number of bytes (0 = glibc's default)")
 
 
+def _set_by_user(*tunables: str) -> bool:
+    """Whether the environment sets one of glibc's malloc tunables (e.g.
+    "mmap_threshold"): as MALLOC_MMAP_THRESHOLD_ or in GLIBC_TUNABLES."""
+    given = os.environ.get("GLIBC_TUNABLES", "")
+    return any(f"MALLOC_{name.upper()}_" in os.environ or name in given for name in tunables)
+
+
 def apply_heap_policy(threshold: Optional[int] = None) -> bool:
     """Give glibc's malloc a fixed mmap threshold (configured_mmap_threshold)
     once per process. Does nothing (returns False) when
@@ -108,8 +115,7 @@ def apply_heap_policy(threshold: Optional[int] = None) -> bool:
     if _heap_policy_pid == pid:
         return True
     threshold = configured_mmap_threshold(DEFAULT_MMAP_THRESHOLD if threshold is None else threshold)
-    user_set = "MALLOC_MMAP_THRESHOLD_" in os.environ or "mmap_threshold" in os.environ.get("GLIBC_TUNABLES", "")
-    if threshold == 0 or user_set or platform.libc_ver()[0] != "glibc":
+    if threshold == 0 or _set_by_user("mmap_threshold") or platform.libc_ver()[0] != "glibc":
         return False
     mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
     if mallopt is None or not mallopt(_M_MMAP_THRESHOLD, threshold):
@@ -144,10 +150,7 @@ def keep_freed_memory() -> bool:
     call it once, before predicting. Does nothing (returns False) off glibc or
     when the user set glibc's mmap or trim threshold through the environment;
     returns whether both settings took."""
-    tunables = os.environ.get("GLIBC_TUNABLES", "")
-    user_set = any(name in os.environ for name in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")) or any(
-        name in tunables for name in ("mmap_threshold", "trim_threshold"))
-    if user_set or platform.libc_ver()[0] != "glibc":
+    if _set_by_user("mmap_threshold", "trim_threshold") or platform.libc_ver()[0] != "glibc":
         return False
     mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
     if mallopt is None:
