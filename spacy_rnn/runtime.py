@@ -129,9 +129,9 @@ def apply_heap_policy(threshold: Optional[int] = None) -> bool:
 # Predicting, torch allocates each batch's tensors (several MB each) and frees
 # them before the next batch. With glibc's dynamic thresholds many of those
 # blocks are unmapped (or trimmed off the heap's top) when freed and faulted
-# back in, zeroed, for the next batch: 10,000 to 40,000 page faults per pass of
-# the minGRU tagger over EWT test here, more or fewer with the order of
-# allocations. Serving blocks of up to 32 MB (glibc's largest dynamic
+# back in, zeroed, for the next batch: up to 26,000 page faults per pass of
+# the minGRU tagger over EWT test here, from one process to the next anywhere
+# from none to that, with the order of allocations. Serving blocks of up to 32 MB (glibc's largest dynamic
 # threshold) from the heap and keeping up to 1 GB of freed heap removes them
 # (README, "int8 prediction since commit 9549075"). The process keeps its peak
 # memory; training the shared encoder wants the opposite (apply_heap_policy).
