@@ -55,16 +55,19 @@ def test_policy_sets_the_threshold_once_per_process(fresh_policy, monkeypatch):
     assert calls == [(-3, runtime.DEFAULT_MMAP_THRESHOLD)]  # M_MMAP_THRESHOLD, once
 
 
-@pytest.mark.parametrize("env", [
-    {runtime.MMAP_ENV_VAR: "0"},
-    {"MALLOC_MMAP_THRESHOLD_": "65536"},
-    {"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=65536"},
+@pytest.mark.parametrize("policy,env", [
+    ("apply_heap_policy", {runtime.MMAP_ENV_VAR: "0"}),
+    ("apply_heap_policy", {"MALLOC_MMAP_THRESHOLD_": "65536"}),
+    ("apply_heap_policy", {"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=65536"}),
+    ("keep_freed_memory", {"MALLOC_TRIM_THRESHOLD_": "65536"}),
+    ("keep_freed_memory", {"MALLOC_MMAP_THRESHOLD_": "65536"}),
+    ("keep_freed_memory", {"GLIBC_TUNABLES": "glibc.malloc.trim_threshold=65536"}),
 ])
-def test_policy_leaves_malloc_alone_when_told_or_set_by_the_user(fresh_policy, monkeypatch, env):
+def test_policies_leave_malloc_alone_when_told_or_set_by_the_user(fresh_policy, monkeypatch, policy, env):
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setattr(runtime.ctypes, "CDLL", lambda name: pytest.fail("mallopt must not be called"))
-    assert not runtime.apply_heap_policy()
+    assert not getattr(runtime, policy)()
 
 
 def test_the_shared_encoder_config_applies_the_policy_at_initialize(monkeypatch):
@@ -115,15 +118,3 @@ def test_keep_freed_memory_sets_the_tunables_of_the_readme_through_mallopt(fresh
     assert runtime.keep_freed_memory()
     assert calls == [(-3, 33554432), (-1, 1000000000)]  # M_MMAP_THRESHOLD 32 MiB, M_TRIM_THRESHOLD 1 GB
     assert f"GLIBC_TUNABLES={runtime.KEEP_FREED_TUNABLES}" in (REPO / "README.md").read_text()
-
-
-@pytest.mark.parametrize("env", [
-    {"MALLOC_TRIM_THRESHOLD_": "65536"},
-    {"MALLOC_MMAP_THRESHOLD_": "65536"},
-    {"GLIBC_TUNABLES": "glibc.malloc.trim_threshold=65536"},
-])
-def test_keep_freed_memory_leaves_malloc_alone_when_the_user_set_it(fresh_policy, monkeypatch, env):
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setattr(runtime.ctypes, "CDLL", lambda name: pytest.fail("mallopt must not be called"))
-    assert not runtime.keep_freed_memory()
