@@ -391,3 +391,14 @@ def test_tagger_benchmarks_record_glibcs_malloc_tunables(monkeypatch):
     assert "GLIBC_TUNABLES" not in benchmark.machine_description()
     monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.trim_threshold=7")
     assert benchmark.machine_description().endswith("; GLIBC_TUNABLES=glibc.malloc.trim_threshold=7")
+
+
+def test_tagger_table_gives_each_int8_rows_agreement_with_its_float_row():
+    """The share of test tokens an int8 row tags as its float row does, under the table when measured."""
+    benchmark = render_readme.load_script("benchmark_tagger")
+    assert benchmark.agreement([["A", "B"], ["C"]], [["A", "X"], ["C"]]) == pytest.approx(2 / 3)
+    rows = {"x": tagger_row(0.948, [1.0]), "x_int8": tagger_row(0.947, [2.0], int8_of="x")}
+    assert "int8 rows" not in benchmark.render_markdown({"machine": "m", "systems": rows})  # older files
+    rows["x_int8"]["test"] = dict(ACCURACY, agreement_with_float=0.99876)
+    assert "int8 rows, test tokens tagged as their float row tags them: x_int8 99.88%" in benchmark.render_markdown(
+        {"machine": "m", "systems": rows})
