@@ -25,7 +25,7 @@ import ctypes
 import multiprocessing
 import os
 import platform
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 
@@ -103,6 +103,13 @@ def _set_by_user(*tunables: str) -> bool:
     return any(f"MALLOC_{name.upper()}_" in os.environ or name in given for name in tunables)
 
 
+def _mallopt(*settings: Tuple[int, int]) -> bool:
+    """glibc's mallopt(param, value) for each setting in turn; whether every one took (False
+    without a mallopt to call)."""
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
+    return mallopt is not None and all(mallopt(param, value) for param, value in settings)
+
+
 def apply_heap_policy(threshold: Optional[int] = None) -> bool:
     """Give glibc's malloc a fixed mmap threshold (configured_mmap_threshold)
     once per process. Does nothing (returns False) when
@@ -117,8 +124,7 @@ def apply_heap_policy(threshold: Optional[int] = None) -> bool:
     threshold = configured_mmap_threshold(DEFAULT_MMAP_THRESHOLD if threshold is None else threshold)
     if threshold == 0 or _set_by_user("mmap_threshold") or platform.libc_ver()[0] != "glibc":
         return False
-    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
-    if mallopt is None or not mallopt(_M_MMAP_THRESHOLD, threshold):
+    if not _mallopt((_M_MMAP_THRESHOLD, threshold)):
         return False
     _heap_policy_pid = pid
     return True
@@ -152,8 +158,4 @@ def keep_freed_memory() -> bool:
     returns whether both settings took."""
     if _set_by_user("mmap_threshold", "trim_threshold") or platform.libc_ver()[0] != "glibc":
         return False
-    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
-    if mallopt is None:
-        return False
-    return (bool(mallopt(_M_MMAP_THRESHOLD, _KEEP_FREED["mmap_threshold"]))
-            and bool(mallopt(_M_TRIM_THRESHOLD, _KEEP_FREED["trim_threshold"])))
+    return _mallopt((_M_MMAP_THRESHOLD, _KEEP_FREED["mmap_threshold"]), (_M_TRIM_THRESHOLD, _KEEP_FREED["trim_threshold"]))

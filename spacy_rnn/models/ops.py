@@ -18,6 +18,8 @@ import torch
 from thinc.api import Model, NumpyOps, get_current_ops
 from torch import nn
 
+from .pytorch.int8 import int8_linear
+
 
 def _as_tensor(array: numpy.ndarray) -> torch.Tensor:
     if any(stride < 0 for stride in array.strides):
@@ -74,12 +76,7 @@ class Int8AffineOps(TorchGemmOps):
         cached = self._quantized
         if cached is not None and numpy.array_equal(cached[0], W) and numpy.array_equal(cached[1], b):
             return cached[2]
-        linear = nn.Linear(W.shape[1], W.shape[0])
-        with torch.no_grad():
-            linear.weight.copy_(_as_tensor(W))
-            linear.bias.copy_(_as_tensor(b))
-        linear.qconfig = torch.ao.quantization.per_channel_dynamic_qconfig
-        quantized = torch.ao.nn.quantized.dynamic.Linear.from_float(linear)
+        quantized = int8_linear(_as_tensor(W), _as_tensor(b))
         self._quantized = (W.copy(), b.copy(), quantized)
         return quantized
 

@@ -27,13 +27,13 @@ quantized pipeline cannot be trained further.
 """
 from typing import Callable, List
 
-import torch
 from spacy.language import Language
 from spacy.util import registry
 from thinc.api import Model
 from torch import nn
 
 from ..models.ops import Int8AffineOps, TorchGemmOps
+from ..models.pytorch.int8 import quantize_linears
 from ..models.pytorch.linear_recurrence import LinearRecurrence
 from ..models.wrappers import torch_modules
 
@@ -49,10 +49,7 @@ def quantize_modules(modules: List[nn.Module]) -> int:
             if isinstance(stack, LinearRecurrence):
                 stack.split_projections()  # one int8 product per part of a layer, for both directions
         before = sum(isinstance(m, nn.Linear) for m in module.modules())
-        # One scale per output row (per channel): a part's layer holds both directions' weights,
-        # which need not share a range.
-        torch.ao.quantization.quantize_dynamic(
-            module, {nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True)
+        quantize_linears(module)
         converted += before - sum(isinstance(m, nn.Linear) for m in module.modules())
     return converted
 
