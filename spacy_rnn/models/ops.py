@@ -53,9 +53,8 @@ class Int8AffineOps(TorchGemmOps):
     """TorchGemmOps whose affine map, an output layer's X @ W.T + b, runs as
     torch's dynamically quantized Linear: W stored as int8 with one scale per
     output row (as the pipeline's torch modules are quantized), X quantized on
-    each call. For prediction: on EWT test the tagger's output product took
-    about half its float32 time (torch 2.13, one thread) and its tags were
-    unchanged. The quantized weights are made on the first call and again
+    each call. For prediction (measured with the rest of int8 prediction:
+    README, "int8 prediction since commit 9549075"). The quantized weights are made on the first call and again
     whenever W or b differ from the values they were made from (a reload or
     an update), so they never go stale. Other dtypes and the backward pass's
     products (gemm) are TorchGemmOps'."""

@@ -164,9 +164,8 @@ class _PackedScan(torch.autograd.Function):
 
     With overwrite=True (prediction: no gradient) the states are written over
     b, each step over its own inputs, and b is returned: no (n_tokens, width)
-    output to allocate and one tensor fewer to stream through per step. With
-    int8 weights this made the tagger about 5% faster (EWT test, one thread;
-    float32 weights about 2%)."""
+    output to allocate and one tensor fewer to stream through per step
+    (README: "int8 prediction since commit 9549075")."""
 
     @staticmethod
     def forward(ctx, a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor, batch_sizes: List[int], split: int,
