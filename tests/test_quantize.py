@@ -100,6 +100,47 @@ def test_quantizing_twice_changes_nothing(float_pipeline):
     assert tags(quantize_pipeline(nlp)) == before
 
 
+def test_a_pipeline_quantized_in_memory_saves_as_int8(float_pipeline, tmp_path):
+    """load_int8's pipeline, written with nlp.to_disk, loads as int8 (its config names the callback)."""
+    _, path = float_pipeline
+    nlp = load_int8(path)
+    nlp.to_disk(tmp_path / "int8")
+    loaded = spacy.load(tmp_path / "int8")
+    assert tags(loaded) == tags(nlp)
+    assert isinstance(output_ops(loaded), Int8AffineOps)
+
+
+CALLS = []
+
+
+@spacy.registry.callbacks("test_quantize.count_creations.v1")
+def count_creations():
+    def callback(nlp):
+        CALLS.append(nlp.pipe_names)
+        return nlp
+    return callback
+
+
+def test_quantizing_keeps_the_pipelines_own_after_creation_callback(float_pipeline, tmp_path):
+    _, path = float_pipeline
+    nlp = spacy.load(path, config={"nlp": {"after_pipeline_creation": {"@callbacks": "test_quantize.count_creations.v1"}}})
+    del CALLS[:]
+    quantize_pipeline(nlp).to_disk(tmp_path / "int8")
+    loaded = spacy.load(tmp_path / "int8")
+    assert CALLS == [["rnn_tagger"]]  # the pipeline's own callback still runs when it loads
+    assert tags(loaded) == tags(nlp) and isinstance(output_ops(loaded), Int8AffineOps)
+
+
+def test_quantizing_shows_no_torch_ao_deprecation(float_pipeline, recwarn):
+    """torch.ao's deprecation warnings say nothing a user can act on (models/pytorch/int8.py)."""
+    import warnings
+
+    _, path = float_pipeline
+    warnings.simplefilter("always")
+    load_int8(path)
+    assert [str(w.message)[:80] for w in recwarn if "quantiz" in str(w.message).lower()] == []
+
+
 def test_ner_and_a_listening_textcat_get_int8_output_layers():
     """quantize_pipeline reaches every spacy-rnn output layer: NER's emission layer beside its
     int8 stack, and a textcat that listens to a shared encoder (no torch module of its own), whose

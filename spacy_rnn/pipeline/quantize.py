@@ -12,20 +12,22 @@ than the int8 product saved; torch 2.13, one thread, EWT test).
 
 Three ways in:
 - `quantize_pipeline(nlp)`: quantize a loaded pipeline in memory (e.g. right
-  after `spacy.load`); `spacy_rnn.load_int8(path)` does both.
-- `python -m spacy_rnn quantize MODEL OUTPUT`: write an int8 copy. Its config
-  names the callback below, so `spacy.load(OUTPUT)` builds the quantized
+  after `spacy.load`); `spacy_rnn.load_int8(path)` does both. Its config then
+  names the callback below, so `nlp.to_disk` writes an int8 copy.
+- `python -m spacy_rnn quantize MODEL OUTPUT`: write an int8 copy. As
+  above, its config names the callback, so `spacy.load(OUTPUT)` builds the quantized
   modules before reading their int8 weights; the copy loads and saves like
   any pipeline.
 - `[nlp.after_pipeline_creation] @callbacks = "spacy_rnn.quantize_int8.v1"`:
   that callback (run by spaCy after the components are built and before their
-  weights are read).
+  weights are read). A callback the pipeline had there is kept as its `first`
+  argument, run before quantizing.
 
 The modules are swapped in place (quantize_dynamic(..., inplace=True)), so the
 Thinc wrappers keep the same module object. int8 is for prediction: a
 quantized pipeline cannot be trained further.
 """
-from typing import Callable, List
+from typing import Callable, List, Optional
 
 from spacy.language import Language
 from spacy.util import registry
@@ -67,9 +69,15 @@ def quantize_output_layer(model: Model) -> bool:
     return True
 
 
+CALLBACK = "spacy_rnn.quantize_int8.v1"
+
+
 def quantize_pipeline(nlp: Language) -> Language:
     """Give every torch module of the pipeline's components int8 Linear
-    weights, and their output layers int8 weights, in place."""
+    weights, and their output layers int8 weights, in place. If it quantized
+    anything, the pipeline's config names the callback below, so that
+    nlp.to_disk writes a copy that spacy.load reads as int8."""
+    quantized = False
     for name, pipe in nlp.pipeline:
         model = getattr(pipe, "model", None)
         if model is None or not hasattr(model, "walk") or model.attrs.get(QUANTIZED_ATTR):
@@ -80,14 +88,31 @@ def quantize_pipeline(nlp: Language) -> Language:
         # a component listening to a shared encoder has no torch modules of its own, only an output layer
         if quantize_output_layer(model) or modules:
             model.attrs[QUANTIZED_ATTR] = True
+            quantized = True
+    if quantized:
+        _name_callback(nlp)
     return nlp
 
 
-@registry.callbacks("spacy_rnn.quantize_int8.v1")
-def make_quantize_int8() -> Callable[[Language], Language]:
+def _name_callback(nlp: Language) -> None:
+    """Set the config's [nlp.after_pipeline_creation] to the callback below,
+    keeping a callback it had there as the one to run first."""
+    config = nlp.config
+    previous = config["nlp"].get("after_pipeline_creation")
+    if previous and previous.get("@callbacks") == CALLBACK:
+        return
+    config["nlp"]["after_pipeline_creation"] = {"@callbacks": CALLBACK, **({"first": previous} if previous else {})}
+    nlp.config = config
+
+
+@registry.callbacks(CALLBACK)
+def make_quantize_int8(first: Optional[Callable[[Language], Language]] = None) -> Callable[[Language], Language]:
     """An [nlp.after_pipeline_creation] callback: int8 weights for every
-    component's torch modules, before the weights are loaded."""
-    return quantize_pipeline
+    component's torch modules, before the weights are loaded. `first`: the
+    callback the pipeline had there before it was quantized, run before."""
+    if first is None:
+        return quantize_pipeline
+    return lambda nlp: quantize_pipeline(first(nlp))
 
 
 def load_int8(path, **kwargs) -> Language:
@@ -98,15 +123,10 @@ def load_int8(path, **kwargs) -> Language:
 
 
 def save_int8(nlp: Language, output_dir) -> None:
-    """Write a quantized pipeline whose config quantizes its modules again when loaded."""
+    """Write a quantized pipeline (quantize_pipeline's) whole or not at all."""
     from pathlib import Path
-
-    from spacy.util import load_config
 
     from ..files import atomic_output
 
     with atomic_output(Path(output_dir)) as tmp:
         nlp.to_disk(tmp)
-        config = load_config(tmp / "config.cfg", interpolate=False)
-        config["nlp"]["after_pipeline_creation"] = {"@callbacks": "spacy_rnn.quantize_int8.v1"}
-        config.to_disk(tmp / "config.cfg")
