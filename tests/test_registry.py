@@ -85,3 +85,15 @@ def test_spacy_package_lists_spacy_rnn_as_requirement():
     nlp = spacy.blank("en")
     nlp.add_pipe("rnn_tagger")
     assert any(req.startswith("spacy-rnn") for req in get_third_party_dependencies(nlp.config))
+
+
+def test_each_command_summarizes_itself_in_one_line():
+    """`python -m spacy_rnn --help` lists each command by its docstring's first paragraph, line
+    breaks kept: a one-line first paragraph keeps the listing one line per command."""
+    from spacy_rnn.cli import make_app
+
+    commands = make_app().registered_commands
+    assert {c.name for c in commands} >= {"train-lm", "evaluate-lm", "generate", "annotate", "quantize"}
+    for command in commands:
+        summary = command.callback.__doc__.strip().split("\n\n")[0]
+        assert "\n" not in summary, command.name

@@ -13,7 +13,7 @@ def make_app() -> typer.Typer:
     from .lm import COMMANDS
     from .quantize import quantize_command
 
-    app = typer.Typer(name="spacy_rnn", help="spacy-rnn commands: language model, batch annotation", no_args_is_help=True)
+    app = typer.Typer(name="spacy_rnn", help="spacy-rnn commands: language model, batch annotation, int8 copies", no_args_is_help=True)
     for name, function in COMMANDS.items():
         app.command(name)(function)
     app.command("annotate")(annotate_command)

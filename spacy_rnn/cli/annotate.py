@@ -24,6 +24,7 @@ def annotate_command(
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bar (default: on a terminal only)"),
 ) -> None:
     """Annotate large inputs with a spaCy pipeline, in resumable shards.
+
     Every input record becomes one output doc or one line of
     OUTPUT_DIR/rejects.jsonl (file, line, reason); OUTPUT_DIR/summary.json
     counts them. Run the same command again to resume an interrupted run."""

@@ -53,8 +53,9 @@ def train_lm_command(
     checkpoint_minutes: float = typer.Option(5.0, help="Also checkpoint within an epoch this often"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar"),
 ) -> None:
-    """Train a word-level recurrent language model with truncated BPTT and
-    save the best one as a spaCy pipeline with an rnn_lm component. If the
+    """Train a word-level recurrent language model with truncated BPTT.
+
+    Saves the best one as a spaCy pipeline with an rnn_lm component. If the
     loss diverges, training stops and model-best stays that of the last good
     epoch."""
     config = LMConfig(
@@ -91,8 +92,9 @@ def evaluate_lm_command(
     bptt: int = typer.Option(35, help="Steps per chunk"),
     output: Optional[Path] = typer.Option(None, help="Write the results as JSON"),
 ) -> None:
-    """Perplexity of a saved rnn_lm on text files, with the out-of-vocabulary
-    rate. A file that cannot be evaluated gets an error entry; the others are
+    """Perplexity of a saved rnn_lm on text files, and their out-of-vocabulary rate.
+
+    A file that cannot be evaluated gets an error entry; the others are
     still evaluated, and the command exits with 1 after printing (and
     writing) all results."""
     results = evaluate_pipeline(model_path, list(text_paths), batch_size=batch_size, bptt=bptt)

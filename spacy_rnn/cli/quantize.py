@@ -10,9 +10,11 @@ def quantize_command(
     model: str = typer.Argument(..., help="A trained spaCy pipeline (directory or package name)"),
     output_dir: Path = typer.Argument(..., help="Where the int8 copy goes"),
 ) -> None:
-    """Write an int8 copy of a pipeline for faster CPU prediction: every
-    nn.Linear of its spacy_rnn components (all the weights of mingru/minlstm
-    cells) stored as int8. Load it with spacy.load like any pipeline."""
+    """Write an int8 copy of a pipeline for faster CPU prediction.
+
+    Every nn.Linear of its spacy_rnn components (all the weights of
+    mingru/minlstm cells) and their output layers stored as int8. Load it with
+    spacy.load like any pipeline."""
     import spacy
 
     from ..pipeline.quantize import quantize_pipeline, save_int8
