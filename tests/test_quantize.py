@@ -172,3 +172,16 @@ def test_ner_and_a_listening_textcat_get_int8_output_layers():
     assert sum(isinstance(m, nn.Linear) for module in torch_modules(textcat.get_pipe("tok2vec").model) for m in module.modules()) == 0
     assert [[(e.start, e.end, e.label_) for e in doc.ents] for doc in ner.pipe(texts)] == float_ents
     assert [max(doc.cats, key=doc.cats.get) for doc in textcat.pipe(t for t, _ in DATA)] == float_cats
+
+
+def test_quantizing_weights_off_the_cpu_is_refused_before_anything_changes(float_pipeline):
+    """int8 runs on the CPU only; a component on another device (here "meta", standing in for a
+    GPU) gets an error naming it, and no component is quantized."""
+    _, path = float_pipeline
+    nlp = spacy.load(path)
+    before = n_linear(nlp)
+    for module in torch_modules(nlp.get_pipe("rnn_tagger").model):
+        module.to("meta")
+    with pytest.raises(ValueError, match=r"\[rnn_tagger\].*meta"):
+        quantize_pipeline(nlp)
+    assert n_linear(nlp) == before and not isinstance(output_ops(nlp), Int8AffineOps)

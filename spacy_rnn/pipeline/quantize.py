@@ -77,11 +77,12 @@ def quantize_pipeline(nlp: Language) -> Language:
     weights, and their output layers int8 weights, in place. If it quantized
     anything, the pipeline's config names the callback below, so that
     nlp.to_disk writes a copy that spacy.load reads as int8."""
+    todo = [(name, pipe.model) for name, pipe in nlp.pipeline
+            if hasattr(getattr(pipe, "model", None), "walk") and not pipe.model.attrs.get(QUANTIZED_ATTR)]
+    for name, model in todo:  # all checked before any is changed
+        _check_on_cpu(name, torch_modules(model))
     quantized = False
-    for name, pipe in nlp.pipeline:
-        model = getattr(pipe, "model", None)
-        if model is None or not hasattr(model, "walk") or model.attrs.get(QUANTIZED_ATTR):
-            continue
+    for name, model in todo:
         modules = torch_modules(model)
         if modules:
             quantize_modules(modules)
@@ -92,6 +93,18 @@ def quantize_pipeline(nlp: Language) -> Language:
     if quantized:
         _name_callback(nlp)
     return nlp
+
+
+def _check_on_cpu(name: str, modules: List[nn.Module]) -> None:
+    """int8 weights run on the CPU only (torch's quantized kernels): refuse a
+    component whose weights are elsewhere (e.g. after spacy.require_gpu())."""
+    devices = sorted({str(p.device) for module in modules for p in module.parameters()} - {"cpu"})
+    if devices:
+        raise ValueError(
+            f"[{name}] int8 weights are for prediction on the CPU, and this component's weights are on "
+            f"{', '.join(devices)}. Load the pipeline on the CPU to quantize it (without spacy.require_gpu(), "
+            "or after spacy.require_cpu())."
+        )
 
 
 def _name_callback(nlp: Language) -> None:
