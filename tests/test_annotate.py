@@ -2,6 +2,7 @@
 records, the count invariant, kill-and-resume, n_process, and the Ray engine
 (--slow)."""
 import json
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -206,10 +207,36 @@ def test_a_different_run_in_the_same_directory_is_refused(pipeline, tmp_path):
         annotate(pipeline, inputs, tmp_path / "out", fmt="jsonl", shard_size=5)
 
 
-def test_n_process_2_gives_the_same_output(pipeline, tmp_path):
+@pytest.mark.parametrize("fmt", ["jsonl", "spacy"])
+def test_n_process_2_gives_the_same_output(pipeline, tmp_path, fmt):
+    """Two worker processes, each annotating whole shards, write what one process writes."""
+    inputs = write_inputs(tmp_path / "in")
+    annotate(pipeline, inputs, tmp_path / "one", fmt=fmt, shard_size=3, max_length=200)
+    summary = annotate(pipeline, inputs, tmp_path / "two", fmt=fmt, shard_size=3, max_length=200, n_process=2, batch_size=2)
+    assert summary["n_process"] == 2 and summary["shards"] > 2
+    assert outputs_of(tmp_path / "one") == outputs_of(tmp_path / "two")
+
+
+def fail_on_shard_2(nlp, shard, *args):
+    if shard.index == 2:
+        raise OSError("disk full")
+    return ANNOTATE_SHARD(nlp, shard, *args)
+
+
+ANNOTATE_SHARD = engines.annotate_shard
+
+
+@pytest.mark.skipif(multiprocessing.get_start_method() != "fork", reason="the workers must inherit the patched function")
+def test_a_failing_shard_in_a_worker_stops_the_run_and_a_resume_finishes_it(pipeline, tmp_path, monkeypatch):
     inputs = write_inputs(tmp_path / "in")
     annotate(pipeline, inputs, tmp_path / "one", fmt="jsonl", shard_size=3, max_length=200)
-    annotate(pipeline, inputs, tmp_path / "two", fmt="jsonl", shard_size=3, max_length=200, n_process=2, batch_size=2)
+    monkeypatch.setattr(engines, "annotate_shard", fail_on_shard_2)
+    with pytest.raises(OSError, match="disk full"):
+        annotate(pipeline, inputs, tmp_path / "two", fmt="jsonl", shard_size=3, max_length=200, n_process=2)
+    assert not (tmp_path / "two" / "summary.json").exists()
+    monkeypatch.setattr(engines, "annotate_shard", ANNOTATE_SHARD)
+    summary = annotate(pipeline, inputs, tmp_path / "two", fmt="jsonl", shard_size=3, max_length=200, n_process=2)
+    assert summary["resumed"] and summary["shards_skipped"] >= 1
     assert outputs_of(tmp_path / "one") == outputs_of(tmp_path / "two")
 
 

@@ -2,10 +2,15 @@
 that are not done yet, locally or on Ray, writing each shard when it is
 complete (spacy_rnn.batch.outputs).
 
-- local: one `nlp.pipe` over all remaining records, with `n_process`
-  processes if asked (spaCy's multiprocessing); records are read in the
-  main process, shard by shard, and a shard is written as soon as its last
-  doc comes back (nlp.pipe keeps the order).
+- local, one process: one `nlp.pipe` over all remaining records, read
+  shard by shard; a shard is written as soon as its last doc comes back
+  (nlp.pipe keeps the order).
+- local, `n_process` > 1: a pool of that many worker processes, each
+  loading the pipeline once and reading, annotating and writing whole
+  shards (as the Ray engine's actors do), so no doc crosses between
+  processes. spaCy's own `nlp.pipe(n_process=...)` sends every doc back to
+  the main process, pickled, and that alone kept a core busy: with two
+  processes it ran slower than one here (README, "Batch annotation").
 - ray: Ray Data. The dataset is the list of remaining shards;
   `map_batches` with a callable class (`ShardAnnotator`) runs on an actor
   pool of `workers` actors, each loading the pipeline once and annotating
@@ -14,6 +19,7 @@ complete (spacy_rnn.batch.outputs).
   installed on every node.
 """
 import logging
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
@@ -39,8 +45,9 @@ def annotate_shard(nlp: Language, shard: Shard, output_dir: Path, fmt: str, fiel
     return write_shard(output_dir, shard, docs, rejects, fmt, fields)
 
 
-def run_local(nlp: Language, todo: List[Shard], output_dir: Path, fmt: str, max_length: int, n_process: int,
-              batch_size: int, progress: Optional[ProgressFn] = None) -> None:
+def run_local(nlp: Language, todo: List[Shard], output_dir: Path, fmt: str, max_length: int, batch_size: int,
+              progress: Optional[ProgressFn] = None) -> None:
+    """The local engine in this process."""
     fields = output_fields(nlp)
     # shard index -> {"shard", "rejects", "expected", "docs"}; filled in plan order, so the dict's order is the plan's
     pending: Dict[int, Dict] = {}
@@ -66,7 +73,7 @@ def run_local(nlp: Language, todo: List[Shard], output_dir: Path, fmt: str, max_
             for record in valid:
                 yield (record.doc if record.doc is not None else record.text), (shard.index, record)
 
-    for doc, (index, record) in nlp.pipe(records(), as_tuples=True, n_process=n_process, batch_size=batch_size):
+    for doc, (index, record) in nlp.pipe(records(), as_tuples=True, batch_size=batch_size):
         entry = pending[index]
         entry["docs"].append(stamp(doc, record.source, record.meta))
         if len(entry["docs"]) == entry["expected"]:
@@ -87,16 +94,56 @@ class ShardAnnotator:
         self.output_dir = Path(output_dir)
         self.fmt, self.max_length, self.batch_size = fmt, max_length, batch_size
 
+    def annotate(self, shard: Shard) -> Dict:
+        """Read, annotate and write one shard; returns its manifest."""
+        return annotate_shard(self.nlp, shard, self.output_dir, self.fmt, self.fields, self.max_length, self.batch_size)
+
     def __call__(self, batch: Dict) -> Dict[str, list]:
         out: Dict[str, list] = {"index": [], "inputs": [], "outputs": []}
         keys = ("index", "path", "kind", "start", "end", "offset")
         for values in zip(*(batch[key] for key in keys)):
             shard = Shard(**{key: (value.item() if hasattr(value, "item") else value) for key, value in zip(keys, values)})
-            manifest = annotate_shard(self.nlp, shard, self.output_dir, self.fmt, self.fields, self.max_length, self.batch_size)
+            manifest = self.annotate(shard)
             out["index"].append(shard.index)
             out["inputs"].append(manifest["inputs"])
             out["outputs"].append(manifest["outputs"])
         return out
+
+
+# This worker process's ShardAnnotator (run_processes' pool), made by _start_worker.
+_worker: Optional[ShardAnnotator] = None
+
+
+def _start_worker(model: str, output_dir: str, fmt: str, max_length: int, batch_size: int) -> None:
+    global _worker
+    _worker = ShardAnnotator(model, output_dir, fmt, max_length, batch_size)
+
+
+def _annotate_in_worker(shard: Shard) -> Dict:
+    assert _worker is not None, "run_processes starts each worker with _start_worker"
+    return _worker.annotate(shard)
+
+
+def run_processes(model: str, todo: List[Shard], output_dir: Path, fmt: str, max_length: int, n_process: int,
+                  batch_size: int, progress: Optional[ProgressFn] = None) -> None:
+    """The local engine with n_process worker processes: each shard is read,
+    annotated and written whole by one worker; shards finish in any order
+    (each is written with its own manifest, and the summary reads them in
+    plan order). A failing shard stops the run: the shards written so far
+    are kept for a resume."""
+    if not todo:
+        return
+    settings = (str(model), str(output_dir), fmt, max_length, batch_size)
+    with ProcessPoolExecutor(max_workers=min(n_process, len(todo)), initializer=_start_worker, initargs=settings) as pool:
+        futures = [pool.submit(_annotate_in_worker, shard) for shard in todo]
+        try:
+            for future in as_completed(futures):
+                manifest = future.result()
+                if progress:
+                    progress(manifest["inputs"])
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
 
 
 def run_ray(model: str, todo: List[Shard], output_dir: Path, fmt: str, max_length: int, workers: int, batch_size: int,

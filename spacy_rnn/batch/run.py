@@ -9,7 +9,7 @@ import spacy
 from tqdm import tqdm
 
 from ..runtime import apply_thread_policy
-from .engines import run_local, run_ray
+from .engines import run_local, run_processes, run_ray
 from .inputs import find_inputs, plan_shards
 from .outputs import FORMATS, done_shards, finish_run, run_description, start_run
 
@@ -45,7 +45,8 @@ def annotate(
     output_dir = Path(output_dir)
     started = time.perf_counter()
     apply_thread_policy()
-    nlp = spacy.load(model) if engine == "local" else None
+    in_this_process = engine == "local" and n_process == 1  # else workers load the pipeline
+    nlp = spacy.load(model) if in_this_process else None
     if max_length is None:
         max_length = nlp.max_length if nlp is not None else spacy.blank("en").max_length
     paths = find_inputs(input_spec)
@@ -56,8 +57,10 @@ def annotate(
     total = sum(shard.end - shard.start for shard in todo)
     load_seconds = time.perf_counter() - started
     with tqdm(total=total, unit="doc", disable=(None if progress is None else not progress), desc="annotate") as bar:
-        if engine == "local":
-            run_local(nlp, todo, output_dir, fmt, max_length, n_process, batch_size, progress=bar.update)
+        if in_this_process:
+            run_local(nlp, todo, output_dir, fmt, max_length, batch_size, progress=bar.update)
+        elif engine == "local":
+            run_processes(str(model), todo, output_dir, fmt, max_length, n_process, batch_size, progress=bar.update)
         else:
             run_ray(str(model), todo, output_dir, fmt, max_length, workers, batch_size, address, progress=bar.update)
     seconds = time.perf_counter() - started

@@ -15,7 +15,7 @@ def annotate_command(
     output_dir: Path = typer.Argument(..., help="Where shards, rejects.jsonl and summary.json go"),
     fmt: str = typer.Option("spacy", "--format", help="spacy (DocBin shards, user data kept) or jsonl (tokens and what the pipeline sets)"),
     engine: str = typer.Option("local", help="local (this machine, --n-process processes) or ray (Ray Data, --workers actors)"),
-    n_process: int = typer.Option(1, help="local: processes for nlp.pipe"),
+    n_process: int = typer.Option(1, help="local: worker processes, each annotating whole shards (1: this process)"),
     workers: int = typer.Option(2, help="ray: actors, each with the pipeline loaded once"),
     address: Optional[str] = typer.Option(None, help="ray: address of an existing cluster (default: start a local one)"),
     shard_size: int = typer.Option(10_000, help="Records per output shard (the unit of resuming)"),
