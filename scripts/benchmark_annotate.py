@@ -1,7 +1,10 @@
 """Throughput of `python -m spacy_rnn annotate` with the trained tagger and NER
-pipelines: local 1 process, local --n-process 2, and Ray with 2 workers on
-this machine. Each run is a fresh command on the same input; nothing else
-should run meanwhile.
+pipelines: local 1 process, local --n-process 2 (worker processes over whole
+shards since 2026-12-05; spaCy's nlp.pipe(n_process=2) in the runs before),
+and Ray with 2 workers on this machine; --runs can add the two local runs with
+--format jsonl (the others write DocBin shards) and --pipelines run one of the
+two. Each run is a fresh command on the same input; nothing else should run
+meanwhile.
 
     pip install -e '.[ray]'
     python scripts/benchmark_annotate.py training/benchmark/rnn_lstm/model-best training/benchmark_ner/conll2003/rnn_ner_crf_lstm_reg/model-best metrics/benchmark_annotate.json
@@ -36,7 +39,10 @@ RUNS = [
     ("local 1 process", ["--engine", "local"]),
     ("local --n-process 2", ["--engine", "local", "--n-process", "2"]),
     ("ray 2 workers", ["--engine", "ray", "--workers", "2"]),
+    ("local 1 process (jsonl)", ["--engine", "local", "--format", "jsonl"]),
+    ("local --n-process 2 (jsonl)", ["--engine", "local", "--n-process", "2", "--format", "jsonl"]),
 ]
+DEFAULT_RUNS = RUNS[:3]  # the runs of metrics/benchmark_annotate.json
 
 
 def corpus_sentences(data: Path) -> Dict[str, List[str]]:
@@ -169,8 +175,9 @@ def main(
     work_dir: Path = typer.Option(Path("training/benchmark_annotate"), help="Input and output files go here"),
     repeats: int = typer.Option(3, help="Times the corpora are repeated in the input"),
     data: Path = typer.Option(DATA, help="../shared/data"),
-    runs: str = typer.Option(",".join(name for name, _ in RUNS), help="Comma-separated run names"),
+    runs: str = typer.Option(",".join(name for name, _ in DEFAULT_RUNS), help=f"Comma-separated run names: {', '.join(name for name, _ in RUNS)}"),
     limit: int = typer.Option(0, help="First N sentences of each corpus only (smoke runs)"),
+    pipelines: str = typer.Option("tagger,ner", help="Which of the two pipelines to run"),
 ):
     sentences = corpus_sentences(data)
     if limit:
@@ -183,12 +190,14 @@ def main(
     results = []
     n_words = None
     for pipeline_name, model in (("tagger", tagger), ("ner", ner)):
+        if pipeline_name not in pipelines.split(","):
+            continue
         for run_name, extra in RUNS:
             if run_name not in wanted:
                 continue
             engine = extra[1]
             base = [sys.executable, "-m", "spacy_rnn", "annotate", str(model)]
-            options = ["--format", "spacy", "--no-progress"] + extra
+            options = ["--no-progress"] + extra + ([] if "--format" in extra else ["--format", "spacy"])
             out = work_dir / "out"
             shutil.rmtree(out, ignore_errors=True)
             startup = run_and_watch(base + [str(tiny), str(work_dir / "out_tiny")] + options, engine)["seconds"]
@@ -196,7 +205,7 @@ def main(
             measured = run_and_watch(base + [str(work_dir / "input"), str(out)] + options, engine)
             summary = json.loads((out / "summary.json").read_text())
             assert summary["inputs"] == summary["outputs"] + summary["rejects"] == size["docs"], summary
-            if n_words is None:
+            if n_words is None and "jsonl" not in extra:  # counted from the first DocBin output
                 n_words = count_tokens(out)
             row = {
                 "pipeline": pipeline_name,
@@ -209,6 +218,7 @@ def main(
                 "steady_docs_per_second": size["docs"] / max(measured["seconds"] - startup, 1e-9),
                 "worker_peak_rss_mb": measured["worker_peak_rss_mb"],
                 "rejects": summary["rejects"],
+                "format": "jsonl" if "jsonl" in extra else "spacy",
             }
             results.append(row)
             print(f"{pipeline_name} / {run_name}: {row['docs_per_second']:,.0f} docs/s, {row['seconds']:.0f} s", flush=True)
