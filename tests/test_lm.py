@@ -457,6 +457,26 @@ def test_evaluate_lm_reports_every_file(tmp_path, lm_nlp):
     assert written[str(empty)] == results[str(empty)]
 
 
+def test_an_int8_copy_evaluates_generates_and_scores_close_to_float(tmp_path, lm_nlp):
+    """The language model's decoder is an int8 layer in a quantized copy (no weight tensor):
+    evaluation, generation and the component's scores still run, close to the float model's."""
+    from spacy_rnn import load_int8
+
+    nlp, _, _ = lm_nlp
+    nlp.to_disk(tmp_path / "lm")
+    load_int8(tmp_path / "lm").to_disk(tmp_path / "int8")
+    text = tmp_path / "text.txt"
+    text.write_text("the cat sat on the mat\nthe dog sat on the log\n")
+    float_ppl, int8_ppl = (evaluate_pipeline(tmp_path / name, [text], batch_size=1, bptt=5)[str(text)]["perplexity"]
+                           for name in ("lm", "int8"))
+    assert int8_ppl == pytest.approx(float_ppl, rel=0.05)
+    int8 = spacy.load(tmp_path / "int8")
+    assert int8.get_pipe("rnn_lm").model.attrs.get("spacy_rnn_int8")
+    assert len(generate(int8, "the", 5, 1.0, 3).split()) >= 5
+    doc, int8_doc = nlp("the cat sat on the log"), int8("the cat sat on the log")
+    assert [t._.surprisal for t in int8_doc] == pytest.approx([t._.surprisal for t in doc], abs=0.2)
+
+
 def test_resume_refuses_another_corpus_or_other_options(tmp_path, capsys):
     train, valid = write_corpus(tmp_path)
     out = tmp_path / "out"

@@ -71,8 +71,8 @@ class RNNLanguageModel(nn.Module):
 
     def init_state(self, batch_size: int) -> LMState:
         """The zero state: (n_layers, batch_size, hidden_width), a pair for an LSTM."""
-        weight = self.decoder.weight
-        zeros = weight.new_zeros((self.n_layers, batch_size, self.hidden_width))
+        # the embedding's weight for the device and dtype: the decoder may be an int8 layer (no weight tensor)
+        zeros = self.embed.weight.new_zeros((self.n_layers, batch_size, self.hidden_width))
         return (zeros, zeros.clone()) if self.cell == "lstm" else zeros
 
     def forward(self, ids: torch.Tensor, state: Optional[LMState] = None) -> Tuple[torch.Tensor, LMState]:
@@ -130,7 +130,7 @@ class SequenceLogProbs(nn.Module):
         padding comes after each sequence, so a left-to-right model never reads it).
         """
         if ids.shape[0] == 0:
-            return self.lm.decoder.weight.new_zeros((0,))
+            return self.lm.embed.weight.new_zeros((0,))
         sequences = torch.split(ids, lengths.tolist())
         if self.training:
             return self._score_batch([s for s in sequences if len(s)])
