@@ -7,6 +7,7 @@ import numpy
 import pytest
 import spacy
 from thinc.api import fix_random_seed
+import torch
 from torch import nn
 
 from spacy_rnn import load_int8, quantize_pipeline
@@ -230,3 +231,22 @@ def test_int8_tags_as_float_does_on_real_data(tmp_path):
     assert accuracy(float_tags) > 0.8  # trained, so that agreeing means something
     assert sum(map(str.__eq__, float_tags, int8_tags)) / len(gold) >= 0.99
     assert accuracy(int8_tags) >= accuracy(float_tags) - 0.002
+
+
+def test_other_libraries_torch_modules_are_left_alone():
+    """Only spacy-rnn's own modules are quantized: spaCy's tagger on thinc's PyTorchLSTM
+    (spacy.TorchBiLSTMEncoder.v1) keeps its module, and the pipeline is not marked int8."""
+    nlp = spacy.blank("en")
+    encode = {"@architectures": "spacy.TorchBiLSTMEncoder.v1", "width": 8, "depth": 1, "dropout": 0.0}
+    embed = {"@architectures": "spacy.MultiHashEmbed.v2", "width": 8, "attrs": ["NORM"], "rows": [100],
+             "include_static_vectors": False}
+    nlp.add_pipe("tagger", config={"model": {"@architectures": "spacy.Tagger.v2", "tok2vec": {
+        "@architectures": "spacy.Tok2Vec.v2", "embed": embed, "encode": encode}}})
+    nlp.initialize(lambda: make_examples(nlp))
+    (lstm,) = torch_modules(nlp.get_pipe("tagger").model)
+    before = {name: p.clone() for name, p in lstm.state_dict().items()}
+    quantize_pipeline(nlp)
+    assert (lstm,) == tuple(torch_modules(nlp.get_pipe("tagger").model))
+    assert all(torch.equal(before[name], p) for name, p in lstm.state_dict().items())
+    assert not nlp.get_pipe("tagger").model.attrs.get("spacy_rnn_int8")
+    assert not nlp.config["nlp"].get("after_pipeline_creation")

@@ -14,7 +14,7 @@ averages are computed and then silently never used. `AveragingPyTorchShim`
 reads the keys the optimizer writes (and still the string ones).
 """
 import contextlib
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Sequence, Tuple, Type
 
 import numpy
 from thinc.api import ArgsKwargs, Model, PyTorchShim, Shim, torch2xp, xp2torch
@@ -160,13 +160,16 @@ def wrap_sequence_log_probs(module: SequenceLogProbs) -> Model[List[Ints1d], Lis
     return torch_wrapper(module, convert_inputs=_convert_lm_inputs, convert_outputs=_convert_lm_outputs)
 
 
-def torch_modules(model: Model) -> List[nn.Module]:
+def torch_modules(model: Model, shim_type: Type[PyTorchShim] = PyTorchShim) -> List[nn.Module]:
     """The torch modules wrapped anywhere in a Thinc model, each once. The
-    one place that reaches into Thinc's PyTorchShim for its module."""
+    one place that reaches into Thinc's PyTorchShim for its module.
+    shim_type=AveragingPyTorchShim: only those of spacy-rnn's own
+    architectures, not another library's (e.g. a spaCy or
+    spacy-transformers component in the same pipeline)."""
     found: Dict[int, nn.Module] = {}
     for node in model.walk():
         for shim in node.shims:
-            if isinstance(shim, PyTorchShim):
+            if isinstance(shim, shim_type):
                 found.setdefault(id(shim), shim._model)
     return list(found.values())
 

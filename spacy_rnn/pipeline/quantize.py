@@ -37,7 +37,7 @@ from torch import nn
 from ..models.ops import Int8AffineOps, TorchGemmOps
 from ..models.pytorch.int8 import quantize_linears
 from ..models.pytorch.linear_recurrence import LinearRecurrence
-from ..models.wrappers import torch_modules
+from ..models.wrappers import AveragingPyTorchShim, torch_modules
 
 QUANTIZED_ATTR = "spacy_rnn_int8"
 
@@ -73,17 +73,18 @@ CALLBACK = "spacy_rnn.quantize_int8.v1"
 
 
 def quantize_pipeline(nlp: Language) -> Language:
-    """Give every torch module of the pipeline's components int8 Linear
-    weights, and their output layers int8 weights, in place. If it quantized
+    """Give the torch modules of spacy-rnn's architectures in the pipeline's
+    components int8 Linear weights, and their output layers int8 weights, in
+    place (other libraries' modules are left as they are). If it quantized
     anything, the pipeline's config names the callback below, so that
     nlp.to_disk writes a copy that spacy.load reads as int8."""
     todo = [(name, pipe.model) for name, pipe in nlp.pipeline
             if hasattr(getattr(pipe, "model", None), "walk") and not pipe.model.attrs.get(QUANTIZED_ATTR)]
     for name, model in todo:  # all checked before any is changed
-        _check_on_cpu(name, torch_modules(model))
+        _check_on_cpu(name, own_modules(model))
     quantized = False
     for name, model in todo:
-        modules = torch_modules(model)
+        modules = own_modules(model)
         if modules:
             quantize_modules(modules)
         # a component listening to a shared encoder has no torch modules of its own, only an output layer
@@ -93,6 +94,12 @@ def quantize_pipeline(nlp: Language) -> Language:
     if quantized:
         _name_callback(nlp)
     return nlp
+
+
+def own_modules(model: Model) -> List[nn.Module]:
+    """The torch modules of spacy-rnn's architectures in the model: another
+    library's (spaCy's TorchBiLSTMEncoder, spacy-transformers) are left as they are."""
+    return torch_modules(model, AveragingPyTorchShim)
 
 
 def _check_on_cpu(name: str, modules: List[nn.Module]) -> None:
