@@ -217,6 +217,12 @@ def test_n_process_2_gives_the_same_output(pipeline, tmp_path, fmt):
     assert outputs_of(tmp_path / "one") == outputs_of(tmp_path / "two")
 
 
+def test_n_process_2_with_a_pipeline_that_does_not_load_raises_spacys_error(tmp_path):
+    inputs = write_inputs(tmp_path / "in")
+    with pytest.raises(OSError, match="E050"):
+        annotate(tmp_path / "no_such_model", inputs, tmp_path / "out", fmt="jsonl", shard_size=3, n_process=2)
+
+
 def fail_on_shard_2(nlp, shard, *args):
     if shard.index == 2:
         raise OSError("disk full")
@@ -244,6 +250,8 @@ def test_cli_errors_and_ray_hint(pipeline, tmp_path, monkeypatch):
     runner = CliRunner()
     result = runner.invoke(make_app(), ["annotate", str(pipeline), str(tmp_path / "nothing*.txt"), str(tmp_path / "o")])
     assert result.exit_code == 1 and "no file matches it" in result.output
+    result = runner.invoke(make_app(), ["annotate", str(tmp_path / "no_model"), str(tmp_path / "nothing*.txt"), str(tmp_path / "o")])
+    assert result.exit_code == 1 and "error: [E050]" in result.output
     write_inputs(tmp_path / "in")
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
     result = runner.invoke(make_app(), ["annotate", str(pipeline), str(tmp_path / "in"), str(tmp_path / "o2"), "--engine", "ray"])

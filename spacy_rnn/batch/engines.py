@@ -21,7 +21,7 @@ complete (spacy_rnn.batch.outputs).
 import logging
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import spacy
 from spacy.language import Language
@@ -110,17 +110,17 @@ class ShardAnnotator:
         return out
 
 
-# This worker process's ShardAnnotator (run_processes' pool), made by _start_worker.
+# This worker process's ShardAnnotator (run_processes' pool), made on its first shard.
 _worker: Optional[ShardAnnotator] = None
 
 
-def _start_worker(model: str, output_dir: str, fmt: str, max_length: int, batch_size: int) -> None:
+def _annotate_in_worker(settings: Tuple[str, str, str, int, int], shard: Shard) -> Dict:
+    """In a worker process: one shard, through the process's ShardAnnotator, made (the pipeline
+    loaded) on its first shard, so that a pipeline that does not load fails that shard's future
+    with the error spacy.load raised, as in one process."""
     global _worker
-    _worker = ShardAnnotator(model, output_dir, fmt, max_length, batch_size)
-
-
-def _annotate_in_worker(shard: Shard) -> Dict:
-    assert _worker is not None, "run_processes starts each worker with _start_worker"
+    if _worker is None:
+        _worker = ShardAnnotator(*settings)
     return _worker.annotate(shard)
 
 
@@ -134,8 +134,8 @@ def run_processes(model: str, todo: List[Shard], output_dir: Path, fmt: str, max
     if not todo:
         return
     settings = (str(model), str(output_dir), fmt, max_length, batch_size)
-    with ProcessPoolExecutor(max_workers=min(n_process, len(todo)), initializer=_start_worker, initargs=settings) as pool:
-        futures = [pool.submit(_annotate_in_worker, shard) for shard in todo]
+    with ProcessPoolExecutor(max_workers=min(n_process, len(todo))) as pool:
+        futures = [pool.submit(_annotate_in_worker, settings, shard) for shard in todo]
         try:
             for future in as_completed(futures):
                 manifest = future.result()

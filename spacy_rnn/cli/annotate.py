@@ -35,7 +35,7 @@ def annotate_command(
             model, input_spec, output_dir, fmt=fmt, engine=engine, n_process=n_process, workers=workers,
             address=address, shard_size=shard_size, max_length=max_length, batch_size=batch_size, progress=progress,
         )
-    except (InputError, ValueError, RuntimeError) as err:
+    except (InputError, ValueError, RuntimeError, OSError) as err:  # OSError: a pipeline that does not load, a full disk
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(1)
     typer.echo(
