@@ -13,7 +13,7 @@ def annotate_command(
     model: str = typer.Argument(..., help="A spaCy pipeline: a directory or an installed package name"),
     input_spec: str = typer.Argument(..., metavar="INPUT", help="A file, a directory or a glob of .txt (one text per line), .jsonl (a 'text' field, other fields kept) or .spacy files"),
     output_dir: Path = typer.Argument(..., help="Where shards, rejects.jsonl and summary.json go"),
-    fmt: str = typer.Option("spacy", "--format", help="spacy (DocBin shards, user data kept) or jsonl (tokens and what the pipeline sets)"),
+    fmt: str = typer.Option("spacy", "--format", help="spacy (DocBin shards, user data kept) or jsonl (tokens and what the pipeline sets; faster to write: README, Batch annotation)"),
     engine: str = typer.Option("local", help="local (this machine, --n-process processes) or ray (Ray Data, --workers actors)"),
     n_process: int = typer.Option(1, help="local: worker processes, each annotating whole shards (1: this process)"),
     workers: int = typer.Option(2, help="ray: actors, each with the pipeline loaded once"),
