@@ -11,7 +11,6 @@ Expects corpus/conll2003/{train,valid}.spacy and corpus/uner/en_ewt-ud-{train.dr
 (made by scripts/convert_ner.py). Models are selected on the dev/valid sets by `spacy train`.
 """
 import statistics
-import time
 from pathlib import Path
 from typing import Dict, List
 

@@ -15,7 +15,6 @@ Models are selected on dev by `spacy train` (model-best); test is only read here
 Smoke run: --max-steps 10 --limit 50 --systems rnn_shared,spacy_cnn_efficiency.
 """
 import statistics
-import time
 from pathlib import Path
 from typing import Dict, List, Optional
 

@@ -1,6 +1,5 @@
 """scripts/baseline_kim_cnn.py: the published CNN baseline beside rnn_textcat (its recipe's pieces)."""
 import json
-from pathlib import Path
 
 import pytest
 import spacy

@@ -37,7 +37,7 @@ def annotate_command(
         )
     except (InputError, ValueError, RuntimeError, OSError) as err:  # OSError: a pipeline that does not load, a full disk
         typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
     typer.echo(
         f"{summary['inputs']:,} inputs = {summary['outputs']:,} docs + {summary['rejects']:,} rejects in "
         f"{summary['shards']:,} shards ({summary['shards_skipped']:,} already written); see {output_dir / 'summary.json'}"

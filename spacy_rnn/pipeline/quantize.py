@@ -83,7 +83,7 @@ def quantize_pipeline(nlp: Language) -> Language:
     for name, model in todo:  # all checked before any is changed
         _check_on_cpu(name, own_modules(model))
     quantized = False
-    for name, model in todo:
+    for _, model in todo:
         modules = own_modules(model)
         if modules:
             quantize_modules(modules)
