@@ -34,8 +34,10 @@ def annotate(
     """Annotate every record of the inputs with the pipeline `model` (a path
     or an installed package name); returns the summary (also written to
     OUTPUT_DIR/summary.json). Running it again with the same arguments
-    resumes: shards already written are skipped. `progress` None shows a
-    progress bar on a terminal only."""
+    resumes: shards already written are skipped. engine "local" runs in
+    this process, or with n_process > 1 in that many worker processes that
+    each annotate whole shards (engines.run_processes); "ray" on Ray Data
+    actors. `progress` None shows a progress bar on a terminal only."""
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
     if engine not in ENGINES:
