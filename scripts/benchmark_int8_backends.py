@@ -36,17 +36,12 @@ def torchao_pipeline(path: Path, compiled: bool):
     from torch import nn
     from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
 
-    from spacy_rnn.models.pytorch.linear_recurrence import LinearRecurrence
-    from spacy_rnn.models.wrappers import torch_modules
-    from spacy_rnn.pipeline.quantize import quantize_output_layer
+    from spacy_rnn.pipeline.quantize import own_modules, prepare_for_int8, quantize_output_layer
 
     nlp = spacy.load(path)
     for _, pipe in nlp.pipeline:
-        for module in torch_modules(pipe.model):
-            module.eval()
-            for stack in module.modules():
-                if isinstance(stack, LinearRecurrence):
-                    stack.split_projections()
+        for module in own_modules(pipe.model):
+            prepare_for_int8(module)  # as spacy_rnn's quantize does, so only the library differs
             quantize_(module, Int8DynamicActivationInt8WeightConfig())
             if compiled:
                 for layer in module.modules():

@@ -21,7 +21,7 @@ complete (spacy_rnn.batch.outputs).
 import logging
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
 import spacy
 from spacy.language import Language
@@ -124,7 +124,7 @@ def _annotate_in_worker(settings: Tuple[str, str, str, int, int], shard: Shard) 
     return _worker.annotate(shard)
 
 
-def run_processes(model: str, todo: List[Shard], output_dir: Path, fmt: str, max_length: int, n_process: int,
+def run_processes(model: Union[str, Path], todo: List[Shard], output_dir: Path, fmt: str, max_length: int, n_process: int,
                   batch_size: int, progress: Optional[ProgressFn] = None) -> None:
     """The local engine with n_process worker processes: each shard is read,
     annotated and written whole by one worker; shards finish in any order

@@ -62,7 +62,7 @@ def annotate(
         if in_this_process:
             run_local(nlp, todo, output_dir, fmt, max_length, batch_size, progress=bar.update)
         elif engine == "local":
-            run_processes(str(model), todo, output_dir, fmt, max_length, n_process, batch_size, progress=bar.update)
+            run_processes(model, todo, output_dir, fmt, max_length, n_process, batch_size, progress=bar.update)
         else:
             run_ray(str(model), todo, output_dir, fmt, max_length, workers, batch_size, address, progress=bar.update)
     seconds = time.perf_counter() - started

@@ -42,14 +42,21 @@ from ..models.wrappers import AveragingPyTorchShim, torch_modules
 QUANTIZED_ATTR = "spacy_rnn_int8"
 
 
+def prepare_for_int8(module: nn.Module) -> None:
+    """Put a module in prediction mode with each linear-recurrence layer's
+    projection split into one nn.Linear per part, both directions in each, so
+    that an int8 quantizer converts one product per part."""
+    module.eval()
+    for stack in module.modules():
+        if isinstance(stack, LinearRecurrence):
+            stack.split_projections()
+
+
 def quantize_modules(modules: List[nn.Module]) -> int:
     """Quantize the nn.Linear layers of the modules in place; returns how many were converted."""
     converted = 0
     for module in modules:
-        module.eval()
-        for stack in module.modules():
-            if isinstance(stack, LinearRecurrence):
-                stack.split_projections()  # one int8 product per part of a layer, for both directions
+        prepare_for_int8(module)
         before = sum(isinstance(m, nn.Linear) for m in module.modules())
         quantize_linears(module)
         converted += before - sum(isinstance(m, nn.Linear) for m in module.modules())
@@ -78,13 +85,12 @@ def quantize_pipeline(nlp: Language) -> Language:
     place (other libraries' modules are left as they are). If it quantized
     anything, the pipeline's config names the callback below, so that
     nlp.to_disk writes a copy that spacy.load reads as int8."""
-    todo = [(name, pipe.model) for name, pipe in nlp.pipeline
+    todo = [(name, pipe.model, own_modules(pipe.model)) for name, pipe in nlp.pipeline
             if hasattr(getattr(pipe, "model", None), "walk") and not pipe.model.attrs.get(QUANTIZED_ATTR)]
-    for name, model in todo:  # all checked before any is changed
-        _check_on_cpu(name, own_modules(model))
+    for name, _, modules in todo:  # all checked before any is changed
+        _check_on_cpu(name, modules)
     quantized = False
-    for _, model in todo:
-        modules = own_modules(model)
+    for _, model, modules in todo:
         if modules:
             quantize_modules(modules)
         # a component listening to a shared encoder has no torch modules of its own, only an output layer
