@@ -205,3 +205,19 @@ def test_word_table_takes_the_saved_size_when_loading_and_grows_by_drawing_rows(
     assert loaded.words.weight[5:].abs().max() <= 0.1 and loaded.words.weight[5:].abs().min() > 0
     with pytest.raises(ValueError, match="at least the unknown word's row"):
         loaded.fit_word_rows(0)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "mingru"])
+def test_embedding_parts_are_freed_before_the_stack_runs(cell):
+    """The word, feature and character embeddings are concatenated and let go
+    before the recurrent stack runs, not held through it (peak memory)."""
+    import weakref
+
+    encoder = make_encoder(cell)
+    made, alive_in_stack = [], []
+    for part in (encoder.words, encoder.features, encoder.chars):
+        part.register_forward_hook(lambda module, args, output: made.append(weakref.ref(output)))
+    encoder.encoder.register_forward_pre_hook(lambda module, args: alive_in_stack.extend(ref() is not None for ref in made))
+    with torch.no_grad():
+        encoder(*make_inputs([3, 5]))
+    assert len(made) == 3 and alive_in_stack == [False, False, False]
