@@ -207,3 +207,17 @@ def test_textcat_scores_match_by_hand(trained):
         fn = sum(g == label != p for p, g in zip(predicted, gold))
         f_scores.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
     assert_allclose(scores["cats_macro_f"], numpy.mean(f_scores), rtol=1e-6)
+
+
+@pytest.mark.parametrize("factory", ["rnn_textcat", "rnn_textcat_multilabel"])
+def test_threshold_takes_every_probability_from_0_to_1(factory):
+    """spacy find-threshold tries thresholds from 0 to 1, both included."""
+    from thinc.api import ConfigValidationError
+
+    model = {"@architectures": "spacy_rnn.RNNTextClassifier.v1", "encoder": SMALL_ENCODER,
+             "exclusive_classes": factory == "rnn_textcat"}
+    for threshold in (0.0, 1.0):
+        pipe = spacy.blank("en").add_pipe(factory, config={"threshold": threshold, "model": model})
+        assert pipe.cfg["threshold"] == threshold
+    with pytest.raises(ConfigValidationError, match="threshold"):
+        spacy.blank("en").add_pipe(factory, config={"threshold": 1.5, "model": model})

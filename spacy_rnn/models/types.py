@@ -74,3 +74,4 @@ NonNegative = IntRange(0)
 Depth = IntRange(1, 4)
 NonNegativeFloat = FloatRange(0.0)
 Probability = FloatRange(0.0, 1.0, high_open=True)  # a dropout rate: 1.0 would drop everything
+Threshold = FloatRange(0.0, 1.0)  # a probability threshold: 1.0 included (spacy find-threshold tries it)

@@ -16,7 +16,7 @@ from spacy.training import Example
 from spacy.vocab import Vocab
 from thinc.api import Config, Model
 
-from ..models.types import NonNegativeFloat, Probability
+from ..models.types import NonNegativeFloat, Threshold
 from .base import NeuralPipe
 from .defaults import DEFAULT_ENCODER_CONFIG
 
@@ -59,7 +59,7 @@ SCORE_WEIGHTS = {
     default_score_weights=SCORE_WEIGHTS,
 )
 def make_rnn_textcat(
-    nlp: Language, name: str, model: Model, threshold: Probability, max_grad_norm: NonNegativeFloat,
+    nlp: Language, name: str, model: Model, threshold: Threshold, max_grad_norm: NonNegativeFloat,
     scorer: Optional[Callable],
 ) -> "RNNTextCategorizer":
     """Create an rnn_textcat: exactly one label per text (doc.cats sums to 1).
@@ -88,7 +88,7 @@ def make_rnn_textcat(
     default_score_weights=SCORE_WEIGHTS,
 )
 def make_rnn_textcat_multilabel(
-    nlp: Language, name: str, model: Model, threshold: Probability, max_grad_norm: NonNegativeFloat,
+    nlp: Language, name: str, model: Model, threshold: Threshold, max_grad_norm: NonNegativeFloat,
     scorer: Optional[Callable],
 ) -> "RNNMultiLabelTextCategorizer":
     """Create an rnn_textcat_multilabel: any number of labels per text, each
