@@ -3,7 +3,10 @@ import shutil
 from pathlib import Path
 
 import pytest
+import spacy
 from spacy.cli.project.run import project_run
+
+from .conftest import SMALL_ENCODER, make_examples
 
 REPO = Path(__file__).parent.parent
 DATA = (REPO.parent / "shared" / "data").resolve()
@@ -51,3 +54,16 @@ def test_every_dependency_and_output_is_one_path():
     assert [(name, path) for name, path in paths if ", " in path] == []
     sst2 = next(command for command in config["commands"] if command["name"] == "train-textcat-sst2")
     assert "corpus/sst2_phrases/train.spacy" in sst2["deps"]
+
+
+def test_package_command_makes_its_output_folder(tmp_path):
+    """`spacy package` wants its output folder to exist; the project creates it (directories)."""
+    root = copy_project(tmp_path / "project")
+    nlp = spacy.blank("en")
+    nlp.add_pipe("rnn_tagger", config={"model": {"@architectures": "spacy_rnn.RNNTagger.v1", "encoder": SMALL_ENCODER}})
+    nlp.initialize(lambda: make_examples(nlp))
+    (root / "training" / "tagger").mkdir(parents=True)
+    nlp.to_disk(root / "training" / "tagger" / "model-best")
+    project_run(root, "package")
+    sdist = root / "packages" / "en_rnn_tagger_ewt-0.1.0" / "dist" / "en_rnn_tagger_ewt-0.1.0.tar.gz"
+    assert sdist.exists()
