@@ -143,3 +143,17 @@ def test_bad_settings():
         spacy.blank("en").add_pipe("rnn_ner", config={"decoder": "beam"})
     with pytest.raises(ValueError, match=r"rnn_ner -> scheme\s+at root: 'IOB1' is not typing.Literal\['BIO', 'BILUO'\]"):
         spacy.blank("en").add_pipe("rnn_ner", config={"scheme": "IOB1"})
+
+
+def test_add_label_before_initialize_only():
+    """A new entity type adds tags the initialized output layer has no rows for: refused, as
+    spaCy's own pipes refuse (E922), and the pipe keeps predicting and saving as before."""
+    nlp = make_nlp()
+    ner = nlp.get_pipe("rnn_ner")
+    assert ner.add_label("EVENT") == 1  # before initialize: taken
+    nlp.initialize(lambda: examples(nlp))
+    labels = ner.labels
+    with pytest.raises(ValueError, match="E922"):
+        ner.add_label("PRODUCT")
+    assert ner.labels == labels and ner.add_label("PER") == 0  # a known label is not new
+    nlp("Peter visited Paris .")

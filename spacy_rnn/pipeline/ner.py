@@ -3,6 +3,7 @@ encoder and a linear-chain CRF (or a softmax with constrained Viterbi)."""
 from typing import Callable, Iterable, List, Literal, Optional
 
 import numpy
+from spacy.errors import Errors
 from spacy.language import Language
 from spacy.pipeline import TrainablePipe
 from spacy.scorer import get_ner_prf
@@ -119,7 +120,8 @@ class RNNEntityRecognizer(NeuralPipe, TrainablePipe):
             raise ValueError(f"[{self.name}] entity labels must be non-empty strings without '-', got {label!r}")
         if label in self.labels:
             return 0
-        self._allow_extra_label()
+        if self.model.has_dim("nO") is True:  # initialized: its output layer has no row for another tag
+            raise ValueError(Errors.E922.format(name=self.name, nO=self.model.get_dim("nO")))
         self.cfg["labels"].append(label)
         self.vocab.strings.add(label)
         return 1
