@@ -81,3 +81,10 @@ def test_bytes_round_trip(docs):
     other.from_bytes(model.to_bytes())
     for a, b in zip(other.predict(docs), expected):
         numpy.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("word_attr, attrs, setting, bad", [("NROM", ["PREFIX"], "word_attr", "NROM"),
+                                                             ("NORM", ["PREFIX", "SUFIX"], "attrs", "SUFIX")])
+def test_unknown_token_attribute_is_named_with_its_setting(word_attr, attrs, setting, bad):
+    with pytest.raises(ValueError, match=rf"{setting}: unknown token attribute '{bad}'"):
+        doc_features(word_attr, attrs, max_word_chars=4, vocab_size=3, min_word_freq=1)

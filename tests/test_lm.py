@@ -267,6 +267,13 @@ def test_generation_is_reproducible(lm_nlp):
     )
 
 
+@pytest.mark.parametrize("temperature", [-1.0, float("nan"), float("inf")])
+def test_generation_refuses_a_temperature_that_is_not_a_finite_number_from_0(lm_nlp, temperature):
+    nlp, model, vocab = lm_nlp
+    with pytest.raises(ValueError, match="temperature must be a finite number >= 0"):
+        sample_words(model, vocab.encode(["the"]), 5, start_id=EOS_ID, temperature=temperature)
+
+
 def test_trains_through_nlp_update_and_overfits():
     fix_random_seed(0)
     nlp = spacy.blank("en")

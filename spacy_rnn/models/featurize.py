@@ -127,9 +127,11 @@ def doc_features(
         training corpus before the model is initialized, choose it from the
         initialization sample and warn (RNNEncoder.v2); v1 leaves it empty.
     """
-    attr_ids = [intify_attr(attr) for attr in [word_attr] + list(attrs)]
-    if any(attr_id is None for attr_id in attr_ids):
-        raise ValueError(f"Unknown token attribute in {[word_attr] + list(attrs)}")
+    settings = [("word_attr", word_attr)] + [("attrs", attr) for attr in attrs]
+    for setting, attr in settings:
+        if intify_attr(attr) is None:
+            raise ValueError(f"encoder {setting}: unknown token attribute {attr!r} (spaCy's names, e.g. NORM, PREFIX, SUFFIX, SHAPE)")
+    attr_ids = [intify_attr(attr) for _, attr in settings]
     return Model(
         "doc_features",
         _DocFeaturesForward(attr_ids, max_word_chars),

@@ -1,4 +1,5 @@
 """A word-level recurrent language model, whole-sequence scoring and sampling."""
+import math
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -165,8 +166,8 @@ def sample_words(
     """Sample n_words ids after the prompt, starting from the zero state
     after `start_id` (the end-of-sentence id). temperature 0 takes the most likely word; a private
     torch.Generator seeded with seed makes the same seed give the same words."""
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if not 0 <= temperature < math.inf:  # also NaN, for which temperature < 0 is false
+        raise ValueError(f"temperature must be a finite number >= 0, got {temperature}")
     was_training = model.training
     model.eval()
     try:
