@@ -232,3 +232,27 @@ def test_lm_backprop_puts_the_autograd_gradients_on_the_parameters():
     Y, backprop = model.begin_update(LM_IDS)
     backprop(d_outputs)
     assert_same_grads(param_grads(module), expected)
+
+
+@pytest.mark.parametrize("int8", [False, True])
+def test_shim_goes_through_the_multiprocessing_pickler(int8):
+    """nlp.pipe's spawned workers receive the pipeline through multiprocessing's
+    pickler, with torch's reducers that share tensor storage between processes;
+    an int8 module (torch's dynamically quantized Linear) cannot be shared so."""
+    import pickle
+    import warnings
+    from multiprocessing.reduction import ForkingPickler
+
+    from spacy_rnn.pipeline.quantize import quantize_modules
+
+    encoder = tiny_encoder(cell="mingru").eval()
+    if int8:
+        assert quantize_modules([encoder]) > 0
+    model = wrap_token_encoder(encoder)
+    expected = model.predict(token_batch())
+    data = ForkingPickler.dumps(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nor torch's deprecation warnings for each int8 tensor read
+        restored = pickle.loads(data)
+    for got, want in zip(restored.predict(token_batch()), expected):
+        assert_allclose(got, want, rtol=1e-6, atol=1e-6)

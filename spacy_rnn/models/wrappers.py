@@ -14,9 +14,11 @@ averages are computed and then silently never used. `AveragingPyTorchShim`
 reads the keys the optimizer writes (and still the string ones).
 """
 import contextlib
+import io
 from typing import Callable, Dict, List, Sequence, Tuple, Type
 
 import numpy
+import torch
 from thinc.api import ArgsKwargs, Model, PyTorchShim, Shim, torch2xp, xp2torch
 from thinc.layers.pytorchwrapper import forward as pytorch_forward
 from thinc.types import Floats1d, Floats2d, Ints1d
@@ -25,6 +27,7 @@ from torch import nn
 from .featurize import TokenBatch
 from .lm_vocab import EOS_ID
 from .pytorch import RNNLanguageModel, SequenceLogProbs, TokenEncoder, sample_words
+from .pytorch.int8 import quiet_loading
 
 
 class AveragingPyTorchShim(PyTorchShim):
@@ -38,6 +41,29 @@ class AveragingPyTorchShim(PyTorchShim):
             Shim.global_id += 1
             copied.id = Shim.global_id
         return copied
+
+    def __getstate__(self) -> Dict:
+        """Pickled (pickle.dumps, nlp.pipe's spawned workers), the torch module
+        goes as torch.save's bytes: torch's multiprocessing pickler would
+        share each tensor's storage with the other process instead, which
+        int8 weights (torch's dynamically quantized Linear) do not support: a
+        spawned worker of an int8 pipeline failed to start ("bad value(s) in
+        fds_to_keep") or died unpickling while the parent waited."""
+        state = self.__dict__.copy()
+        buffer = io.BytesIO()
+        torch.save(self._model, buffer)
+        state["_model"] = buffer.getvalue()
+        return state
+
+    def __setstate__(self, state: Dict) -> None:
+        # weights_only=False: the module's classes are unpickled too; the bytes are ours (__getstate__)
+        with quiet_loading():
+            state["_model"] = torch.load(io.BytesIO(state["_model"]), weights_only=False)
+        self.__dict__.update(state)
+
+    def from_bytes(self, bytes_data: bytes) -> "AveragingPyTorchShim":
+        with quiet_loading():  # an int8 pipeline's weights
+            return super().from_bytes(bytes_data)
 
     @contextlib.contextmanager
     def use_params(self, params: Dict):

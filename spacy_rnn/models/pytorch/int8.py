@@ -29,6 +29,16 @@ def _torch_ao() -> Iterator[None]:
         yield
 
 
+@contextmanager
+def quiet_loading() -> Iterator[None]:
+    """Inside (loading torch tensors: torch.load, a shim's from_bytes): torch's
+    deprecation warnings about rebuilding int8 tensors and typed storages, which
+    torch raises from torch._utils for every int8 weight it reads, are not shown."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\._utils")
+        yield
+
+
 def quantize_linears(module: nn.Module) -> None:
     """Replace every nn.Linear inside module by its int8 counterpart, in place."""
     with _torch_ao():
