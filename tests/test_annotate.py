@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from spacy_rnn.batch import annotate
 from spacy_rnn.batch import engines, outputs
+from spacy_rnn.batch.inputs import InputError
 from spacy_rnn.cli import make_app
 
 from .conftest import SMALL_ENCODER, TRAIN_DATA, make_examples
@@ -244,6 +245,102 @@ def test_a_failing_shard_in_a_worker_stops_the_run_and_a_resume_finishes_it(pipe
     summary = annotate(pipeline, inputs, tmp_path / "two", fmt="jsonl", shard_size=3, max_length=200, n_process=2)
     assert summary["resumed"] and summary["shards_skipped"] >= 1
     assert outputs_of(tmp_path / "one") == outputs_of(tmp_path / "two")
+
+
+def nested(depth: int) -> str:
+    """A JSON value `depth` lists deep."""
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "spacy"])
+def test_a_record_the_outputs_cannot_hold_is_a_reject_and_the_others_are_annotated(pipeline, tmp_path, fmt):
+    """A lone surrogate (a JSON "\ud800" escape) in the text or in meta, a meta integer beyond 64 bits or meta
+    nested too deep cannot be written (UTF-8, DocBin's msgpack) and once aborted the whole run."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    lines = [
+        '{"text": "Eat green ham !"}',
+        '{"text": "\\ud800 lone surrogate"}',
+        '{"text": "ok", "note": "ab\\udfff"}',
+        '{"text": "ok", "source": {"site": 1, "\\ud800x": 2}}',
+        '{"text": "ok", "ids": [1, %d]}' % 2**70,
+        '{"text": "ok", "deep": %s}' % nested(600),
+        '{"text": "ok", "deep": %s}' % nested(100_000),
+        '{"text": "ok", "id": %s}' % ("1" * 5000),
+        '{"text": "I like \\ud83d\\ude00 .", "ids": [%d], "deep": %s}' % (2**64 - 1, nested(400)),  # all fine
+    ]
+    (inputs / "b.jsonl").write_text("\n".join(lines) + "\n", encoding="utf8")
+    (inputs / "a.txt").write_bytes(b"\xed\xa0\x80 a surrogate as UTF-8 bytes\nThe dog runs\n")
+    summary = annotate(pipeline, inputs, tmp_path / "out", fmt=fmt)
+    assert (summary["inputs"], summary["outputs"], summary["rejects"]) == (11, 3, 8)
+    rejects = [json.loads(line) for line in (tmp_path / "out" / "rejects.jsonl").read_text(encoding="utf8").splitlines()]
+    a, b = str(inputs / "a.txt"), str(inputs / "b.jsonl")
+    assert [(r["file"], r["line"]) for r in rejects] == [(a, 1)] + [(b, i) for i in range(2, 9)]
+    assert rejects[0]["reason"].startswith("bytes that are not UTF-8")  # strict decoding: no surrogate in a text file
+    assert [r["reason"] for r in rejects[1:]] == [
+        "text is not valid Unicode: lone surrogate U+D800 at position 0",
+        "field 'note' is not valid Unicode: lone surrogate U+DFFF at position 2",
+        "field name 'source.\\ud800x' is not valid Unicode: lone surrogate U+D800 at position 0",
+        "field 'ids[1]' is an integer beyond 64 bits, which DocBin user data cannot hold",
+        "field 'deep" + "[0]" * 499 + "' nests deeper than 500 levels, which DocBin user data cannot hold",
+        "JSON nested too deeply to read",
+        "JSON that cannot be read: Exceeds the limit (4300 digits) for integer string conversion",
+    ]
+    if fmt == "jsonl":
+        texts = [row["text"] for row in read_jsonl_shards(tmp_path / "out")]
+    else:
+        texts = [doc.text for path in sorted((tmp_path / "out" / "shards").glob("*.spacy"))
+                 for doc in DocBin().from_disk(path).get_docs(spacy.blank("en").vocab)]
+    assert texts == ["The dog runs", "Eat green ham !", "I like \U0001F600 ."]
+
+
+def test_a_file_name_that_is_not_utf8_is_refused_before_output_dir_is_written(pipeline, tmp_path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    with open(os.fsencode(inputs) + b"/caf\xe9.txt", "wb") as file:
+        file.write(b"The dog runs\n")
+    with pytest.raises(InputError, match=r"caf\\udce9\.txt: the file name is not valid UTF-8"):
+        annotate(pipeline, inputs, tmp_path / "out", fmt="jsonl")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("option, value", [
+    ("batch_size", 0), ("batch_size", -1), ("shard_size", 0), ("n_process", 0), ("workers", 0), ("max_length", 0),
+])
+def test_an_option_out_of_range_is_refused_before_output_dir_is_written(pipeline, tmp_path, option, value):
+    inputs = write_inputs(tmp_path / "in")
+    with pytest.raises(ValueError, match=f"^{option} must be at least 1, got {value}$"):
+        annotate(pipeline, inputs, tmp_path / "out", fmt="jsonl", **{option: value})
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_corrected_command_runs_where_a_refused_one_was_given(pipeline, tmp_path):
+    """The refused command leaves no run.json behind that would refuse its correction as another run."""
+    inputs = write_inputs(tmp_path / "in")
+    runner = CliRunner()
+    args = ["annotate", str(pipeline), str(inputs), str(tmp_path / "out"), "--format", "jsonl"]
+    result = runner.invoke(make_app(), args + ["--shard-size", "0"])
+    assert result.exit_code == 1 and "error: shard_size must be at least 1, got 0" in result.output
+    result = runner.invoke(make_app(), args + ["--batch-size", "0"])
+    assert result.exit_code == 1 and "error: batch_size must be at least 1, got 0" in result.output
+    (inputs / "d.spacy").write_bytes(b"not a DocBin")
+    result = runner.invoke(make_app(), args)
+    assert result.exit_code == 1 and "d.spacy: not a readable .spacy file" in result.output
+    assert not (tmp_path / "out").exists()
+    (inputs / "d.spacy").unlink()
+    result = runner.invoke(make_app(), args + ["--shard-size", "4"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["inputs"] == 16
+
+
+@pytest.mark.parametrize("model, error", [("no_such_model", "E050"), ("not_a_pipeline", "E053.*meta.json")])
+def test_n_process_2_refuses_a_pipeline_it_cannot_find_before_output_dir_is_written(tmp_path, model, error):
+    """The workers load the pipeline, after run.json is written: it is looked for first."""
+    inputs = write_inputs(tmp_path / "in")
+    (tmp_path / "not_a_pipeline").mkdir()
+    with pytest.raises(OSError, match=error):
+        annotate(tmp_path / model, inputs, tmp_path / "out", fmt="jsonl", n_process=2)
+    assert not (tmp_path / "out").exists()
 
 
 def test_cli_errors_and_ray_hint(pipeline, tmp_path, monkeypatch):

@@ -2,7 +2,8 @@
 shards, and the records of a shard.
 
 - Files: INPUT is a file, a directory (its .txt, .jsonl and .spacy files,
-  recursively) or a glob; files are taken in sorted order.
+  recursively) or a glob; files are taken in sorted order. A file name that
+  is not UTF-8 is refused: every output doc and reject names its file.
 - Records: a .txt line is one text (a trailing "\\r" removed; an empty line is
   an empty text). A .jsonl line is a JSON object with a string `text`; its
   other fields are the record's `meta`, kept. A .spacy file (DocBin) holds
@@ -10,7 +11,11 @@ shards, and the records of a shard.
 - Rejects: a record that cannot be annotated is not dropped: it becomes a
   `Reject` naming the file, the line (for .spacy, the doc number) and the
   reason: invalid JSON, no string `text`, bytes that are not UTF-8, a text
-  longer than max_length.
+  longer than max_length, or a value the outputs cannot hold (`_unwritable`):
+  a lone surrogate (a JSON "\\ud800" escape; UTF-8 cannot encode it) in the
+  text or a meta field, a meta integer beyond 64 bits or meta nested deeper
+  than MAX_META_DEPTH (DocBin user data, msgpack, cannot hold them). Text
+  files are decoded strictly, so a .txt line never holds a surrogate.
 - Shards: each file's records, in order, cut every `shard_size` records.
   A shard knows the byte offset of its first line, so a worker reads only
   its own part of a text file. Shards are numbered in file order; the plan
@@ -19,6 +24,7 @@ shards, and the records of a shard.
 """
 import glob
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Union
@@ -28,6 +34,13 @@ from spacy.vocab import Vocab
 
 SUFFIXES = (".txt", ".jsonl", ".spacy")
 BOM = b"\xef\xbb\xbf"
+# A Python str holds a surrogate code point only when something made it, such as a JSON
+# escape "\\ud800" (json.loads joins a valid pair into one character): UTF-8 cannot encode it.
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+# DocBin user data is msgpack: integers of 64 bits at most, and at most 511 levels of
+# nesting, the user_data dict and the meta dict included.
+META_INT_RANGE = (-(2**63), 2**64 - 1)
+MAX_META_DEPTH = 500
 
 
 class InputError(ValueError):
@@ -85,13 +98,16 @@ def find_inputs(spec: Union[str, Path]) -> List[Path]:
         raise InputError(f"{unknown[0]}: an input file must end in one of {', '.join(SUFFIXES)}")
     if not found:
         raise InputError(f"{spec}: holds no {', '.join(SUFFIXES)} files")
+    for path in found:
+        if LONE_SURROGATE.search(str(path)):  # bytes that are not UTF-8, as os decodes them (surrogateescape)
+            raise InputError(f"{_printable(str(path))}: the file name is not valid UTF-8, and every output doc "
+                             "and reject names its file; rename the file")
     return sorted(found)
 
 
 def plan_shards(paths: List[Path], shard_size: int) -> List[Shard]:
-    """Cut every file's records into shards of at most shard_size records."""
-    if shard_size < 1:
-        raise ValueError(f"shard_size must be at least 1, got {shard_size}")
+    """Cut every file's records into shards of at most shard_size records
+    (at least 1: annotate checks its options before it plans)."""
     shards: List[Shard] = []
     for path in paths:
         kind = path.suffix[1:]
@@ -157,6 +173,10 @@ def _parse_line(shard: Shard, line_no: int, raw: bytes, max_length: int) -> Unio
             value = json.loads(line)
         except json.JSONDecodeError as err:
             return Reject(shard.path, line_no, f"invalid JSON: {err.msg} at column {err.colno}")
+        except RecursionError:
+            return Reject(shard.path, line_no, "JSON nested too deeply to read")
+        except ValueError as err:  # valid JSON that Python will not read: a number of over 4,300 digits
+            return Reject(shard.path, line_no, f"JSON that cannot be read: {str(err).split(':')[0]}")
         if not isinstance(value, dict):
             return Reject(shard.path, line_no, f"a JSON {type(value).__name__}, not an object with a 'text' field")
         if "text" not in value:
@@ -165,8 +185,54 @@ def _parse_line(shard: Shard, line_no: int, raw: bytes, max_length: int) -> Unio
             return Reject(shard.path, line_no, f"'text' is not a string but {type(value['text']).__name__}")
         text = value.pop("text")
         meta = value
+        problem = _lone_surrogate("text", text) or _unwritable(meta)
+        if problem:
+            return Reject(shard.path, line_no, problem)
     else:
         text = line
     if len(text) > max_length:
         return Reject(shard.path, line_no, f"text of {len(text):,} characters is over max_length {max_length:,}")
     return Record(f"{shard.path}:{line_no}", text=text, meta=meta)
+
+
+def _lone_surrogate(name: str, text: str) -> Optional[str]:
+    """Why the string `text` (named `name` in the reason) cannot be written as UTF-8, or None."""
+    found = LONE_SURROGATE.search(text)
+    if found is None:
+        return None
+    return f"{name} is not valid Unicode: lone surrogate U+{ord(found.group()):04X} at position {found.start()}"
+
+
+def _unwritable(value: Any, field: str = "", depth: int = 1) -> Optional[str]:
+    """Why a JSON record's meta (or the part of it at `field`, e.g. "source.site"
+    or "ids[2]", `depth` containers deep) cannot be written to the outputs, or
+    None. Checked when the record is read, so that such a record becomes a
+    reject instead of failing the whole run when its shard is written."""
+    if isinstance(value, str):
+        return _lone_surrogate(f"field '{field}'", value)
+    if isinstance(value, int) and not META_INT_RANGE[0] <= value <= META_INT_RANGE[1]:
+        return f"field '{field}' is an integer beyond 64 bits, which DocBin user data cannot hold"
+    if not isinstance(value, (dict, list)):
+        return None
+    if depth > MAX_META_DEPTH:
+        return f"field '{field}' nests deeper than {MAX_META_DEPTH} levels, which DocBin user data cannot hold"
+    if isinstance(value, list):
+        items = [(f"{field}[{i}]", item) for i, item in enumerate(value)]
+    else:
+        items = []
+        for key, item in value.items():
+            name = f"{field}.{_printable(key)}" if field else _printable(key)
+            problem = _lone_surrogate(f"field name '{name}'", key)
+            if problem:
+                return problem
+            items.append((name, item))
+    for name, item in items:
+        problem = _unwritable(item, name, depth + 1)
+        if problem:
+            return problem
+    return None
+
+
+def _printable(text: str) -> str:
+    """`text` with any surrogate written as a backslash escape, so that a reason or an error can name it."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")

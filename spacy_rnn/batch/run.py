@@ -1,11 +1,14 @@
 """`annotate`: the library function behind `python -m spacy_rnn annotate`.
-Plans the shards, skips those already written (resume), runs an engine
-over the rest, then writes rejects.jsonl and summary.json."""
+Checks the options, the pipeline and the inputs before it writes anything
+in OUTPUT_DIR, plans the shards, records the run (run.json), skips the
+shards already written (resume), runs an engine over the rest, then writes
+rejects.jsonl and summary.json."""
 import time
 from pathlib import Path
 from typing import Dict, Optional, Union
 
 import spacy
+from spacy.errors import Errors
 from tqdm import tqdm
 
 from ..runtime import apply_thread_policy
@@ -38,22 +41,24 @@ def annotate(
     this process, or with n_process > 1 in that many worker processes that
     each annotate whole shards (engines.run_processes); "ray" on Ray Data
     actors. `progress` None shows a progress bar on a terminal only."""
-    if fmt not in FORMATS:
-        raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
-    if engine not in ENGINES:
-        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
-    if n_process < 1 or workers < 1:
-        raise ValueError("n_process and workers must be at least 1")
+    check_options(fmt=fmt, engine=engine, n_process=n_process, workers=workers, shard_size=shard_size,
+                  max_length=max_length, batch_size=batch_size)
     output_dir = Path(output_dir)
     started = time.perf_counter()
     apply_thread_policy()
+    # Everything that can refuse the pipeline or the inputs runs before OUTPUT_DIR is touched:
+    # run.json records the run, so a command refused after it would refuse its corrected form.
     in_this_process = engine == "local" and n_process == 1  # else workers load the pipeline
-    nlp = spacy.load(model) if in_this_process else None
+    if in_this_process:
+        nlp = spacy.load(model)
+    else:
+        nlp = None
+        check_model_found(model)
     if max_length is None:
         max_length = nlp.max_length if nlp is not None else spacy.blank("en").max_length
     paths = find_inputs(input_spec)
+    plan = plan_shards(paths, shard_size)  # reads every file: a .spacy file that is not a DocBin fails here
     resumed = start_run(output_dir, run_description(str(model), paths, fmt, max_length, shard_size))
-    plan = plan_shards(paths, shard_size)
     done = done_shards(output_dir, plan)
     todo = [shard for shard in plan if shard.index not in done]
     total = sum(shard.end - shard.start for shard in todo)
@@ -77,3 +82,39 @@ def annotate(
         "seconds_this_run": round(seconds, 2),
         "startup_seconds": round(load_seconds, 2),
     })
+
+
+def check_options(*, fmt: str, engine: str, n_process: int, workers: int, shard_size: int, max_length: Optional[int],
+                  batch_size: int) -> None:
+    """Raise a ValueError naming the first option of `annotate` out of range.
+    One place, called first, so that a bad option is refused before OUTPUT_DIR
+    is written (a batch_size of 0 would otherwise annotate nothing, and every
+    rerun would find the shards still missing)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    counts = {"n_process": n_process, "workers": workers, "shard_size": shard_size, "batch_size": batch_size}
+    if max_length is not None:  # None: the pipeline's nlp.max_length
+        counts["max_length"] = max_length
+    for name, value in counts.items():
+        if value < 1:
+            raise ValueError(f"{name} must be at least 1, got {value}")
+
+
+def check_model_found(model: Union[str, Path]) -> None:
+    """When worker processes load the pipeline (from str(model)), raise here,
+    before OUTPUT_DIR is written, the error spacy.load would raise if it
+    finds no package, "blank:" language or directory of that name, or a
+    directory without the meta.json and config.cfg it reads first: a
+    worker's failure would come after run.json records the model, and the
+    command with the name corrected would be refused as another run."""
+    name = str(model)
+    if name.startswith("blank:") or spacy.util.is_package(name):
+        return
+    path = Path(name)
+    if not path.exists():
+        raise OSError(Errors.E050.format(name=name))
+    for needed in ("meta.json", "config.cfg"):  # in the order spacy.load reads them
+        if not (path / needed).is_file():
+            raise OSError(Errors.E053.format(path=path, name=needed))
