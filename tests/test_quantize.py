@@ -1,11 +1,14 @@
 """int8 prediction: quantized pipelines agree with the float ones, round-trip through disk, and load by config."""
 import itertools
+import shutil
 import subprocess
 import sys
 
 import numpy
 import pytest
 import spacy
+from spacy.tokens import Doc
+from spacy.training import Example
 from thinc.api import fix_random_seed
 import torch
 from torch import nn
@@ -14,8 +17,9 @@ from spacy_rnn import load_int8, quantize_pipeline
 from spacy_rnn.cli import make_app
 from spacy_rnn.models.ops import Int8AffineOps
 from spacy_rnn.models.wrappers import torch_modules
+from spacy_rnn.pipeline.quantize import save_int8
 
-from .conftest import SMALL_ENCODER, make_examples, run_app_in_process
+from .conftest import SMALL_ENCODER, TRAIN_DATA, make_examples, run_app_in_process
 from .test_project import DATA
 
 TEXTS = ["I like green eggs .", "The dog runs fast", "Eat blue ham today !", "Unseen words : zebras quarrel"] * 5
@@ -250,3 +254,177 @@ def test_other_libraries_torch_modules_are_left_alone():
     assert all(torch.equal(before[name], p) for name, p in lstm.state_dict().items())
     assert not nlp.get_pipe("tagger").model.attrs.get("spacy_rnn_int8")
     assert not nlp.config["nlp"].get("after_pipeline_creation")
+
+
+# Where `quantize` writes: never over something it would lose.
+
+
+@pytest.fixture(scope="module")
+def small_pipeline(tmp_path_factory):
+    """An initialized (untrained) minGRU tagger on disk: what the CLI tests quantize."""
+    fix_random_seed(0)
+    nlp = spacy.blank("en")
+    encoder = dict(SMALL_ENCODER, cell="mingru")
+    nlp.add_pipe("rnn_tagger", config={"model": {"@architectures": "spacy_rnn.RNNTagger.v1", "encoder": encoder}})
+    nlp.initialize(lambda: make_examples(nlp))
+    path = tmp_path_factory.mktemp("small") / "tagger"
+    nlp.to_disk(path)
+    return path
+
+
+def quantize_cli(*args):
+    return run_app_in_process(make_app(), "quantize", *args)
+
+
+def snapshot(folder):
+    """Every file under a folder, by relative path, with its bytes."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def assert_refused(result, named):
+    """Exit code 1, nothing written, and a one-line error that names `named`."""
+    assert result.returncode == 1, result.stdout
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert str(named) in result.stderr
+    assert "wrote" not in result.stdout
+
+
+def test_quantize_never_writes_over_a_file_or_a_folder_that_is_not_a_pipeline(small_pipeline, tmp_path):
+    """An existing file, a folder of other files or a symbolic link is refused with or without
+    --force (--force replaces only a pipeline directory), and is left as it was."""
+    report = tmp_path / "report.txt"
+    report.write_text("important")
+    project = tmp_path / "my_project"
+    (project / "src").mkdir(parents=True)
+    (project / "notes.txt").write_text("precious")
+    (project / "src" / "main.py").write_text("print(1)")
+    link = tmp_path / "link"  # to an empty folder: atomic_output would swap the link itself aside
+    (tmp_path / "empty").mkdir()
+    link.symlink_to(tmp_path / "empty")
+    for output in (report, project, link):
+        for force in ([], ["--force"]):
+            assert_refused(quantize_cli(small_pipeline, output, *force), output)
+    assert report.read_text() == "important"
+    assert snapshot(project) == {"notes.txt": b"precious", "src/main.py": b"print(1)"}
+    assert link.is_symlink() and list((tmp_path / "empty").iterdir()) == []
+
+
+def test_quantize_never_writes_inside_the_pipeline_or_around_it(small_pipeline, tmp_path):
+    """OUTPUT inside MODEL (its config.cfg, a new subfolder, MODEL itself) or holding it (a pipeline
+    directory with MODEL inside) is refused even with --force; MODEL stays as it was and loads."""
+    model = tmp_path / "model"
+    shutil.copytree(small_pipeline, model)
+    outer = tmp_path / "outer"  # a pipeline directory that --force would otherwise replace, MODEL inside it
+    shutil.copytree(small_pipeline, outer)
+    inner = outer / "inner"
+    shutil.copytree(small_pipeline, inner)
+    before, outer_before = snapshot(model), snapshot(outer)
+    for source, output in [(model, model / "config.cfg"), (model, model / "int8"), (model, model), (inner, outer)]:
+        assert_refused(quantize_cli(source, output, "--force"), output)
+    assert snapshot(model) == before and snapshot(outer) == outer_before
+    spacy.load(model)
+
+
+def test_save_int8_stays_out_of_the_loaded_pipelines_own_directory(small_pipeline, tmp_path):
+    """save_int8 checks against nlp.path, so a pipeline loaded by package name (no MODEL path for
+    the command to check first) is protected too."""
+    model = tmp_path / "model"
+    shutil.copytree(small_pipeline, model)
+    before = snapshot(model)
+    nlp = load_int8(model)
+    with pytest.raises(ValueError, match=r"int8 is inside the pipeline being quantized"):
+        save_int8(nlp, model / "int8")
+    with pytest.raises(ValueError, match=r"is the pipeline being quantized"):
+        save_int8(nlp, model, force=True)
+    assert snapshot(model) == before
+
+
+def test_quantize_writes_an_empty_folder_and_force_replaces_an_earlier_copy_whole(small_pipeline, tmp_path):
+    output = tmp_path / "int8"
+    output.mkdir()  # empty: nothing to lose, no --force needed
+    assert quantize_cli(small_pipeline, output).returncode == 0
+    (output / "stale.txt").write_text("left by an earlier copy")
+    assert_refused(quantize_cli(small_pipeline, output), output)  # a pipeline, but not empty: needs --force
+    assert (output / "stale.txt").exists()
+    result = quantize_cli(small_pipeline, output, "--force")
+    assert result.returncode == 0, result.stderr
+    assert not (output / "stale.txt").exists()  # replaced whole, not written into
+    assert spacy.load(output).get_pipe("rnn_tagger").model.attrs.get("spacy_rnn_int8")
+
+
+def test_a_failed_quantize_leaves_the_previous_output_as_it_was(small_pipeline, tmp_path, monkeypatch):
+    """A write that fails half way (a full disk) is a one-line error, and the earlier copy at OUTPUT
+    is untouched, with no temporary folder left beside it."""
+    output = tmp_path / "int8"
+    assert quantize_cli(small_pipeline, output).returncode == 0
+    before = snapshot(output)
+
+    def full_disk(self, path, **kwargs):
+        path.mkdir()
+        (path / "config.cfg").write_text("half written")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(spacy.language.Language, "to_disk", full_disk)
+    assert_refused(quantize_cli(small_pipeline, output, "--force"), "No space left on device")
+    assert snapshot(output) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["int8"]
+
+
+def test_quantize_reports_a_model_that_does_not_load_in_one_line(tmp_path):
+    """A missing MODEL, or a folder without a pipeline: `error: ...` naming it, exit 1, nothing written."""
+    not_a_pipeline = tmp_path / "notes"
+    not_a_pipeline.mkdir()
+    (not_a_pipeline / "notes.txt").write_text("not a pipeline")
+    for model in (tmp_path / "missing", not_a_pipeline):
+        assert_refused(quantize_cli(model, tmp_path / "int8"), model)
+    assert not (tmp_path / "int8").exists()
+
+
+# int8 weights predict only: every spacy-rnn component refuses to train on them.
+
+INT8_ENCODER = dict(SMALL_ENCODER, cell="mingru")
+TRAINABLE = {
+    "rnn_tagger": {"@architectures": "spacy_rnn.RNNTagger.v1", "encoder": INT8_ENCODER},
+    "rnn_ner": {"@architectures": "spacy_rnn.RNNEntityRecognizer.v1", "encoder": INT8_ENCODER},
+    "rnn_textcat": {"@architectures": "spacy_rnn.RNNTextClassifier.v1", "exclusive_classes": True,
+                    "pooling": ["mean"], "encoder": INT8_ENCODER},
+    "rnn_textcat_multilabel": {"@architectures": "spacy_rnn.RNNTextClassifier.v1", "exclusive_classes": False,
+                               "pooling": ["mean"], "encoder": INT8_ENCODER},
+    "rnn_lm": {"@architectures": "spacy_rnn.RNNLanguageModel.v1", "cell": "mingru", "width": 16, "depth": 1,
+               "word_width": 16, "vocab_size": 100},
+}
+
+
+def every_annotation(nlp):
+    """TRAIN_DATA with what each component learns from: tags, entities (each noun a FOOD), cats."""
+    examples = []
+    for words, tags, _ in TRAIN_DATA:
+        reference = Doc(nlp.vocab, words=words, tags=tags, ents=["B-FOOD" if t.startswith("NN") else "O" for t in tags])
+        reference.cats = {"EXCLAIM": float(words[-1] == "!"), "OTHER": float(words[-1] != "!")}
+        examples.append(Example(Doc(nlp.vocab, words=words), reference))
+    return examples
+
+
+@pytest.mark.parametrize("factory", sorted(TRAINABLE))
+def test_an_int8_component_refuses_to_train(factory):
+    """nlp.update (as spacy train calls it: sgd=False, then finish_update), finish_update and
+    nlp.rehearse each raise an error naming the component before its weights change (torch
+    would only warn that int8 gradients may be wrong, and train the float weights around them)."""
+    fix_random_seed(0)
+    nlp = spacy.blank("en")
+    nlp.add_pipe(factory, config={"model": TRAINABLE[factory]})
+    examples = every_annotation(nlp)
+    nlp.initialize(lambda: examples)
+    quantize_pipeline(nlp)
+    pipe = nlp.get_pipe(factory)
+    before = pipe.to_bytes()
+    optimizer = nlp.resume_training()
+    refused = rf"^\[{factory}\] has int8 weights \(spacy_rnn quantize / load_int8\): it predicts only"
+    with pytest.raises(ValueError, match=refused):
+        nlp.update(examples, sgd=False)
+    with pytest.raises(ValueError, match=refused):
+        pipe.finish_update(optimizer)
+    with pytest.raises(ValueError, match=refused):
+        nlp.rehearse(examples, sgd=optimizer)
+    assert pipe.to_bytes() == before
+    assert len(pipe.predict([eg.predicted for eg in examples])) == len(examples)  # still predicts

@@ -28,6 +28,8 @@ from .vocabulary import report_word_vocab
 
 # The labels, in order, that the model's outputs were trained for; saved with the weights.
 TRAINED_LABELS = "spacy_rnn_trained_labels"
+# Set by spacy_rnn.pipeline.quantize on a model given int8 weights: it predicts only (refuse_int8_training).
+QUANTIZED_ATTR = "spacy_rnn_int8"
 
 _LOCKS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 _LOCKS_GUARD = threading.Lock()
@@ -100,6 +102,17 @@ def token_budget_groups(lengths: Sequence[int], max_tokens: int) -> List[List[in
     return groups
 
 
+def refuse_int8_training(name: str, model) -> None:
+    """Raise a ValueError naming the component if its model has int8 weights
+    (QUANTIZED_ATTR): torch has no gradients for them, so training would run
+    with only a warning and change the float weights around them."""
+    if model.attrs.get(QUANTIZED_ATTR):
+        raise ValueError(
+            f"[{name}] has int8 weights (spacy_rnn quantize / load_int8): it predicts only; train the float "
+            "pipeline, or leave this component out of the update (exclude=, [training] frozen_components)"
+        )
+
+
 def diverged(name: str, what: str) -> ValueError:
     return ValueError(
         f"[{name}] {what}: training diverged. This update was not applied, so the weights are those "
@@ -130,7 +143,9 @@ class NeuralPipe:
     - update: a NaN or infinite loss raises a ValueError naming the component
       before any gradient is applied. finish_update: a non-finite gradient
       norm discards the gradients and raises. Either way the weights are not
-      changed by that update.
+      changed by that update. A component with int8 weights (spacy_rnn
+      quantize, load_int8) refuses update, rehearse and finish_update with a
+      ValueError naming it, before anything is computed.
     - from_disk/from_bytes: see the module docstring.
     """
 
@@ -178,6 +193,7 @@ class NeuralPipe:
     def update(self, examples: Iterable[Example], *, drop: float = 0.0, sgd=None, losses: Optional[dict] = None):
         """Learn from a batch of examples; with `sgd` (an optimizer, not None
         or False) also apply the step. Returns the losses dict."""
+        refuse_int8_training(self.name, self.model)
         apply_thread_policy()
         if losses is None:
             losses = {}
@@ -199,7 +215,13 @@ class NeuralPipe:
             losses[self.name] += loss
         return losses
 
+    def rehearse(self, examples: Iterable[Example], *, sgd=None, losses: Optional[dict] = None, **config):
+        """The pipe class's rehearse (nlp.rehearse), refused for int8 weights."""
+        refuse_int8_training(self.name, self.model)
+        return super().rehearse(examples, sgd=sgd, losses=losses, **config)
+
     def finish_update(self, sgd) -> None:
+        refuse_int8_training(self.name, self.model)
         with model_lock(self):
             norm = clip_global_grad_norm(self.model, self.cfg["max_grad_norm"])
             if not math.isfinite(norm):

@@ -17,7 +17,8 @@ Three ways in:
 - `python -m spacy_rnn quantize MODEL OUTPUT`: write an int8 copy. As
   above, its config names the callback, so `spacy.load(OUTPUT)` builds the quantized
   modules before reading their int8 weights; the copy loads and saves like
-  any pipeline.
+  any pipeline. save_int8 writes it whole or not at all, and only where
+  nothing is lost (check_int8_output).
 - `[nlp.after_pipeline_creation] @callbacks = "spacy_rnn.quantize_int8.v1"`:
   that callback (run by spaCy after the components are built and before their
   weights are read). A callback the pipeline had there is kept as its `first`
@@ -25,9 +26,11 @@ Three ways in:
 
 The modules are swapped in place (quantize_dynamic(..., inplace=True)), so the
 Thinc wrappers keep the same module object. int8 is for prediction: a
-quantized pipeline cannot be trained further.
+quantized component refuses to be trained further (NeuralPipe.update reads
+QUANTIZED_ATTR, which quantize_pipeline sets on its model).
 """
-from typing import Callable, List, Optional
+from pathlib import Path
+from typing import Callable, List, Optional, Union
 
 from spacy.language import Language
 from spacy.util import registry
@@ -38,8 +41,7 @@ from ..models.ops import Int8AffineOps, TorchGemmOps
 from ..models.pytorch.int8 import quantize_linears
 from ..models.pytorch.linear_recurrence import LinearRecurrence
 from ..models.wrappers import AveragingPyTorchShim, torch_modules
-
-QUANTIZED_ATTR = "spacy_rnn_int8"
+from .base import QUANTIZED_ATTR  # defined in base.py, whose update refuses int8 models
 
 
 def prepare_for_int8(module: nn.Module) -> None:
@@ -148,11 +150,54 @@ def load_int8(path, **kwargs) -> Language:
     return quantize_pipeline(spacy.load(path, **kwargs))
 
 
-def save_int8(nlp: Language, output_dir) -> None:
-    """Write a quantized pipeline (quantize_pipeline's) whole or not at all."""
-    from pathlib import Path
+def save_int8(nlp: Language, output_dir: Union[str, Path], *, force: bool = False) -> None:
+    """Write a quantized pipeline (quantize_pipeline's) whole or not at all,
+    where check_int8_output allows it (the pipeline's own directory, nlp.path,
+    is the source it must stay out of)."""
+    from ..files import atomic_output, recover
 
-    from ..files import atomic_output
-
-    with atomic_output(Path(output_dir)) as tmp:
+    output_dir = Path(output_dir)
+    recover(output_dir)  # finish a swap a crash interrupted, so the check sees what would be replaced
+    check_int8_output(output_dir, nlp.path, force=force)
+    with atomic_output(output_dir) as tmp:
         nlp.to_disk(tmp)
+
+
+def check_int8_output(output_dir: Union[str, Path], source: Optional[Union[str, Path]], *, force: bool = False) -> None:
+    """Refuse, with a ValueError naming OUTPUT, a place where writing the
+    int8 copy would lose something: an existing file or symbolic link, a
+    directory inside the source pipeline's directory or holding it (the
+    copy would replace part of it, or all of it), a non-empty directory
+    unless `force`, and even with `force` a directory that is not a spaCy
+    pipeline (no config.cfg). A missing or empty directory is written."""
+    output_dir = Path(output_dir)
+    if output_dir.is_symlink():
+        raise ValueError(f"OUTPUT {output_dir} is a symbolic link: give the directory itself, or another OUTPUT")
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ValueError(f"OUTPUT {output_dir} is a file, not a directory: the int8 copy is not written over it; choose another OUTPUT")
+    if source is not None:
+        _check_apart(output_dir, Path(source))
+    if not output_dir.exists() or not any(output_dir.iterdir()):
+        return
+    if not force:
+        raise ValueError(
+            f"OUTPUT {output_dir} is a directory that is not empty; choose another OUTPUT, or add --force to "
+            "replace it if it holds a spaCy pipeline (an earlier int8 copy)"
+        )
+    if not (output_dir / "config.cfg").is_file():
+        raise ValueError(
+            f"OUTPUT {output_dir} holds no spaCy pipeline (no config.cfg): --force replaces only a pipeline "
+            "directory, never other files; choose another OUTPUT"
+        )
+
+
+def _check_apart(output_dir: Path, source: Path) -> None:
+    """Neither path is the other or inside it (compared resolved, so through
+    symbolic links and relative paths)."""
+    output, model = output_dir.resolve(), source.resolve()
+    if output == model:
+        raise ValueError(f"OUTPUT {output_dir} is the pipeline being quantized ({source}); choose another OUTPUT")
+    if model in output.parents:
+        raise ValueError(f"OUTPUT {output_dir} is inside the pipeline being quantized ({source}); choose an OUTPUT outside it")
+    if output in model.parents:
+        raise ValueError(f"OUTPUT {output_dir} holds the pipeline being quantized ({source}); choose an OUTPUT outside it")
