@@ -16,7 +16,7 @@ from spacy.training.initialize import init_nlp
 from spacy.util import load_config, load_model_from_config
 from thinc.api import Config
 
-from spacy_rnn.models.featurize import has_word_vocab
+from spacy_rnn.models.featurize import has_word_vocab, init_word_vocab
 from spacy_rnn.models.wrappers import torch_modules
 
 from .conftest import SMALL_ENCODER
@@ -466,6 +466,35 @@ def test_spacy_pretrain_then_init_tok2vec(corpus, tmp_path, capsys):
     assert rows["cats"] > 0 and rows["like"] > 0 and rows["dog"] == 0
     train_steps(nlp, corpus, 2)
     assert all(t.tag_ for t in nlp("I like cats ."))
+
+
+def test_init_tok2vec_into_an_rnn_tagger_s_own_encoder(corpus, tmp_path, capsys):
+    """[pretraining] component = "tagger", layer = "tok2vec" on configs/tagger.cfg: with init_tok2vec, the
+    tagger's initialize leaves the vocabulary to the pretrained weights and says so (it chose one from the
+    corpus and reported it, then init_tok2vec replaced it)."""
+    sections = CONFIG_FILE.read_text(encoding="utf8").split("\n[")
+    pretraining = "\n[".join(section for section in sections if section.startswith("pretraining"))
+    pretraining = pretraining.replace('component = "tok2vec"', 'component = "tagger"').replace('layer = ""', 'layer = "tok2vec"')
+    text = (Path(__file__).parent.parent / "configs" / "tagger.cfg").read_text(encoding="utf8")
+    text = text.replace("[pretraining]\n", "[" + pretraining + "\n")
+    encoder = {f"components.tagger.model.encoder.{key}": value for key, value in SMALL_ENCODER.items() if key != "@architectures"}
+    overrides = {"paths.train": str(corpus), "paths.dev": str(corpus), **encoder}
+    config = Config().from_str(text, overrides=overrides)
+    assert config["pretraining"]["component"] == "tagger" and config["pretraining"]["layer"] == "tok2vec"
+    # "pretrained" weights whose vocabulary is two words the corpus does not have
+    source = init_nlp(config)
+    (features,) = [n for n in source.get_pipe("tagger").model.walk() if n.name == "doc_features"]
+    init_word_vocab(features, [Doc(source.vocab, words=["zebra", "quokka", "zebra", "quokka"])])
+    weights = tmp_path / "tok2vec.bin"
+    weights.write_bytes(source.get_pipe("tagger").model.get_ref("tok2vec").to_bytes())
+    capsys.readouterr()
+    nlp = init_nlp(Config().from_str(text, overrides={**overrides, "paths.init_tok2vec": str(weights)}))
+    out = capsys.readouterr().out
+    assert "[tagger] word vocabulary: from the pretrained weights ([initialize] init_tok2vec)" in out
+    assert "words covering" not in out
+    (features,) = [n for n in nlp.get_pipe("tagger").model.walk() if n.name == "doc_features"]
+    rows = features.predict([Doc(nlp.vocab, words=["zebra", "quokka", "eggs"])]).word_ids.tolist()
+    assert rows[0] > 0 and rows[1] > 0 and rows[2] == 0
 
 
 def test_a_listener_without_a_width_takes_the_encoders(corpus, tmp_path):

@@ -24,7 +24,7 @@ from ..models.featurize import FeatureLayoutError, check_feature_layout, init_wo
 from ..models.gradients import all_weights_finite, clip_global_grad_norm, discard_gradients
 from ..models.wrappers import fit_word_tables
 from ..runtime import apply_thread_policy
-from .vocabulary import report_word_vocab
+from .vocabulary import report_word_vocab, takes_pretrained_vocab
 
 # The labels, in order, that the model's outputs were trained for; saved with the weights.
 TRAINED_LABELS = "spacy_rnn_trained_labels"
@@ -163,7 +163,8 @@ class NeuralPipe:
         require_examples(self.name, get_examples)
         validate_get_examples(get_examples, f"{type(self).__name__}.initialize")
         self._init_labels(get_examples, labels)
-        report_word_vocab(self.name, init_word_vocab(self.model, (eg.x for eg in get_examples())))
+        if nlp is None or not takes_pretrained_vocab(nlp, self.name, self.model):
+            report_word_vocab(self.name, init_word_vocab(self.model, (eg.x for eg in get_examples())))
         self._init_model(list(islice(get_examples(), 10)))
         self.model.attrs[TRAINED_LABELS] = list(self.labels)
 

@@ -76,24 +76,30 @@ def init_word_vocabularies(nlp: Language, corpus: Optional[str] = None) -> None:
         (name, pipe) for name, pipe in candidates
         if isinstance(getattr(pipe, "model", None), Model) and has_word_vocab(pipe.model)
     ]
-    pretrained = None if pretraining_run else _init_tok2vec_target(nlp, config)
-    if pretrained is not None:
-        loaded = _feature_ids(pretrained)
-        for name, pipe in [(name, pipe) for name, pipe in owners if _feature_ids(pipe.model) <= loaded]:
-            # init_tok2vec loads the vocabulary with the weights, after the
-            # components' initialize; mark it, so that initialize does not
-            # fall back to (and warn about) the sample meanwhile.
-            for node in pipe.model.walk():
-                if node.name == "doc_features":
-                    node.attrs["word_vocab_source"] = "pretrained"
-            print(f"\u2139 [{name}] word vocabulary: from the pretrained weights ([initialize] init_tok2vec)", flush=True)
-        owners = [(name, pipe) for name, pipe in owners if not _feature_ids(pipe.model) <= loaded]
+    if not pretraining_run:
+        owners = [(name, pipe) for name, pipe in owners if not takes_pretrained_vocab(nlp, name, pipe.model)]
     if not owners:
         return
     (reader,) = resolve_dot_names(config, [corpus or default_corpus])
     docs = [example.x for example in reader(nlp)]
     for name, pipe in owners:
         report_word_vocab(name, init_word_vocab(pipe.model, docs))
+
+
+def takes_pretrained_vocab(nlp: Language, name: str, model: Model) -> bool:
+    """Whether `[initialize] init_tok2vec` will load the encoder(s) of the
+    component `name` (its model, `model`): their vocabulary comes with the
+    pretrained weights, loaded after the components' initialize. If so, marks
+    it, so that initialize does not choose one from the corpus or fall back to
+    (and warn about) the sample meanwhile, and prints so."""
+    pretrained = _init_tok2vec_target(nlp, nlp.config.interpolate())
+    if pretrained is None or not _feature_ids(model) <= _feature_ids(pretrained):
+        return False
+    for node in model.walk():
+        if node.name == "doc_features":
+            node.attrs["word_vocab_source"] = "pretrained"
+    print(f"\u2139 [{name}] word vocabulary: from the pretrained weights ([initialize] init_tok2vec)", flush=True)
+    return True
 
 
 def _feature_ids(model: Model) -> set:
