@@ -275,3 +275,27 @@ def test_convert_wsj_sample(tmp_path):
     (tmp_path / "wsj_sample.tsv").write_text("A\tDT\ncat NN\n")
     with pytest.raises(CorpusFormatError, match=r"wsj_sample.tsv:2:"):
         convert.read_sentences(tmp_path / "wsj_sample.tsv")
+
+
+def test_benchmark_baselines_script_runs_end_to_end(tiny_corpus, tmp_path):
+    """scripts/benchmark_baselines.py (the baselines workflow's last step) on a tiny corpus: every
+    system measured and its table rendered (the script once called a benchmark_tagger helper whose
+    signature had changed, and the workflow crashed)."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    train, dev = tiny_corpus
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for split, source in (("train", train), ("dev", dev), ("test", dev)):
+        shutil.copy(source, corpus / f"en_ewt-ud-{split}.spacy")
+    script = Path(__file__).parent.parent / "scripts" / "benchmark_baselines.py"
+    output = tmp_path / "baselines.json"
+    result = subprocess.run([sys.executable, str(script), str(corpus), str(output), "--datasets", "ewt_xpos"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    systems = json.loads(output.read_text())["systems"]
+    assert len(systems) == 4 and all(row["words_per_second"] > 0 for row in systems.values())
