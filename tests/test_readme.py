@@ -402,3 +402,32 @@ def test_tagger_table_gives_each_int8_rows_agreement_with_its_float_row():
     rows["x_int8"]["test"] = dict(ACCURACY, agreement_with_float=0.99876)
     assert "int8 rows, test tokens tagged as their float row tags them: x_int8 99.88%" in benchmark.render_markdown(
         {"machine": "m", "systems": rows})
+
+
+def test_readme_config_blocks_parse_and_name_registered_functions():
+    """Each ```ini block of the README parses as a spaCy config and names only registered functions,
+    so it can be pasted into a config (a comment after a value becomes part of the value)."""
+    import re
+
+    import spacy_rnn  # noqa: F401 (registers spacy-rnn's functions)
+    from spacy.util import registry
+    from thinc.api import Config
+
+    def named(node):
+        for key, value in node.items():
+            if isinstance(value, dict):
+                yield from named(value)
+            elif key.startswith("@"):
+                yield key[1:], value
+
+    blocks = re.findall(r"```ini\n(.*?)```", README.read_text(encoding="utf8"), flags=re.S)
+    assert blocks
+    for block in blocks:
+        # a block is part of a config: the sections above its own are in the rest of it
+        headers = re.findall(r"^\[([^\]]+)\]", block, flags=re.M)
+        parents = {".".join(h.split(".")[:i]) for h in headers for i in range(1, h.count(".") + 1)} - set(headers)
+        text = "".join(f"[{parent}]\n\n" for parent in sorted(parents, key=len)) + block
+        names = list(named(Config().from_str(text, interpolate=False)))
+        assert names
+        for registry_name, function in names:
+            assert getattr(registry, registry_name).get(function)
