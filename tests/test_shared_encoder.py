@@ -516,6 +516,20 @@ def test_a_listener_without_a_width_takes_the_encoders(corpus, tmp_path):
     assert annotations(list(loaded.pipe(TEXTS))) == annotations(list(nlp.pipe(TEXTS)))
 
 
+def test_a_listener_without_a_width_or_the_callback_says_what_is_missing(corpus):
+    """Without the callback nothing sets the width: initialize names the callback (it failed inside
+    the first prediction with Thinc's "Cannot get dimension 'nO'")."""
+    text = pipeline_config().replace(
+        f'@architectures = "spacy.Tok2VecListener.v1"\nwidth = {2 * ENCODER_WIDTH}\n',
+        '@architectures = "spacy_rnn.Tok2VecListener.v1"\n',
+    ).replace('[initialize.before_init]\n@callbacks = "spacy_rnn.init_word_vocabularies.v1"\n', "")
+    assert "init_word_vocabularies" not in text
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the vocabulary from the sample, warned about
+        with pytest.raises(ValueError, match="has no width: add .*spacy_rnn.init_word_vocabularies.v1"):
+            init_nlp(make_config(corpus, text))
+
+
 def test_spacy_senter_and_ner_listen_to_the_encoder():
     """spaCy's senter and ner train through listeners of the recurrent tok2vec and predict valid annotations."""
     from spacy.training import Example

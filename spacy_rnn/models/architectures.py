@@ -222,7 +222,21 @@ def build_tok2vec_listener_v1(width: Optional[Positive] = None, upstream: str = 
     """
     from spacy.pipeline.tok2vec import Tok2VecListener
 
-    return Tok2VecListener(upstream_name=upstream, width=width)
+    listener = Tok2VecListener(upstream_name=upstream, width=width)
+    listener.init = _require_listener_width
+    return listener
+
+
+def _require_listener_width(model: Model, X=None, Y=None) -> None:
+    """The listener's init: a width left out must have been set by then (by the
+    callback, which runs before the components are initialized); otherwise the
+    first prediction fails with Thinc's "Cannot get dimension 'nO'", naming neither."""
+    if model.has_dim("nO") is not True:
+        raise ValueError(
+            f"{model.name} (spacy_rnn.Tok2VecListener.v1, upstream {model.upstream_name!r}) has no width: "
+            'add [initialize.before_init] @callbacks = "spacy_rnn.init_word_vocabularies.v1", which sets it '
+            "to the encoder's output width, or give the listener a width"
+        )
 
 
 @registry.architectures("spacy_rnn.RNNTagger.v1")
