@@ -553,3 +553,18 @@ def test_a_training_loss_that_blows_up_stops_the_run_at_once(tmp_path, monkeypat
     assert not lm_module.train_epoch(state, data, starts, lm_module.Budget(0.0), checkpointer, False)
     assert state.diverged == "the weights are not finite after step 1 of epoch 1"
     assert not (tmp_path / "checkpoint.pt").exists()
+
+
+def test_train_lm_last_line_names_the_epoch_model_best_is_from(tmp_path):
+    from spacy_rnn.cli.lm import finished_line
+
+    def summary(history, best_epoch):
+        return {"history": history, "best_epoch": best_epoch, "best_valid_perplexity": 154.57,
+                "epochs_done": sum(e["complete"] for e in history), "tokens_per_second": 1000.0, "wall_seconds": 12.0}
+
+    two = [{"epoch": 1, "complete": True}, {"epoch": 2, "complete": True}]
+    line = finished_line(summary(two, 1), tmp_path)
+    assert "best valid perplexity 154.57, from epoch 1; 2 epochs complete" in line
+    partial = [{"epoch": 1, "complete": True}, {"epoch": 2, "complete": False}]
+    assert "from epoch 2 (part of it: stopped by the budget); 1 epochs complete" in finished_line(summary(partial, 2), tmp_path)
+    assert finished_line(summary([], None), tmp_path).startswith("no epoch was validated")

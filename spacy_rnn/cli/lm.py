@@ -7,7 +7,7 @@ evaluate-lm | generate`` and, through the ``spacy_cli`` entry point, as
 ``python -m spacy rnn-lm-train | rnn-lm-evaluate | rnn-lm-generate``.
 """
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 import spacy
 import typer
@@ -79,9 +79,20 @@ def train_lm_command(
             f"overwritten with the diverged state. Try a lower --lr or --clip."
         )
         return
-    typer.echo(
-        f"best valid perplexity {summary['best_valid_perplexity']:.2f} after {summary['epochs_done']} epochs, "
-        f"{summary['tokens_per_second']:,.0f} tok/s, {summary['wall_seconds']:.0f} s; saved {output_dir / 'model-best'}"
+    typer.echo(finished_line(summary, output_dir))
+
+
+def finished_line(summary: Dict, output_dir: Path) -> str:
+    """train-lm's last line: model-best's validation perplexity and the epoch it is from (a part
+    of one, if the budget stopped it), the epochs completed, the speed and where it is saved."""
+    best = next((entry for entry in summary["history"] if entry["epoch"] == summary["best_epoch"]), None)
+    speed = f"{summary['epochs_done']} epochs complete, {summary['tokens_per_second']:,.0f} tok/s, {summary['wall_seconds']:.0f} s"
+    if best is None:
+        return f"no epoch was validated with a finite perplexity, so no model-best was saved; {speed}"
+    part = "" if best["complete"] else " (part of it: stopped by the budget)"
+    return (
+        f"best valid perplexity {summary['best_valid_perplexity']:.2f}, from epoch {best['epoch']}{part}; {speed}; "
+        f"saved {output_dir / 'model-best'}"
     )
 
 
