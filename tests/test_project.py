@@ -67,3 +67,30 @@ def test_package_command_makes_its_output_folder(tmp_path):
     project_run(root, "package")
     sdist = root / "packages" / "en_rnn_tagger_ewt-0.1.0" / "dist" / "en_rnn_tagger_ewt-0.1.0.tar.gz"
     assert sdist.exists()
+
+
+def test_benchmark_command_trains_the_shipped_configs_as_shipped():
+    """The workflow's tagger benchmark ("the shipped configs") names rows that train each shipped
+    config without overrides (it named the minGRU rows trained in float32, not as shipped)."""
+    import importlib.util
+    import shlex
+    import sys
+
+    from weasel.util import load_project_config
+
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        spec = importlib.util.spec_from_file_location("benchmark_tagger", REPO / "scripts" / "benchmark_tagger.py")
+        benchmark_tagger = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(benchmark_tagger)
+    finally:
+        sys.path.remove(str(REPO / "scripts"))
+    config = load_project_config(REPO)
+    (command,) = [c for c in config["commands"] if c["name"] == "benchmark"]
+    words = shlex.split(command["script"][0])
+    names = words[words.index("--systems") + 1].split(",")
+    systems = {system.name: system for system in benchmark_tagger.SYSTEMS}
+    trained = [systems[name] for name in names if systems[name].int8_of is None and systems[name].name != "spacy_cnn"]
+    assert {system.config for system in trained} == {"configs/tagger.cfg", "configs/tagger_mingru.cfg", "configs/tagger_mingru_fast.cfg"}
+    assert [system.name for system in trained if system.overrides] == []
+    assert all(systems[name].int8_of in names for name in names if systems[name].int8_of)
