@@ -232,9 +232,24 @@ def test_empty_docs(lm_nlp):
     nlp, _, _ = lm_nlp
     assert nlp("")._.perplexity is None
     docs = list(nlp.pipe(["", "the cat", " ", ""]))
-    assert [d._.perplexity is None for d in docs] == [True, False, False, True]
-    assert all(t._.surprisal is not None for d in docs for t in d)
+    assert [d._.perplexity is None for d in docs] == [True, False, True, True]  # " ": whitespace, no words
+    assert [[t._.surprisal is not None for t in d] for d in docs] == [[], [True, True], [False], []]
     assert nlp.get_pipe("rnn_lm").predict([]) == []
+
+
+def test_whitespace_tokens_are_neither_read_nor_scored(lm_nlp):
+    """spaCy makes tokens of extra spaces and line breaks; they are not words of running text (the
+    model never saw them): a text's scores do not depend on its formatting."""
+    nlp, _, _ = lm_nlp
+    plain = nlp("the cat sat on the mat")
+    words = [t._.surprisal for t in plain]
+    for text in ("the cat  sat on the mat", "the cat\nsat on the mat\n", "  the cat sat on\n\nthe mat"):
+        doc = nlp(text)
+        assert [t._.surprisal is None for t in doc] == [t.is_space for t in doc] and any(t.is_space for t in doc)
+        numpy.testing.assert_allclose([t._.surprisal for t in doc if not t.is_space], words, atol=1e-6)
+        assert doc._.perplexity == pytest.approx(plain._.perplexity)
+    assert nlp.get_pipe("rnn_lm").generate(nlp.make_doc("the  cat"), 5, seed=1) == nlp.get_pipe("rnn_lm").generate(
+        nlp.make_doc("the cat"), 5, seed=1)
 
 
 def test_save_load_round_trip(lm_nlp, tmp_path):

@@ -232,7 +232,7 @@ def assert_annotated(nlp: Language, name: str, doc: Doc) -> None:
     it can write: a tagger's attribute (its token_attr) holds one of its
     labels; an entity recognizer sets the IOB code of every token and, inside
     an entity, one of its labels as the type; a surprisal is a finite number
-    of bits >= 0. A text classifier gives every label a probability (summing
+    of bits >= 0 (None for whitespace, which is not a word). A text classifier gives every label a probability (summing
     to 1 for exclusive classes), also to an empty doc."""
     pipe = nlp.get_pipe(name)
     if is_doc_level(nlp, name):
@@ -250,6 +250,9 @@ def assert_annotated(nlp: Language, name: str, doc: Doc) -> None:
     for token in doc:
         where = (name, token.i, repr(token.text))
         for attr in required:
+            if attr == "_.surprisal" and token.is_space:  # whitespace is not a word: not scored
+                assert token_value(token, attr) is None, (*where, attr, "scored")
+                continue
             assert is_set(token_value(token, attr)), (*where, attr, "not set")
         for attr in attrs:
             value = token_value(token, attr)
@@ -260,7 +263,7 @@ def assert_annotated(nlp: Language, name: str, doc: Doc) -> None:
             elif attr == "ent_type_":
                 assert (value in labels) if token.ent_iob_ in ("B", "I") else value == "", (*where, token.ent_iob_, value)
             elif attr == "_.surprisal":
-                assert isinstance(value, float) and math.isfinite(value) and value >= 0, (*where, value)
+                assert (value is None) if token.is_space else (isinstance(value, float) and math.isfinite(value) and value >= 0), (*where, value)
             elif attr not in ("tag_", "pos_"):
                 raise AssertionError(f"{name} assigns {attr}: add a check of its values here")
 

@@ -1,9 +1,13 @@
 """The ``rnn_lm`` component: a left-to-right recurrent word language model.
 
-It sets ``token._.surprisal``, the surprisal of the token given the tokens
+It sets ``token._.surprisal``, the surprisal of the token given the words
 before it in the doc, -log2 p(token | left context), in bits, and
-``doc._.perplexity``, 2 ** (mean surprisal of the doc's tokens). An empty
-doc's perplexity is None. Each doc is read on its own, from the zero state
+``doc._.perplexity``, 2 ** (mean surprisal of the doc's words). The words are
+the tokens that are not whitespace: spaCy makes a token of extra spaces and
+line breaks, which a language model trained on running text (train-lm splits
+lines on whitespace) never saw as words, so they are neither read nor scored
+(their surprisal is None) and formatting does not change a text's
+perplexity. A doc without words has perplexity None. Each doc is read on its own, from the zero state
 after an ``<eos>`` (as if it began a new sentence); the ``<eos>`` after its
 last token is not scored.
 
@@ -56,6 +60,11 @@ DEFAULT_MODEL = Config().from_str(DEFAULT_CONFIG)["model"]
 
 Token.set_extension("surprisal", default=None, force=True)
 Doc.set_extension("perplexity", default=None, force=True)
+
+
+def words_of(doc: Doc) -> List[Token]:
+    """The tokens the model reads and scores: those that are not whitespace."""
+    return [token for token in doc if not token.is_space]
 
 
 def score_lm(examples: Iterable[Example], **kwargs) -> Dict[str, Optional[float]]:
@@ -180,9 +189,10 @@ class RNNLM(NeuralPipe, TrainablePipe):
         self.model.attrs[TRAINED_LABELS] = list(vocab.words)
 
     def doc_ids(self, doc: Doc) -> numpy.ndarray:
-        """(n_tokens,) int64 vocabulary id of each token (0 = <unk>)."""
+        """(n_words,) int64 vocabulary id of each word of the doc (0 = <unk>): see words_of."""
         lookup = self.word_vocab.lookup
-        return numpy.fromiter((lookup(token.text) for token in doc), dtype="int64", count=len(doc))
+        words = words_of(doc)
+        return numpy.fromiter((lookup(token.text) for token in words), dtype="int64", count=len(words))
 
     def _predict_batch(self, docs: List[Doc]) -> List[numpy.ndarray]:
         if not docs:
@@ -194,7 +204,9 @@ class RNNLM(NeuralPipe, TrainablePipe):
             if hasattr(doc_log_probs, "get"):
                 doc_log_probs = doc_log_probs.get()
             bits = (-numpy.asarray(doc_log_probs, dtype="float64") / math.log(2)).tolist()
-            for token, surprisal in zip(doc, bits):
+            for token in doc:
+                token._.surprisal = None  # whitespace, and anything set before
+            for token, surprisal in zip(words_of(doc), bits):
                 token._.surprisal = surprisal
             doc._.perplexity = 2.0 ** (sum(bits) / len(bits)) if bits else None
 
@@ -227,7 +239,7 @@ class RNNLM(NeuralPipe, TrainablePipe):
             probe = Vocabulary([UNK, EOS], lowercase=self.cfg["lowercase"], number_token=self.cfg["number_token"])
             counts: Dict[str, int] = {}
             for example in get_examples():
-                for token in example.x:
+                for token in words_of(example.x):
                     word = probe.normalize(token.text)
                     counts[word] = counts.get(word, 0) + 1
             words = Vocabulary.from_counts(
@@ -262,7 +274,12 @@ class RNNLM(NeuralPipe, TrainablePipe):
         allow_unk. Words are separated by spaces, and <eos> ends a line."""
         if n_words < 0:
             raise ValueError(f"n_words must be >= 0, got {n_words}")
-        words = prompt.split() if isinstance(prompt, str) else [getattr(w, "text", w) for w in prompt]
+        if isinstance(prompt, str):
+            words = prompt.split()
+        elif isinstance(prompt, Doc):
+            words = [token.text for token in words_of(prompt)]
+        else:
+            words = list(prompt)
         prompt_ids = [self.word_vocab.lookup(w) for w in words]
         with model_lock(self):
             ids = sample_from_model(
