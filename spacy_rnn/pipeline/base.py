@@ -13,7 +13,7 @@ import threading
 import weakref
 from itertools import islice
 from pathlib import Path
-from typing import Callable, Iterable, List, Optional, Sequence, Union
+from typing import Callable, Iterable, List, Optional, Sequence, Tuple, Union
 
 import srsly
 from spacy.training import Example, validate_examples, validate_get_examples
@@ -250,8 +250,35 @@ class NeuralPipe:
                 f"{n_labels} outputs, the weights have {n_weights}"
             )
 
+    # Settings kept in cfg that the weights were trained for (what the outputs or the inputs mean):
+    # a config that gives another value at load is refused (see _reconcile_settings).
+    TRAINED_SETTINGS: Tuple[str, ...] = ()
+    # Settings kept in cfg that only steer training or decoding: the config's value is used.
+    CONFIG_SETTINGS: Tuple[str, ...] = ("max_grad_norm",)
+
+    def _configured_settings(self) -> dict:
+        return {key: self.cfg[key] for key in self.TRAINED_SETTINGS + self.CONFIG_SETTINGS if key in self.cfg}
+
+    def _reconcile_settings(self, configured: dict, where: str) -> None:
+        """After spaCy read the saved cfg over the one the config built: a
+        setting the weights were trained for must agree (spaCy would use the
+        saved one while the config, and the scorer built from it, say the
+        other: a tagger loaded with token_attr = "pos" wrote tags and was
+        scored on POS), and the config's value of every other setting is
+        used (it was silently replaced by the saved one)."""
+        for key in self.TRAINED_SETTINGS:
+            if key in configured and key in self.cfg and self.cfg[key] != configured[key]:
+                raise ValueError(
+                    f"[{self.name}] {key} is {configured[key]!r} in the config, but the weights in {where} were "
+                    f"trained with {self.cfg[key]!r}; restore it in config.cfg (or train for {configured[key]!r})"
+                )
+        for key in self.CONFIG_SETTINGS:
+            if key in configured:
+                self.cfg[key] = configured[key]
+
     def from_disk(self, path, *, exclude=tuple()):
         path = ensure_path(path)
+        configured = self._configured_settings()
         if "cfg" not in exclude:
             read_json_file(self.name, path / "cfg")
         if "model" not in exclude:
@@ -260,14 +287,17 @@ class NeuralPipe:
             super().from_disk(path, exclude=exclude)
         except Exception as err:
             raise load_error(self.name, path / "model", err) from None
+        self._reconcile_settings(configured, str(path))
         self._check_loaded(str(path))
         return self
 
     def from_bytes(self, bytes_data, *, exclude=tuple()):
+        configured = self._configured_settings()
         try:
             super().from_bytes(bytes_data, exclude=exclude)
         except Exception as err:
             raise load_error(self.name, "the bytes given to from_bytes", err) from None
+        self._reconcile_settings(configured, "the bytes given to from_bytes")
         self._check_loaded("the bytes given to from_bytes")
         return self
 

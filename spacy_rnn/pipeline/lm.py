@@ -134,6 +134,9 @@ class RNNLM(NeuralPipe, TrainablePipe):
     lock, refusal of NaN updates and clear load errors.
     """
 
+    TRAINED_SETTINGS = ("lowercase", "number_token")  # how words map to the vocabulary
+    CONFIG_SETTINGS = ("max_grad_norm", "min_word_freq")
+
     def __init__(
         self,
         vocab: Vocab,

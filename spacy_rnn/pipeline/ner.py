@@ -79,6 +79,9 @@ class RNNEntityRecognizer(NeuralPipe, TrainablePipe):
     invalid tag sequence can never be produced.
     """
 
+    TRAINED_SETTINGS = ("scheme",)
+    CONFIG_SETTINGS = ("max_grad_norm", "decoder")
+
     def __init__(
         self,
         vocab: Vocab,

@@ -111,6 +111,9 @@ class RNNTagger(NeuralPipe, Tagger):
     share between threads), refusal of NaN updates and clear load errors.
     """
 
+    TRAINED_SETTINGS = ("token_attr",)
+    CONFIG_SETTINGS = ("max_grad_norm", "overwrite", "neg_prefix", "label_smoothing")
+
     def __init__(
         self,
         vocab: Vocab,

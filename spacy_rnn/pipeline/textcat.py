@@ -113,6 +113,7 @@ class _RNNTextcatMixin(NeuralPipe):
     batch (the pooled vector of an empty doc is zeros)."""
 
     min_labels = 1
+    CONFIG_SETTINGS = ("max_grad_norm", "threshold")
 
     def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp=None, labels=None, positive_label=None) -> None:
         self.cfg["positive_label"] = positive_label  # checked against the labels in _init_labels
