@@ -289,6 +289,18 @@ def test_generation_refuses_a_temperature_that_is_not_a_finite_number_from_0(lm_
         sample_words(model, vocab.encode(["the"]), 5, start_id=EOS_ID, temperature=temperature)
 
 
+def test_tied_weights_the_lm_was_not_trained_with_are_refused_at_load(tmp_path):
+    """Untied weights of equal widths have the shapes of tied ones: loading them tied made one
+    matrix overwrite the other without a word."""
+    nlp = spacy.blank("en")
+    nlp.add_pipe("rnn_lm", config={"model": {"width": 16, "word_width": 16, "depth": 1, "vocab_size": 50}})
+    nlp.initialize(lambda: [Example(nlp.make_doc(s), nlp.make_doc(s)) for s in SENTENCES[:2]])
+    nlp.to_disk(tmp_path / "lm")
+    with pytest.raises(ValueError, match=r"\[rnn_lm\] the config's model settings .* tie_weights is True, trained with False"):
+        spacy.load(tmp_path / "lm", config={"components": {"rnn_lm": {"model": {"tie_weights": True}}}})
+    assert spacy.load(tmp_path / "lm")("the cat")._.perplexity is not None
+
+
 def test_trains_through_nlp_update_and_overfits():
     fix_random_seed(0)
     nlp = spacy.blank("en")

@@ -325,3 +325,18 @@ def test_settings_given_at_load_are_used_or_refused(trained_nlp, tmp_path):
     fresh = make_nlp(token_attr="pos")
     with pytest.raises(ValueError, match="token_attr is 'pos' in the config"):
         fresh.get_pipe("rnn_tagger").from_bytes(trained_nlp.get_pipe("rnn_tagger").to_bytes())
+
+
+def test_a_cell_the_weights_were_not_trained_with_is_refused_at_load(tmp_path):
+    """A minGRU with output gates has the weight shapes of a minLSTM without: a config that swaps one
+    for the other loaded the weights and tagged wrongly. The stack's choices are saved with the weights."""
+    encoder = dict(SMALL_ENCODER, cell="mingru", output_gate=True, **{"@architectures": "spacy_rnn.RNNEncoder.v2"})
+    nlp = spacy.blank("en")
+    nlp.add_pipe("rnn_tagger", config={"model": {"@architectures": "spacy_rnn.RNNTagger.v1", "encoder": encoder}})
+    nlp.initialize(lambda: make_examples(nlp))
+    nlp.to_disk(tmp_path / "tagger")
+    swapped = {"components": {"rnn_tagger": {"model": {"encoder": {"cell": "minlstm", "output_gate": False}}}}}
+    with pytest.raises(ValueError, match=r"\[rnn_tagger\] the config's model settings .* cell is 'minlstm', trained with "
+                                         r"'mingru'; output_gate is False, trained with True"):
+        spacy.load(tmp_path / "tagger", config=swapped)
+    assert spacy.load(tmp_path / "tagger")("I like green eggs .")[0].tag_

@@ -131,6 +131,7 @@ def wrap_token_encoder(encoder: TokenEncoder) -> Model[TokenBatch, List[Floats2d
     (n_tokens, width) array per doc."""
     model = torch_wrapper(encoder, convert_inputs=_convert_inputs, convert_outputs=_convert_outputs)
     model.set_dim("nO", encoder.output_width)
+    model.attrs[STRUCTURE_ATTR] = encoder.structure()
     return model
 
 
@@ -183,7 +184,33 @@ def _convert_lm_outputs(model: Model, inputs_outputs, is_train: bool) -> Tuple[L
 def wrap_sequence_log_probs(module: SequenceLogProbs) -> Model[List[Ints1d], List[Floats1d]]:
     """Wrap a SequenceLogProbs: one int array of word ids per doc in, one
     array of log p(token | the tokens before it) per doc out."""
-    return torch_wrapper(module, convert_inputs=_convert_lm_inputs, convert_outputs=_convert_lm_outputs)
+    model = torch_wrapper(module, convert_inputs=_convert_lm_inputs, convert_outputs=_convert_lm_outputs)
+    model.attrs[STRUCTURE_ATTR] = module.structure()
+    return model
+
+
+# The torch module's structure() as it was built, saved with the weights (Thinc saves a model's
+# attrs with them and reads them back over the ones the config built), so that loading can compare
+# it with the module the config builds now: see structure_differences.
+STRUCTURE_ATTR = "spacy_rnn_structure"
+
+
+def structure_differences(model: Model) -> List[str]:
+    """For every spacy_rnn torch wrapper in the model, the choices its
+    weights were trained with (STRUCTURE_ATTR, as loaded) that its module,
+    built from the config, does not have now, e.g. "cell is 'minlstm',
+    trained with 'mingru'". Weights saved before this was recorded carry
+    the config's own record (nothing read over it) and show no difference."""
+    differences = []
+    for node in model.walk():
+        trained = node.attrs.get(STRUCTURE_ATTR)
+        if trained is None:
+            continue
+        for module in torch_modules(node, AveragingPyTorchShim):
+            built = module.structure()
+            differences += [f"{key} is {built.get(key)!r}, trained with {value!r}"
+                            for key, value in trained.items() if built.get(key) != value]
+    return differences
 
 
 def torch_modules(model: Model, shim_type: Type[PyTorchShim] = PyTorchShim) -> List[nn.Module]:

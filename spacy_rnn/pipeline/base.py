@@ -22,7 +22,7 @@ from thinc.api import set_dropout_rate
 
 from ..models.featurize import FeatureLayoutError, check_feature_layout, init_word_vocab
 from ..models.gradients import all_weights_finite, clip_global_grad_norm, discard_gradients
-from ..models.wrappers import fit_word_tables
+from ..models.wrappers import fit_word_tables, structure_differences
 from ..runtime import apply_thread_policy
 from .vocabulary import report_word_vocab, takes_pretrained_vocab
 
@@ -323,4 +323,10 @@ class NeuralPipe:
                 f"[{self.name}] the config's encoder settings are not those the weights in {where} were "
                 f"trained with: {err}; restore them in config.cfg"
             ) from None
+        differences = structure_differences(self.model)
+        if differences:
+            raise ValueError(
+                f"[{self.name}] the config's model settings are not those the weights in {where} were trained "
+                f"with: {'; '.join(differences)}; restore them in config.cfg"
+            )
         fit_word_tables(self.model)

@@ -1,5 +1,5 @@
 """The token encoder: word, hashed-feature and character embeddings, then a recurrent stack."""
-from typing import Sequence
+from typing import Dict, Sequence
 
 import torch
 from torch import nn
@@ -68,6 +68,10 @@ class TokenEncoder(nn.Module):
             linear=linear,
         )
         self.output_width = self.encoder.output_width
+
+    def structure(self) -> Dict[str, object]:
+        """The recurrent stack's choices its weights need but whose shapes need not show (RecurrentEncoder.structure)."""
+        return self.encoder.structure()
 
     def fit_word_rows(self, n_rows: int) -> None:
         """Give the word table n_rows rows, keeping the values of the rows

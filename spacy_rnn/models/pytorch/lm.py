@@ -1,12 +1,12 @@
 """A word-level recurrent language model, whole-sequence scoring and sampling."""
 import math
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
 
 from .dropout import Dropout
-from .recurrent import stacked_rnn
+from .recurrent import stack_structure, stacked_rnn
 
 LMState = Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]
 
@@ -50,6 +50,7 @@ class RNNLanguageModel(nn.Module):
         self.cell = cell
         self.n_layers = n_layers
         self.hidden_width = hidden_width
+        self.tie_weights = tie_weights
         self.embed = nn.Embedding(vocab_size, embed_width)
         self.rnn = stacked_rnn(cell, embed_width, hidden_width, n_layers, dropout_prob)
         self.embed_dropout = Dropout(embed_dropout_prob)
@@ -69,6 +70,12 @@ class RNNLanguageModel(nn.Module):
     @property
     def vocab_size(self) -> int:
         return self.decoder.out_features
+
+    def structure(self) -> Dict[str, object]:
+        """The choices its weights were trained for that their shapes need not
+        show: the cell (see stack_structure) and whether the decoder shares the
+        embedding matrix (untied weights of equal widths load either way)."""
+        return {**stack_structure(self.rnn), "tie_weights": self.tie_weights}
 
     def init_state(self, batch_size: int) -> LMState:
         """The zero state: (n_layers, batch_size, hidden_width), a pair for an LSTM."""
@@ -119,6 +126,10 @@ class SequenceLogProbs(nn.Module):
         self.lm = lm
         self.start_id = start_id
         self.chunk_len = chunk_len
+
+    def structure(self) -> Dict[str, object]:
+        """The language model's (RNNLanguageModel.structure)."""
+        return self.lm.structure()
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """

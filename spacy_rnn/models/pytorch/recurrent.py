@@ -2,7 +2,7 @@
 and GRU over packed sequences, or the linear-recurrence cells (minGRU,
 minLSTM) over padded ones that they read within each sequence's length."""
 from dataclasses import asdict
-from typing import Union
+from typing import Dict, Union
 
 import torch
 from torch import nn
@@ -40,6 +40,14 @@ def stacked_rnn(
 
 
 
+def stack_structure(rnn: Union[nn.RNNBase, LinearRecurrence]) -> Dict[str, object]:
+    """The cell of a stacked_rnn and, for the linear cells, their options (see RecurrentEncoder.structure)."""
+    if isinstance(rnn, LinearRecurrence):
+        return {"cell": rnn.cell, "output_gate": rnn.output_gate, "short_conv": rnn.short_conv,
+                "feed_forward": rnn.feed_forward}
+    return {"cell": next(name for name, cls in CELL_CLASSES.items() if type(rnn) is cls)}
+
+
 class RecurrentEncoder(nn.Module):
     """A stack of recurrent layers over a batch of variable-length sequences.
     The sequences are packed by length, so padding never enters the
@@ -69,6 +77,13 @@ class RecurrentEncoder(nn.Module):
         self.rnn = stacked_rnn(cell, input_width, hidden_width, n_layers, dropout_prob, bidirectional, linear)
         self.dropout = Dropout(dropout_prob)
         self.output_width = hidden_width * (2 if bidirectional else 1)
+
+    def structure(self) -> Dict[str, object]:
+        """The stack's choices that its weights were trained for but whose
+        shapes need not show them (a minGRU with an output gate has the
+        shapes of a minLSTM without one): the cell and, for the linear cells,
+        their options."""
+        return stack_structure(self.rnn)
 
     def forward(self, inputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """
