@@ -157,3 +157,15 @@ def test_add_label_before_initialize_only():
         ner.add_label("PRODUCT")
     assert ner.labels == labels and ner.add_label("PER") == 0  # a known label is not new
     nlp("Peter visited Paris .")
+
+
+@pytest.mark.parametrize("scheme", ["BIO", "BILUO"])
+def test_labels_with_hyphens_train_and_decode(scheme):
+    """WNUT-style labels (geo-loc, sports-team): a tag splits at its first "-", as in spaCy's iob_utils."""
+    data = [("Peter Blackburn visited New York City today .", [(0, 15, "person-name"), (24, 37, "geo-loc")]),
+            ("The Lakers beat Boston .", [(4, 10, "sports-team"), (16, 22, "geo-loc")])]
+    nlp = make_nlp(scheme=scheme)
+    train(nlp, n_iter=80, data=data)
+    assert nlp.get_pipe("rnn_ner").labels == ("geo-loc", "person-name", "sports-team")
+    for text, ents in data:
+        assert [(e.start_char, e.end_char, e.label_) for e in nlp(text).ents] == ents

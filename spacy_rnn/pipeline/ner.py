@@ -119,8 +119,10 @@ class RNNEntityRecognizer(NeuralPipe, TrainablePipe):
         return tag_names(self.labels, self.cfg["scheme"])
 
     def add_label(self, label: str) -> int:
-        if not isinstance(label, str) or not label or "-" in label:
-            raise ValueError(f"[{self.name}] entity labels must be non-empty strings without '-', got {label!r}")
+        # A tag is its scheme's prefix, "-" and the label, split at the first "-" (spaCy's iob_utils
+        # do the same), so a label may hold "-" (WNUT's geo-loc), as spaCy's ner allows.
+        if not isinstance(label, str) or not label:
+            raise ValueError(f"[{self.name}] entity labels must be non-empty strings, got {label!r}")
         if label in self.labels:
             return 0
         if self.model.has_dim("nO") is True:  # initialized: its output layer has no row for another tag
