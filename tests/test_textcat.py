@@ -221,3 +221,16 @@ def test_threshold_takes_every_probability_from_0_to_1(factory):
         assert pipe.cfg["threshold"] == threshold
     with pytest.raises(ConfigValidationError, match="threshold"):
         spacy.blank("en").add_pipe(factory, config={"threshold": 1.5, "model": model})
+
+
+@pytest.mark.parametrize("encoder_bidirectional", [True, False])
+def test_a_direction_that_contradicts_the_encoder_is_refused(encoder_bidirectional):
+    """"last" reads [forward; backward] halves by the setting; one that contradicts a spacy_rnn encoder's own
+    direction pooled the wrong vectors without a word."""
+    model = {"@architectures": "spacy_rnn.RNNTextClassifier.v1", "exclusive_classes": True, "pooling": ["last"],
+             "bidirectional": not encoder_bidirectional,
+             "encoder": dict(SMALL_ENCODER, bidirectional=encoder_bidirectional)}
+    with pytest.raises(ValueError, match="but the encoder is (not )?bidirectional"):
+        spacy.blank("en").add_pipe("rnn_textcat", config={"model": model})
+    model["bidirectional"] = encoder_bidirectional
+    spacy.blank("en").add_pipe("rnn_textcat", config={"model": model})

@@ -304,8 +304,12 @@ def build_rnn_text_classifier_v1(
         raise ValueError("spacy_rnn.RNNTextClassifier: the encoder's output width (nO) must be known; "
                          "give a listener its width")
     width = encoder.get_dim("nO")
+    known = encoder.attrs.get(BIDIRECTIONAL_ATTR)  # a spacy_rnn encoder's own
+    if bidirectional is not None and known is not None and bidirectional != known:
+        raise ValueError(f"spacy_rnn.RNNTextClassifier: bidirectional = {str(bidirectional).lower()}, but the encoder "
+                         f"is {'' if known else 'not '}bidirectional; leave it null to read it from the encoder")
     if bidirectional is None:
-        bidirectional = encoder.attrs.get(BIDIRECTIONAL_ATTR)
+        bidirectional = known
         if bidirectional is None and "last" in pooling:
             raise ValueError('spacy_rnn.RNNTextClassifier: pooling "last" needs to know whether the '
                              "encoder is bidirectional; set bidirectional = true or false in the model's config")
