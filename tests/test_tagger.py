@@ -340,3 +340,18 @@ def test_a_cell_the_weights_were_not_trained_with_is_refused_at_load(tmp_path):
                                          r"'mingru'; output_gate is False, trained with True"):
         spacy.load(tmp_path / "tagger", config=swapped)
     assert spacy.load(tmp_path / "tagger")("I like green eggs .")[0].tag_
+
+
+def test_a_memory_zone_ends_with_the_encoder_forgetting_its_words(trained_nlp):
+    """spaCy frees the strings a memory zone made; the encoder's cache of words (by string) went on
+    growing from zone to zone (up to 200,000 words) and is emptied when a zone ends."""
+    from spacy_rnn.models import featurize
+
+    (node,) = [n for n in trained_nlp.get_pipe("rnn_tagger").model.walk() if n.name == "doc_features"]
+    expected = [t.tag_ for t in trained_nlp("I like green zebras today")]
+    with trained_nlp.memory_zone():
+        tags = [[t.tag_ for t in doc] for doc in trained_nlp.pipe(["I like green zebras today", "Quokkas eat ham"])]
+        assert len(featurize._FORWARDS[node.id].cache.entries) >= 8
+    assert tags[0] == expected
+    assert len(featurize._FORWARDS[node.id].cache.entries) == 0
+    assert [t.tag_ for t in trained_nlp("I like green zebras today")] == expected

@@ -1,6 +1,7 @@
 """Docs -> the integer batches the token encoder reads, and the encoder's word
 vocabulary (which words get their own row)."""
 import warnings
+import weakref
 from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -70,6 +71,7 @@ class _DocFeaturesForward:
         self.checked_layout: Optional[tuple] = None  # the last layout found to agree
 
     def __call__(self, model: Model, docs: List[Doc], is_train: bool) -> Tuple[TokenBatch, Callable]:
+        _FORWARDS[model.id] = self  # also for a copy or an unpickled model, made without doc_features()
         self._check_layout(model)
         batch = _docs_to_batch(docs, self.attr_ids, model.attrs["word_keys"], self.cache)
         return batch, _no_gradient
@@ -167,6 +169,23 @@ class WordVocabStats:
 
 def _feature_nodes(model: Model) -> List[Model]:
     return [node for node in model.walk() if node.name == "doc_features"]
+
+
+# Each doc_features model's forward (which holds its code point cache) by the model's id, weakly
+# (an entry goes with its forward): Thinc keeps a model's forward function to itself, and the
+# cache is not the model's state to save.
+_FORWARDS: "weakref.WeakValueDictionary[int, _DocFeaturesForward]" = weakref.WeakValueDictionary()
+
+
+def forget_words(model: Model) -> None:
+    """Empty the code point cache of every encoder in the model: the words
+    it has seen, keyed by their strings' ids (e.g. when a spaCy memory zone
+    ends, which frees the strings made in it; the cache would otherwise keep
+    up to 200,000 words, about 90 MB, across zones). It refills on demand."""
+    for node in _feature_nodes(model):
+        forward = _FORWARDS.get(node.id)
+        if forward is not None:
+            forward.cache.entries.clear()
 
 
 def check_feature_layout(model: Model) -> None:

@@ -11,16 +11,17 @@ names the component and the file, instead of a msgpack or torch traceback.
 import math
 import threading
 import weakref
+from contextlib import contextmanager
 from itertools import islice
 from pathlib import Path
-from typing import Callable, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import srsly
 from spacy.training import Example, validate_examples, validate_get_examples
 from spacy.util import ensure_path
 from thinc.api import set_dropout_rate
 
-from ..models.featurize import FeatureLayoutError, check_feature_layout, init_word_vocab
+from ..models.featurize import FeatureLayoutError, check_feature_layout, forget_words, init_word_vocab
 from ..models.gradients import all_weights_finite, clip_global_grad_norm, discard_gradients
 from ..models.wrappers import fit_word_tables, structure_differences
 from ..runtime import apply_thread_policy
@@ -155,6 +156,17 @@ class NeuralPipe:
 
     def _n_outputs(self) -> int:
         raise NotImplementedError
+
+    @contextmanager
+    def memory_zone(self, mem=None) -> Iterator[None]:
+        """spaCy's nlp.memory_zone() enters this for every component that has
+        one: when the zone ends, the encoder forgets the words it cached (by
+        their strings, which the zone frees), so that memory does not grow
+        from zone to zone (models.featurize.forget_words)."""
+        try:
+            yield
+        finally:
+            forget_words(self.model)
 
     def _init_labels(self, get_examples: Callable[[], Iterable[Example]], labels) -> None:
         raise NotImplementedError
