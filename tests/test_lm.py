@@ -595,3 +595,12 @@ def test_train_lm_last_line_names_the_epoch_model_best_is_from(tmp_path):
     partial = [{"epoch": 1, "complete": True}, {"epoch": 2, "complete": False}]
     assert "from epoch 2 (part of it: stopped by the budget); 1 epochs complete" in finished_line(summary(partial, 2), tmp_path)
     assert finished_line(summary([], None), tmp_path).startswith("no epoch was validated")
+
+
+def test_a_second_rnn_lm_in_a_pipeline_is_refused():
+    """Both would write the one token._.surprisal / doc._.perplexity, and be scored on the last one's."""
+    nlp = spacy.blank("en")
+    nlp.add_pipe("rnn_lm", name="lm_a", config={"model": {"width": 16, "word_width": 16, "depth": 1, "vocab_size": 50}})
+    with pytest.raises(ValueError, match=r"\[lm_b\] the pipeline already has an rnn_lm, 'lm_a'"):
+        nlp.add_pipe("rnn_lm", name="lm_b")
+    assert nlp.pipe_names == ["lm_a"]

@@ -113,7 +113,18 @@ def make_rnn_lm(
     max_grad_norm (float): Rescale all gradients together so their L2 norm is
         at most this value before each optimizer step; 0 disables it.
     scorer (Optional[Callable]): Scoring method; by default perplexity (score_lm).
+
+    A pipeline holds one rnn_lm: token._.surprisal and doc._.perplexity are
+    one attribute each, so a second would overwrite the first's, and each
+    would be scored on the last one's (compare two models in two pipelines).
     """
+    others = [other for other, pipe in nlp.components if isinstance(pipe, RNNLM)]
+    if others:
+        raise ValueError(
+            f"[{name}] the pipeline already has an rnn_lm, {others[0]!r}: both would write token._.surprisal "
+            "and doc._.perplexity, the second over the first, and each would be scored on the last one's "
+            "values; compare two language models in two pipelines"
+        )
     return RNNLM(
         nlp.vocab,
         model,
