@@ -314,14 +314,21 @@ def test_settings_given_at_load_are_used_or_refused(trained_nlp, tmp_path):
     """spaCy reads a component's saved cfg over the one its config built. A setting the weights were
     trained for (token_attr) given otherwise at load is refused: it was silently the saved one while
     the scorer, built from the config, scored the other attribute (pos_acc 0.0 for correct tags). A
-    setting that only steers training (max_grad_norm) takes the config's value: it was ignored."""
+    setting that only steers training (max_grad_norm) keeps its saved value, as in spaCy, but a
+    warning now says the config's was not used."""
+    import warnings
+
     path = tmp_path / "tagger"
     trained_nlp.to_disk(path)
     with pytest.raises(ValueError, match=r"\[rnn_tagger\] token_attr is 'pos' in the config, but the weights .* were trained with 'tag'"):
         spacy.load(path, config={"components": {"rnn_tagger": {"token_attr": "pos"}}})
-    loaded = spacy.load(path, config={"components": {"rnn_tagger": {"max_grad_norm": 1.0}}})
-    assert loaded.get_pipe("rnn_tagger").cfg["max_grad_norm"] == 1.0
-    assert spacy.load(path).get_pipe("rnn_tagger").cfg["max_grad_norm"] == trained_nlp.get_pipe("rnn_tagger").cfg["max_grad_norm"]
+    saved = trained_nlp.get_pipe("rnn_tagger").cfg["max_grad_norm"]
+    with pytest.warns(UserWarning, match=rf"keeps its own settings, not the config's \(max_grad_norm is 1.0 in the config, {saved!r} saved\)"):
+        loaded = spacy.load(path, config={"components": {"rnn_tagger": {"max_grad_norm": 1.0}}})
+    assert loaded.get_pipe("rnn_tagger").cfg["max_grad_norm"] == saved
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing to say when they agree
+        spacy.load(path)
     fresh = make_nlp(token_attr="pos")
     with pytest.raises(ValueError, match="token_attr is 'pos' in the config"):
         fresh.get_pipe("rnn_tagger").from_bytes(trained_nlp.get_pipe("rnn_tagger").to_bytes())

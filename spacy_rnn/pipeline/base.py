@@ -10,6 +10,7 @@ names the component and the file, instead of a msgpack or torch traceback.
 """
 import math
 import threading
+import warnings
 import weakref
 from contextlib import contextmanager
 from itertools import islice
@@ -265,28 +266,36 @@ class NeuralPipe:
     # Settings kept in cfg that the weights were trained for (what the outputs or the inputs mean):
     # a config that gives another value at load is refused (see _reconcile_settings).
     TRAINED_SETTINGS: Tuple[str, ...] = ()
-    # Settings kept in cfg that only steer training or decoding: the config's value is used.
+    # Settings kept in cfg that only steer training or decoding: the saved value is used, as spaCy
+    # does, with a warning when the config gives another.
     CONFIG_SETTINGS: Tuple[str, ...] = ("max_grad_norm",)
 
     def _configured_settings(self) -> dict:
         return {key: self.cfg[key] for key in self.TRAINED_SETTINGS + self.CONFIG_SETTINGS if key in self.cfg}
 
     def _reconcile_settings(self, configured: dict, where: str) -> None:
-        """After spaCy read the saved cfg over the one the config built: a
-        setting the weights were trained for must agree (spaCy would use the
+        """After spaCy read the saved cfg over the one the config built. A
+        setting the weights were trained for must agree: spaCy would use the
         saved one while the config, and the scorer built from it, say the
-        other: a tagger loaded with token_attr = "pos" wrote tags and was
-        scored on POS), and the config's value of every other setting is
-        used (it was silently replaced by the saved one)."""
+        other (a tagger loaded with token_attr = "pos" wrote tags and was
+        scored on POS, 0.0). Any other setting keeps its saved value, as in
+        spaCy's own components (the config may be the stale one: a value set
+        on pipe.cfg before saving is not written to config.cfg), but no
+        longer silently: a warning names what differs."""
         for key in self.TRAINED_SETTINGS:
             if key in configured and key in self.cfg and self.cfg[key] != configured[key]:
                 raise ValueError(
                     f"[{self.name}] {key} is {configured[key]!r} in the config, but the weights in {where} were "
                     f"trained with {self.cfg[key]!r}; restore it in config.cfg (or train for {configured[key]!r})"
                 )
-        for key in self.CONFIG_SETTINGS:
-            if key in configured:
-                self.cfg[key] = configured[key]
+        differing = [f"{key} is {configured[key]!r} in the config, {self.cfg[key]!r} saved" for key in self.CONFIG_SETTINGS
+                     if key in configured and key in self.cfg and self.cfg[key] != configured[key]]
+        if differing:
+            warnings.warn(
+                f"[{self.name}] the component saved in {where} keeps its own settings, not the config's "
+                f"({'; '.join(differing)}); set pipe.cfg[...] on the loaded component to change one",
+                stacklevel=3,
+            )
 
     def from_disk(self, path, *, exclude=tuple()):
         path = ensure_path(path)
