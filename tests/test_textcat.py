@@ -234,3 +234,16 @@ def test_a_direction_that_contradicts_the_encoder_is_refused(encoder_bidirection
         spacy.blank("en").add_pipe("rnn_textcat", config={"model": model})
     model["bidirectional"] = encoder_bidirectional
     spacy.blank("en").add_pipe("rnn_textcat", config={"model": model})
+
+
+def test_pooling_in_another_order_is_refused_at_load(tmp_path):
+    """["max", "mean"] builds the layers of ["mean", "max"] in the other order, with the same shapes:
+    Thinc read the saved weights into them crosswise, and the scores changed without a word."""
+    nlp = make_nlp(pooling=("mean", "max"))
+    nlp.initialize(lambda: examples(nlp))
+    nlp.to_disk(tmp_path / "textcat")
+    with pytest.raises(ValueError, match=r"\[textcat\] the config builds the layer 'reduce_max\|reduce_mean' where the "
+                                         r"weights .* have 'reduce_mean\|reduce_max'"):
+        spacy.load(tmp_path / "textcat", config={"components": {"textcat": {"model": {"pooling": ["max", "mean"]}}}})
+    text = "who wrote hamlet ?"
+    assert spacy.load(tmp_path / "textcat")(text).cats == nlp(text).cats

@@ -297,9 +297,23 @@ class NeuralPipe:
                 stacklevel=3,
             )
 
+    def _check_layers(self, built: List[str], where: str) -> None:
+        """Thinc reads the saved layer names over those of the model the
+        config built, and checks only that the layers are as many: layers of
+        the same shapes in another order (rnn_textcat's pooling ["max",
+        "mean"] for ["mean", "max"]) took each other's weights without a word."""
+        loaded = [node.name for node in self.model.walk()]
+        differing = next(((b, l) for b, l in zip(built, loaded) if b != l), None)
+        if differing is not None:
+            raise ValueError(
+                f"[{self.name}] the config builds the layer {differing[0]!r} where the weights in {where} have "
+                f"{differing[1]!r}; restore the model's settings (e.g. the order of pooling) in config.cfg"
+            )
+
     def from_disk(self, path, *, exclude=tuple()):
         path = ensure_path(path)
         configured = self._configured_settings()
+        built = [node.name for node in self.model.walk()]
         if "cfg" not in exclude:
             read_json_file(self.name, path / "cfg")
         if "model" not in exclude:
@@ -309,16 +323,19 @@ class NeuralPipe:
         except Exception as err:
             raise load_error(self.name, path / "model", err) from None
         self._reconcile_settings(configured, str(path))
+        self._check_layers(built, str(path))
         self._check_loaded(str(path))
         return self
 
     def from_bytes(self, bytes_data, *, exclude=tuple()):
         configured = self._configured_settings()
+        built = [node.name for node in self.model.walk()]
         try:
             super().from_bytes(bytes_data, exclude=exclude)
         except Exception as err:
             raise load_error(self.name, "the bytes given to from_bytes", err) from None
         self._reconcile_settings(configured, "the bytes given to from_bytes")
+        self._check_layers(built, "the bytes given to from_bytes")
         self._check_loaded("the bytes given to from_bytes")
         return self
 
