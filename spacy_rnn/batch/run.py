@@ -115,6 +115,6 @@ def check_model_found(model: Union[str, Path]) -> None:
     path = Path(name)
     if not path.exists():
         raise OSError(Errors.E050.format(name=name))
-    for needed in ("meta.json", "config.cfg"):  # in the order spacy.load reads them
-        if not (path / needed).is_file():
-            raise OSError(Errors.E053.format(path=path, name=needed))
+    # spaCy's own readers, in the order spacy.load reads them (E053 for a missing file)
+    spacy.util.load_meta(path / "meta.json")
+    spacy.util.load_config(path / "config.cfg")

@@ -218,10 +218,9 @@ class RNNLM(NeuralPipe, TrainablePipe):
             if hasattr(doc_log_probs, "get"):
                 doc_log_probs = doc_log_probs.get()
             bits = (-numpy.asarray(doc_log_probs, dtype="float64") / math.log(2)).tolist()
+            scores = iter(bits)  # one per word (words_of); whitespace gets None
             for token in doc:
-                token._.surprisal = None  # whitespace, and anything set before
-            for token, surprisal in zip(words_of(doc), bits):
-                token._.surprisal = surprisal
+                token._.surprisal = None if token.is_space else next(scores)
             doc._.perplexity = 2.0 ** (sum(bits) / len(bits)) if bits else None
 
     def get_loss(self, examples: Iterable[Example], log_probs: Sequence[numpy.ndarray]):
@@ -290,10 +289,8 @@ class RNNLM(NeuralPipe, TrainablePipe):
             raise ValueError(f"n_words must be >= 0, got {n_words}")
         if isinstance(prompt, str):
             words = prompt.split()
-        elif isinstance(prompt, Doc):
-            words = [token.text for token in words_of(prompt)]
-        else:
-            words = list(prompt)
+        else:  # a Doc, a Span, tokens or strings; whitespace tokens are not words (words_of)
+            words = [getattr(w, "text", w) for w in prompt if not getattr(w, "is_space", False)]
         prompt_ids = [self.word_vocab.lookup(w) for w in words]
         with model_lock(self):
             ids = sample_from_model(
