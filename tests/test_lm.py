@@ -298,6 +298,9 @@ def test_tied_weights_the_lm_was_not_trained_with_are_refused_at_load(tmp_path):
     nlp.to_disk(tmp_path / "lm")
     with pytest.raises(ValueError, match=r"\[rnn_lm\] the config's model settings .* tie_weights is True, trained with False"):
         spacy.load(tmp_path / "lm", config={"components": {"rnn_lm": {"model": {"tie_weights": True}}}})
+    # a shape the weights do not have: torch's "size mismatch for lm.embed.weight" named no setting
+    with pytest.raises(ValueError, match=r"\[rnn_lm\] the config's model settings .* vocab_size is 60, trained with 50"):
+        spacy.load(tmp_path / "lm", config={"components": {"rnn_lm": {"model": {"vocab_size": 60}}}})
     assert spacy.load(tmp_path / "lm")("the cat")._.perplexity is not None
 
 

@@ -349,6 +349,28 @@ def test_a_cell_the_weights_were_not_trained_with_is_refused_at_load(tmp_path):
     assert spacy.load(tmp_path / "tagger")("I like green eggs .")[0].tag_
 
 
+@pytest.mark.parametrize("changed, expected", [
+    ({"width": 8}, "width is 8, trained with 16"),
+    ({"depth": 2}, "depth is 2, trained with 1"),
+    ({"rows": [100, 200, 40]}, r"rows is \[100, 200, 40\], trained with \[100, 200, 50\]"),
+    ({"char_filters": 4, "cell": "gru"}, r"cell is 'gru', trained with 'lstm'; char_filters is 4, trained with \d+"),
+])
+def test_settings_that_change_weight_shapes_are_named_at_load(trained_nlp, tmp_path, changed, expected):
+    """A setting that changes the weights' shapes, given otherwise at load, was refused with Thinc's
+    "Attempt to change dimension 'nO'" or torch's "size mismatch for features.tables.2.weight",
+    naming neither the setting nor its values. The encoder's settings are saved with the weights."""
+    trained_nlp.to_disk(tmp_path / "tagger")
+    given = {"components": {"rnn_tagger": {"model": {"encoder": changed}}}}
+    message = rf"\[rnn_tagger\] the config's model settings are not those the weights in .*model were trained with: {expected}; restore"
+    with pytest.raises(ValueError, match=message):
+        spacy.load(tmp_path / "tagger", config=given)
+    rebuilt = spacy.blank("en")
+    rebuilt.add_pipe("rnn_tagger", config={"model": {"@architectures": "spacy_rnn.RNNTagger.v1",
+                                                     "encoder": dict(SMALL_ENCODER, **changed)}})
+    with pytest.raises(ValueError, match=rf"the weights in the bytes given to from_bytes were trained with: {expected}"):
+        rebuilt.get_pipe("rnn_tagger").from_bytes(trained_nlp.get_pipe("rnn_tagger").to_bytes())
+
+
 def test_a_memory_zone_ends_with_the_encoder_forgetting_its_words(trained_nlp):
     """spaCy frees the strings a memory zone made; the encoder's cache of words (by string) went on
     growing from zone to zone (up to 200,000 words) and is emptied when a zone ends."""

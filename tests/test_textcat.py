@@ -245,5 +245,9 @@ def test_pooling_in_another_order_is_refused_at_load(tmp_path):
     with pytest.raises(ValueError, match=r"\[textcat\] the config builds the layer 'reduce_max\|reduce_mean' where the "
                                          r"weights .* have 'reduce_mean\|reduce_max'"):
         spacy.load(tmp_path / "textcat", config={"components": {"textcat": {"model": {"pooling": ["max", "mean"]}}}})
+    # fewer poolings: Thinc's "mismatched structure" named no setting
+    with pytest.raises(ValueError, match=r"\[textcat\] the config's model settings .* pooling is \['mean'\], trained with "
+                                         r"\['mean', 'max'\]"):
+        spacy.load(tmp_path / "textcat", config={"components": {"textcat": {"model": {"pooling": ["mean"]}}}})
     text = "who wrote hamlet ?"
     assert spacy.load(tmp_path / "textcat")(text).cats == nlp(text).cats

@@ -18,8 +18,9 @@ import io
 from typing import Callable, Dict, List, Sequence, Tuple, Type
 
 import numpy
+import srsly
 import torch
-from thinc.api import ArgsKwargs, Model, PyTorchShim, Shim, torch2xp, xp2torch
+from thinc.api import ArgsKwargs, Model, PyTorchShim, Shim, deserialize_attr, torch2xp, xp2torch
 from thinc.layers.pytorchwrapper import forward as pytorch_forward
 from thinc.types import Floats1d, Floats2d, Ints1d
 from torch import nn
@@ -211,6 +212,34 @@ def structure_differences(model: Model) -> List[str]:
             differences += [f"{key} is {built.get(key)!r}, trained with {value!r}"
                             for key, value in trained.items() if built.get(key) != value]
     return differences
+
+
+# An architecture's settings that fix the shapes of its weights (width, depth, rows, ...), as the
+# config gave them, recorded on the model it returns and saved with it: a load that fails on the
+# shapes (Thinc's "Attempt to change dimension", torch's "size mismatch", a layer count) can then
+# name the settings that differ (settings_differences).
+SETTINGS_ATTR = "spacy_rnn_settings"
+
+
+def built_settings(model: Model) -> List[Dict[str, object]]:
+    """The settings records of the model's nodes, in walk order, as built (before a load reads the
+    saved ones over them)."""
+    return [dict(node.attrs[SETTINGS_ATTR]) for node in model.walk() if node.attrs.get(SETTINGS_ATTR) is not None]
+
+
+def settings_differences(model: Model, built: List[Dict[str, object]], model_bytes: bytes) -> List[str]:
+    """The settings in `built` (built_settings of the model before loading) that differ from those
+    saved in model_bytes (Thinc's Model.to_bytes), e.g. "width is 64, trained with 128". The records
+    are paired in walk order; weights saved before they were recorded, or bytes Thinc cannot read,
+    show no difference."""
+    try:
+        saved_attrs = srsly.msgpack_loads(model_bytes)["attrs"]
+        saved: List[Dict[str, object]] = [deserialize_attr({}, attrs[SETTINGS_ATTR], SETTINGS_ATTR, model)
+                                          for attrs in saved_attrs if SETTINGS_ATTR in attrs]
+    except (ValueError, TypeError, KeyError):
+        return []
+    return [f"{key} is {now.get(key)!r}, trained with {value!r}"
+            for now, was in zip(built, saved) for key, value in was.items() if now.get(key) != value]
 
 
 def torch_modules(model: Model, shim_type: Type[PyTorchShim] = PyTorchShim) -> List[nn.Module]:

@@ -15,7 +15,7 @@ import weakref
 from contextlib import contextmanager
 from itertools import islice
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import srsly
 from spacy.training import Example, validate_examples, validate_get_examples
@@ -24,7 +24,7 @@ from thinc.api import set_dropout_rate
 
 from ..models.featurize import FeatureLayoutError, check_feature_layout, forget_words, init_word_vocab
 from ..models.gradients import all_weights_finite, clip_global_grad_norm, discard_gradients
-from ..models.wrappers import fit_word_tables, structure_differences
+from ..models.wrappers import built_settings, fit_word_tables, settings_differences, structure_differences
 from ..runtime import apply_thread_policy
 from .vocabulary import report_word_vocab, takes_pretrained_vocab
 
@@ -318,10 +318,13 @@ class NeuralPipe:
             read_json_file(self.name, path / "cfg")
         if "model" not in exclude:
             require_file(self.name, path / "model")
+        settings = built_settings(self.model)
         try:
             super().from_disk(path, exclude=exclude)
         except Exception as err:
-            raise load_error(self.name, path / "model", err) from None
+            model_file = path / "model"
+            self._refuse_settings(settings, model_file.read_bytes() if model_file.is_file() else b"", str(model_file))
+            raise load_error(self.name, model_file, err) from None
         self._reconcile_settings(configured, str(path))
         self._check_layers(built, str(path))
         self._check_loaded(str(path))
@@ -330,14 +333,35 @@ class NeuralPipe:
     def from_bytes(self, bytes_data, *, exclude=tuple()):
         configured = self._configured_settings()
         built = [node.name for node in self.model.walk()]
+        settings = built_settings(self.model)
         try:
             super().from_bytes(bytes_data, exclude=exclude)
         except Exception as err:
+            self._refuse_settings(settings, self._model_bytes(bytes_data), "the bytes given to from_bytes")
             raise load_error(self.name, "the bytes given to from_bytes", err) from None
         self._reconcile_settings(configured, "the bytes given to from_bytes")
         self._check_layers(built, "the bytes given to from_bytes")
         self._check_loaded("the bytes given to from_bytes")
         return self
+
+    def _refuse_settings(self, built: List[Dict[str, object]], model_bytes: bytes, where: str) -> None:
+        """After a failed load: if the config's model settings that fix weight shapes (width, depth,
+        rows, ...) differ from those the saved weights were built with, say which, rather than
+        Thinc's or torch's shape error naming neither."""
+        differences = settings_differences(self.model, built, model_bytes)
+        if differences:
+            raise ValueError(
+                f"[{self.name}] the config's model settings are not those the weights in {where} were trained "
+                f"with: {'; '.join(differences)}; restore them in config.cfg"
+            ) from None
+
+    @staticmethod
+    def _model_bytes(bytes_data: bytes) -> bytes:
+        """The model's part of a component's to_bytes (spaCy's util.to_bytes: a msgpack map), or b""."""
+        try:
+            return srsly.msgpack_loads(bytes_data).get("model", b"")
+        except (ValueError, TypeError, AttributeError):
+            return b""
 
     def _check_loaded(self, where: str) -> None:
         """Refuse a loaded component whose settings disagree with what its
