@@ -15,7 +15,7 @@ from torch import nn
 
 from spacy_rnn import load_int8, quantize_pipeline
 from spacy_rnn.cli import make_app
-from spacy_rnn.models.ops import Int8AffineOps
+from spacy_rnn.models.ops import Int8AffineOps, TorchGemmOps
 from spacy_rnn.models.wrappers import torch_modules
 from spacy_rnn.pipeline.quantize import save_int8
 
@@ -148,10 +148,12 @@ def test_quantizing_shows_no_torch_ao_deprecation(float_pipeline, recwarn):
     assert [str(w.message)[:80] for w in recwarn if "quantiz" in str(w.message).lower()] == []
 
 
-def test_ner_and_a_listening_textcat_get_int8_output_layers():
-    """quantize_pipeline reaches every spacy-rnn output layer: NER's emission layer beside its
-    int8 stack, and a textcat that listens to a shared encoder (no torch module of its own), whose
-    encoder, spaCy's tok2vec component, gets int8 weights too. Both predict as the float ones."""
+def test_ner_and_a_listening_textcat_get_int8_weights_where_they_serve():
+    """quantize_pipeline reaches NER's int8 stack, and a textcat that listens to a shared encoder
+    (no torch module of its own): its softmax output layer, and its encoder, spaCy's tok2vec
+    component, get int8 weights. NER's emission layer is a Thinc Linear, which multiplies through
+    ops.gemm, not Int8AffineOps' affine: it keeps float32 ops (it was given Int8AffineOps, which it
+    never called). Both predict as the float ones."""
     from .test_ner import NER_DATA, make_nlp, train
     from .test_textcat import DATA, examples as textcat_examples
 
@@ -174,7 +176,8 @@ def test_ner_and_a_listening_textcat_get_int8_output_layers():
     float_cats = [max(doc.cats, key=doc.cats.get) for doc in textcat.pipe(t for t, _ in DATA)]
     quantize_pipeline(ner)
     quantize_pipeline(textcat)
-    assert isinstance(ner.get_pipe("rnn_ner").model.get_ref("output_layer").ops, Int8AffineOps)
+    assert type(ner.get_pipe("rnn_ner").model.get_ref("output_layer").ops) is TorchGemmOps
+    assert sum(isinstance(m, nn.Linear) for module in torch_modules(ner.get_pipe("rnn_ner").model) for m in module.modules()) == 0
     assert isinstance(textcat.get_pipe("textcat").model.get_ref("output_layer").ops, Int8AffineOps)
     assert sum(isinstance(m, nn.Linear) for module in torch_modules(textcat.get_pipe("tok2vec").model) for m in module.modules()) == 0
     assert [[(e.start, e.end, e.label_) for e in doc.ents] for doc in ner.pipe(texts)] == float_ents
@@ -428,3 +431,24 @@ def test_an_int8_component_refuses_to_train(factory):
         nlp.rehearse(examples, sgd=optimizer)
     assert pipe.to_bytes() == before
     assert len(pipe.predict([eg.predicted for eg in examples])) == len(examples)  # still predicts
+
+
+def test_a_component_nothing_in_which_takes_int8_is_named_and_stays_trainable():
+    """An LSTM rnn_textcat_multilabel has no nn.Linear (torch's int8 layers leave nn.LSTM as it is)
+    and a Linear output layer: quantizing changed nothing, yet it was marked int8 (refusing to
+    train) and written as an int8 copy without a word. Now a warning names it; it stays float and
+    trainable, and the pipeline's config does not name the int8 callback."""
+    fix_random_seed(0)
+    nlp = spacy.blank("en")
+    encoder = dict(SMALL_ENCODER, cell="lstm")
+    nlp.add_pipe("rnn_textcat_multilabel", config={"model": {**TRAINABLE["rnn_textcat_multilabel"], "encoder": encoder}})
+    nlp.add_pipe("rnn_tagger", config={"model": TRAINABLE["rnn_tagger"]})
+    examples = every_annotation(nlp)
+    nlp.initialize(lambda: examples)
+    before = nlp.get_pipe("rnn_textcat_multilabel").to_bytes()
+    with pytest.warns(UserWarning, match=r"^\[rnn_textcat_multilabel\] keeps float32 weights: nothing in it takes int8"):
+        quantize_pipeline(nlp)
+    assert nlp.get_pipe("rnn_textcat_multilabel").to_bytes() == before
+    assert nlp.config["nlp"]["after_pipeline_creation"]["@callbacks"] == "spacy_rnn.quantize_int8.v1"  # the tagger's
+    nlp.select_pipes(enable=["rnn_textcat_multilabel"])
+    nlp.update(examples, sgd=nlp.resume_training())  # not refused

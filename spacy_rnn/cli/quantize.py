@@ -14,7 +14,7 @@ def quantize_command(
     """Write an int8 copy of a pipeline for faster CPU prediction.
 
     Every nn.Linear of its spacy_rnn components (all the weights of
-    mingru/minlstm cells) and their output layers stored as int8. Load it with
+    mingru/minlstm cells) and their softmax output layers stored as int8. Load it with
     spacy.load like any pipeline. OUTPUT is written whole or not at all, and
     refused (before MODEL is loaded, if MODEL is a directory) where it would
     lose something: an existing file, a non-empty directory (without

@@ -1,8 +1,9 @@
 """int8 weights for CPU prediction: torch's dynamic quantization of every
 `nn.Linear` inside a pipeline's torch modules (weights stored as int8,
-activations quantized on the fly), and the same for each component's output
-layer, a Thinc layer (models.ops.Int8AffineOps; its weights are saved in
-float32 and quantized on first use). The linear-recurrence cells (mingru,
+activations quantized on the fly), and the same for a component's output
+layer if it is a Thinc Softmax (models.ops.Int8AffineOps; its weights are saved in
+float32 and quantized on first use; rnn_ner's and rnn_textcat_multilabel's are a
+Linear of a few labels and stay float32). The linear-recurrence cells (mingru,
 minlstm) keep all their weights in `nn.Linear` layers, so they gain the most;
 torch's `nn.LSTM`/`nn.GRU` are left as they are (quantize_dynamic returns them
 unchanged in torch 2.13), and so are embeddings and the character CNN (its
@@ -29,6 +30,7 @@ Thinc wrappers keep the same module object. int8 is for prediction: a
 quantized component refuses to be trained further (NeuralPipe.update reads
 QUANTIZED_ATTR, which quantize_pipeline sets on its model).
 """
+import warnings
 from pathlib import Path
 from typing import Callable, List, Optional, Union
 
@@ -66,13 +68,15 @@ def quantize_modules(modules: List[nn.Module]) -> int:
 
 
 def quantize_output_layer(model: Model) -> bool:
-    """Give the model's output layer (its "output_layer" ref, a Thinc Softmax or
-    Linear on TorchGemmOps) int8 weights through Int8AffineOps; returns whether
-    it did (not on a GPU, where output layers keep the current ops)."""
+    """Give the model's output layer (its "output_layer" ref) int8 weights through
+    Int8AffineOps if it is a Thinc Softmax on TorchGemmOps (rnn_tagger's, rnn_textcat's: it
+    computes through ops.affine); returns whether it did. A Thinc Linear (rnn_ner's emissions,
+    rnn_textcat_multilabel's scores, a few labels each) multiplies through ops.gemm, which also
+    serves the backward pass, and keeps float32 weights; so does any output layer on a GPU."""
     if not model.has_ref("output_layer"):
         return False
     layer = model.get_ref("output_layer")
-    if type(layer.ops) is not TorchGemmOps:
+    if type(layer.ops) is not TorchGemmOps or layer.name != "softmax":
         return False
     layer.ops = Int8AffineOps()
     return True
@@ -81,24 +85,32 @@ def quantize_output_layer(model: Model) -> bool:
 CALLBACK = "spacy_rnn.quantize_int8.v1"
 
 
-def quantize_pipeline(nlp: Language) -> Language:
+def quantize_pipeline(nlp: Language, *, warn: bool = True) -> Language:
     """Give the torch modules of spacy-rnn's architectures in the pipeline's
-    components int8 Linear weights, and their output layers int8 weights, in
-    place (other libraries' modules are left as they are). If it quantized
+    components int8 Linear weights, and their softmax output layers int8 weights,
+    in place (other libraries' modules are left as they are). If it quantized
     anything, the pipeline's config names the callback below, so that
-    nlp.to_disk writes a copy that spacy.load reads as int8."""
+    nlp.to_disk writes a copy that spacy.load reads as int8. `warn`: name each
+    spacy-rnn component left with float32 weights only (the callback, run at
+    every load of a quantized copy, does not repeat it)."""
     todo = [(name, pipe.model, own_modules(pipe.model)) for name, pipe in nlp.pipeline
             if hasattr(getattr(pipe, "model", None), "walk") and not pipe.model.attrs.get(QUANTIZED_ATTR)]
     for name, _, modules in todo:  # all checked before any is changed
         _check_on_cpu(name, modules)
     quantized = False
-    for _, model, modules in todo:
-        if modules:
-            quantize_modules(modules)
+    for name, model, modules in todo:
+        converted = quantize_modules(modules) if modules else 0
         # a component listening to a shared encoder has no torch modules of its own, only an output layer
-        if quantize_output_layer(model) or modules:
+        if quantize_output_layer(model) or converted:
             model.attrs[QUANTIZED_ATTR] = True
             quantized = True
+        elif modules and warn:
+            warnings.warn(
+                f"[{name}] keeps float32 weights: nothing in it takes int8 ones (its recurrent cells are "
+                "torch's LSTM, GRU or RNN, which torch's int8 layers leave as they are, unlike mingru and "
+                "minlstm cells, and its output layer is not a softmax)",
+                stacklevel=2,
+            )
     if quantized:
         _name_callback(nlp)
     return nlp
@@ -139,8 +151,8 @@ def make_quantize_int8(first: Optional[Callable[[Language], Language]] = None) -
     component's torch modules, before the weights are loaded. `first`: the
     callback the pipeline had there before it was quantized, run before."""
     if first is None:
-        return quantize_pipeline
-    return lambda nlp: quantize_pipeline(first(nlp))
+        return lambda nlp: quantize_pipeline(nlp, warn=False)
+    return lambda nlp: quantize_pipeline(first(nlp), warn=False)
 
 
 def load_int8(path, **kwargs) -> Language:
