@@ -228,6 +228,36 @@ def test_component_pos_and_sentences():
     assert all(not t.tag_ for t in doc)
 
 
+@pytest.mark.parametrize("factory", ["hmm_tagger", "most_frequent_tagger"])
+def test_settings_given_at_load_are_refused_or_kept_like_rnn_taggers(factory, tmp_path):
+    """spaCy's load reads the saved cfg over the config's. A count tagger trained for POS and
+    loaded with token_attr = "tag" wrote POS while its scorer, built from the config, scored tags
+    (tag_acc 0.0): refused, as rnn_tagger does, leaving the component as it was. overwrite keeps
+    its saved value, with a warning."""
+    import warnings
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe(factory, name="tagger", config={"token_attr": "pos"})
+    examples = make_examples(nlp)
+    nlp.initialize(get_examples=lambda: examples)
+    nlp.to_disk(tmp_path)
+    with pytest.raises(ValueError, match=r"\[tagger\] token_attr is 'tag' in the config, but the weights in .* were "
+                                         r"trained with 'pos'"):
+        spacy.load(tmp_path, config={"components": {"tagger": {"token_attr": "tag"}}})
+    with pytest.raises(ValueError, match=r"max_suffix is 1 in the config"):
+        spacy.load(tmp_path, config={"components": {"tagger": {"max_suffix": 1}}})
+    fresh = spacy.blank("en").add_pipe(factory, name="tagger")
+    with pytest.raises(ValueError, match="token_attr is 'tag' in the config"):
+        fresh.from_bytes(nlp.get_pipe("tagger").to_bytes())
+    assert fresh.token_attr == "tag" and fresh.labels == ()
+    with pytest.warns(UserWarning, match=r"keeps its own settings, not the config's \(overwrite is True in the config, False saved\)"):
+        kept = spacy.load(tmp_path, config={"components": {"tagger": {"overwrite": True}}})
+    assert kept.get_pipe("tagger").cfg["overwrite"] is False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert spacy.load(tmp_path).evaluate(examples)["pos_acc"] == 1.0
+
+
 def test_component_errors():
     nlp = spacy.blank("en")
     with pytest.raises(ValueError):

@@ -22,7 +22,7 @@ from thinc.api import Model
 
 from .hmm import HMM, MostFrequentTagModel
 from ..models.types import IntRange, NonNegative, TokenAttr
-from ..pipeline.base import load_error, read_json_file, read_msgpack_file, require_examples
+from ..pipeline.base import SavedSettings, load_error, read_json_file, read_msgpack_file, require_examples
 from ..pipeline.tagger import TOKEN_ATTRS, score_token_attr
 
 CountModel = Union[HMM, MostFrequentTagModel]
@@ -37,8 +37,13 @@ def _placeholder_model(name: str) -> Model:
     return Model(name, _no_model_forward)
 
 
-class CountTagger(TrainablePipe):
+class CountTagger(SavedSettings, TrainablePipe):
     """Shared logic of the count-based taggers; subclasses define `_fit`."""
+
+    # The counts were made for these (a config giving another at load is refused); overwrite only
+    # steers prediction (the saved value is kept, with a warning). See SavedSettings.
+    TRAINED_SETTINGS = ("token_attr", "order", "max_suffix", "rare_max")
+    CONFIG_SETTINGS = ("overwrite",)
 
     def __init__(
         self,
@@ -174,7 +179,14 @@ class CountTagger(TrainablePipe):
             problem = _tag_id_problem(counts)
             if problem:
                 raise ValueError(f"[{self.name}] cannot load {where}: the labels (tags) do not match the counts: {problem}")
+        configured, built = self._configured_settings(), dict(self.cfg)
         self.cfg.update(state["cfg"])
+        try:
+            self._reconcile_settings(configured, where)
+        except ValueError:
+            self.cfg.clear()
+            self.cfg.update(built)  # refused: the component stays as it was
+            raise
         self.counts = counts
 
     def to_bytes(self, *, exclude=tuple()) -> bytes:

@@ -122,7 +122,48 @@ def diverged(name: str, what: str) -> ValueError:
     )
 
 
-class NeuralPipe:
+class SavedSettings:
+    """A component's cfg settings at load, for spaCy's pipes and spacy-rnn's count taggers alike:
+    those the weights (or counts) were made with must agree with the config; the others keep
+    their saved values, with a warning. Call _configured_settings before reading the saved cfg
+    and _reconcile_settings after."""
+
+    # Settings kept in cfg that the weights were trained for (what the outputs or the inputs mean):
+    # a config that gives another value at load is refused (see _reconcile_settings).
+    TRAINED_SETTINGS: Tuple[str, ...] = ()
+    # Settings kept in cfg that only steer training or decoding: the saved value is used, as spaCy
+    # does, with a warning when the config gives another.
+    CONFIG_SETTINGS: Tuple[str, ...] = ("max_grad_norm",)
+
+    def _configured_settings(self) -> dict:
+        return {key: self.cfg[key] for key in self.TRAINED_SETTINGS + self.CONFIG_SETTINGS if key in self.cfg}
+
+    def _reconcile_settings(self, configured: dict, where: str) -> None:
+        """After spaCy read the saved cfg over the one the config built. A
+        setting the weights were trained for must agree: spaCy would use the
+        saved one while the config, and the scorer built from it, say the
+        other (a tagger loaded with token_attr = "pos" wrote tags and was
+        scored on POS, 0.0). Any other setting keeps its saved value, as in
+        spaCy's own components (the config may be the stale one: a value set
+        on pipe.cfg before saving is not written to config.cfg), but no
+        longer silently: a warning names what differs."""
+        for key in self.TRAINED_SETTINGS:
+            if key in configured and key in self.cfg and self.cfg[key] != configured[key]:
+                raise ValueError(
+                    f"[{self.name}] {key} is {configured[key]!r} in the config, but the weights in {where} were "
+                    f"trained with {self.cfg[key]!r}; restore it in config.cfg (or train for {configured[key]!r})"
+                )
+        differing = [f"{key} is {configured[key]!r} in the config, {self.cfg[key]!r} saved" for key in self.CONFIG_SETTINGS
+                     if key in configured and key in self.cfg and self.cfg[key] != configured[key]]
+        if differing:
+            warnings.warn(
+                f"[{self.name}] the component saved in {where} keeps its own settings, not the config's "
+                f"({'; '.join(differing)}); set pipe.cfg[...] on the loaded component to change one",
+                stacklevel=3,
+            )
+
+
+class NeuralPipe(SavedSettings):
     """Put before the spaCy pipe class: `class RNNTagger(NeuralPipe, Tagger)`.
 
     A subclass defines `_init_labels(get_examples, labels)`, `_n_outputs()`
@@ -261,40 +302,6 @@ class NeuralPipe:
             raise ValueError(
                 f"[{self.name}] the labels in {where} do not match the weights: the labels need "
                 f"{n_labels} outputs, the weights have {n_weights}"
-            )
-
-    # Settings kept in cfg that the weights were trained for (what the outputs or the inputs mean):
-    # a config that gives another value at load is refused (see _reconcile_settings).
-    TRAINED_SETTINGS: Tuple[str, ...] = ()
-    # Settings kept in cfg that only steer training or decoding: the saved value is used, as spaCy
-    # does, with a warning when the config gives another.
-    CONFIG_SETTINGS: Tuple[str, ...] = ("max_grad_norm",)
-
-    def _configured_settings(self) -> dict:
-        return {key: self.cfg[key] for key in self.TRAINED_SETTINGS + self.CONFIG_SETTINGS if key in self.cfg}
-
-    def _reconcile_settings(self, configured: dict, where: str) -> None:
-        """After spaCy read the saved cfg over the one the config built. A
-        setting the weights were trained for must agree: spaCy would use the
-        saved one while the config, and the scorer built from it, say the
-        other (a tagger loaded with token_attr = "pos" wrote tags and was
-        scored on POS, 0.0). Any other setting keeps its saved value, as in
-        spaCy's own components (the config may be the stale one: a value set
-        on pipe.cfg before saving is not written to config.cfg), but no
-        longer silently: a warning names what differs."""
-        for key in self.TRAINED_SETTINGS:
-            if key in configured and key in self.cfg and self.cfg[key] != configured[key]:
-                raise ValueError(
-                    f"[{self.name}] {key} is {configured[key]!r} in the config, but the weights in {where} were "
-                    f"trained with {self.cfg[key]!r}; restore it in config.cfg (or train for {configured[key]!r})"
-                )
-        differing = [f"{key} is {configured[key]!r} in the config, {self.cfg[key]!r} saved" for key in self.CONFIG_SETTINGS
-                     if key in configured and key in self.cfg and self.cfg[key] != configured[key]]
-        if differing:
-            warnings.warn(
-                f"[{self.name}] the component saved in {where} keeps its own settings, not the config's "
-                f"({'; '.join(differing)}); set pipe.cfg[...] on the loaded component to change one",
-                stacklevel=3,
             )
 
     def _check_layers(self, built: List[str], where: str) -> None:
