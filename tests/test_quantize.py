@@ -452,3 +452,15 @@ def test_a_component_nothing_in_which_takes_int8_is_named_and_stays_trainable():
     assert nlp.config["nlp"]["after_pipeline_creation"]["@callbacks"] == "spacy_rnn.quantize_int8.v1"  # the tagger's
     nlp.select_pipes(enable=["rnn_textcat_multilabel"])
     nlp.update(examples, sgd=nlp.resume_training())  # not refused
+
+
+def test_quantize_refuses_a_pipeline_nothing_in_which_takes_int8(tmp_path):
+    """spaCy's own tagger (no spacy-rnn component): quantize wrote a float copy and said "wrote the
+    int8 pipeline". Now refused, nothing written."""
+    nlp = spacy.blank("en")
+    nlp.add_pipe("tagger")
+    nlp.initialize(lambda: make_examples(nlp))
+    nlp.to_disk(tmp_path / "cnn")
+    result = quantize_cli(str(tmp_path / "cnn"), str(tmp_path / "int8"))
+    assert_refused(result, tmp_path / "cnn")
+    assert "takes int8 weights" in result.stderr and not (tmp_path / "int8").exists()

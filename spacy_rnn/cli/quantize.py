@@ -21,13 +21,16 @@ def quantize_command(
     --force), a place inside MODEL or holding it."""
     import spacy
 
-    from ..pipeline.quantize import check_int8_output, quantize_pipeline, save_int8
+    from ..pipeline.quantize import check_int8_output, has_int8_weights, quantize_pipeline, save_int8
 
     try:
         # Checked before loading too (save_int8 checks again, against the loaded pipeline's own path),
         # so a refusal costs no load; MODEL may be a package name, which has no path here.
         check_int8_output(output_dir, model if Path(model).exists() else None, force=force)
         nlp = quantize_pipeline(spacy.load(model))
+        if not has_int8_weights(nlp):
+            raise ValueError(f"no component of {model} takes int8 weights (spacy-rnn components with mingru or "
+                             "minlstm cells, or a softmax output layer, do); nothing written")
         save_int8(nlp, output_dir, force=force)
     except (ValueError, RuntimeError, OSError) as err:  # OSError: a pipeline that does not load, a full disk
         typer.echo(f"error: {err}", err=True)

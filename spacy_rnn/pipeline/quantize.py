@@ -116,6 +116,11 @@ def quantize_pipeline(nlp: Language, *, warn: bool = True) -> Language:
     return nlp
 
 
+def has_int8_weights(nlp: Language) -> bool:
+    """Whether any component of the pipeline has int8 weights (quantize_pipeline's mark)."""
+    return any(getattr(getattr(pipe, "model", None), "attrs", {}).get(QUANTIZED_ATTR) for _, pipe in nlp.pipeline)
+
+
 def own_modules(model: Model) -> List[nn.Module]:
     """The torch modules of spacy-rnn's architectures in the model: another
     library's (spaCy's TorchBiLSTMEncoder, spacy-transformers) are left as they are."""
