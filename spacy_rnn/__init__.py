@@ -13,6 +13,7 @@ from .pipeline import (
     make_rnn_tagger,
 )
 from .pipeline.quantize import load_int8, quantize_pipeline
+from .pipeline.vocabulary import choose_word_vocabularies
 from .runtime import keep_freed_memory
 
 __all__ = [
@@ -32,4 +33,5 @@ __all__ = [
     "load_int8",
     "quantize_pipeline",
     "keep_freed_memory",
+    "choose_word_vocabularies",
 ]

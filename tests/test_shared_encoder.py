@@ -442,9 +442,12 @@ def test_spacy_pretrain_then_init_tok2vec(corpus, tmp_path, capsys):
     overrides = {**tiny_corpus_overrides(corpus), **SMALL_OVERRIDES, "paths.raw_text": str(raw)}
     (tmp_path / "pretrain").mkdir()
     with warnings.catch_warnings():
-        # The callback chose the vocabulary from the raw text: no sample fallback.
+        # The callback chose the vocabulary from the raw text: no sample fallback. Pretraining is given
+        # the raw text only, as the config's comment says (the callback built the whole [corpora]
+        # section, train and dev with null paths: E913).
         warnings.filterwarnings("error", message=".*initialization sample only")
-        pretrain(load_config(CONFIG_FILE, overrides=overrides).interpolate(), tmp_path / "pretrain", silent=True)
+        pretrain_overrides = {**SMALL_OVERRIDES, "paths.raw_text": str(raw)}
+        pretrain(load_config(CONFIG_FILE, overrides=pretrain_overrides).interpolate(), tmp_path / "pretrain", silent=True)
     weights = tmp_path / "pretrain" / "model-last.bin"
     assert weights.exists() and (tmp_path / "pretrain" / "model1.bin").exists()
     # 13 words in the raw text (of 17 tokens); the training corpus is not read.
@@ -565,3 +568,59 @@ def test_spacy_senter_and_ner_listen_to_the_encoder():
         assert history[-1][name] < 0.5 * history[0][name], (name, history[0][name], history[-1][name])
     scores = nlp.evaluate(examples)
     assert scores["sents_f"] == 1.0 and scores["ents_f"] > 0.9
+
+
+def test_a_streamed_training_corpus_gives_the_vocabulary_its_first_docs(corpus, monkeypatch, capsys):
+    """[training] max_epochs = -1 streams the corpus without end (spaCy initializes the components
+    from its first 100 examples): the callback read it all into memory and never returned. It now
+    counts the first STREAMED_DOCS docs, or max_docs, and says so."""
+    from spacy.util import registry
+    from spacy_rnn.pipeline import vocabulary
+
+    @registry.readers("test_spacy_rnn.endless.v1")
+    def endless(path: str):
+        def read(nlp):
+            while True:
+                yield from Corpus(path, gold_preproc=True)(nlp)
+        return read
+
+    monkeypatch.setattr(vocabulary, "STREAMED_DOCS", 5)
+    streamed = {"training.max_epochs": -1, "corpora.train": {"@readers": "test_spacy_rnn.endless.v1", "path": str(corpus)}}
+    nlp = init_nlp(make_config(corpus, **streamed))
+    out = capsys.readouterr().out
+    assert "word vocabulary: from the first 5 docs of the streamed training corpus" in out
+    assert has_word_vocab(nlp.get_pipe("tok2vec").model)
+    init_nlp(make_config(corpus, **streamed, **{"initialize.before_init.max_docs": 2}))
+    assert "from the first" not in capsys.readouterr().out
+
+
+def test_from_python_choose_word_vocabularies_does_what_the_callback_does(corpus):
+    """nlp.initialize from Python: the callback reads the config's corpus, whose path is null there
+    (it failed with spaCy's E913); it now says to call spacy_rnn.choose_word_vocabularies, which
+    sets the listener widths and chooses the vocabulary from the docs given, as the callback does
+    from the corpus."""
+    import spacy_rnn
+
+    def blank_pipeline():
+        nlp = spacy.blank("en")
+        nlp.add_pipe("tok2vec", config={"model": {**SMALL_ENCODER, "@architectures": "spacy_rnn.RNNEncoder.v2"}})
+        nlp.add_pipe("tagger", config={"model": {"@architectures": "spacy.Tagger.v2", "tok2vec": {
+            "@architectures": "spacy_rnn.Tok2VecListener.v1", "upstream": "tok2vec"}}})
+        return nlp
+
+    nlp = blank_pipeline()
+    examples = list(Corpus(str(corpus))(nlp))
+    nlp.config["initialize"]["before_init"] = {"@callbacks": "spacy_rnn.init_word_vocabularies.v1"}
+    with pytest.raises(ValueError, match=r"reads the training corpus \[corpora.train\], whose path is null .* "
+                                         r"spacy_rnn.choose_word_vocabularies\(nlp, docs\) before nlp.initialize"):
+        nlp.initialize(lambda: examples)
+    by_callback = init_nlp(make_config(corpus, text=pipeline_config()))
+    nlp = blank_pipeline()
+    spacy_rnn.choose_word_vocabularies(nlp, (eg.reference for eg in examples))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no sample fallback
+        nlp.initialize(lambda: examples)
+    keys = [n.attrs["word_keys"].tolist() for p in (nlp, by_callback) for n in p.get_pipe("tok2vec").model.walk()
+            if n.name == "doc_features"]
+    assert keys[0] == keys[1] and len(keys[0]) > 0
+    assert all(t.tag_ for t in nlp("I like green eggs ."))

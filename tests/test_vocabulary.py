@@ -180,3 +180,32 @@ def test_the_word_table_is_sized_to_the_vocabulary(corpus, tmp_path, owner):
     assert [[t.tag_ for t in doc] for doc in loaded.pipe(texts)] == expected
     if owner == "rnn_tagger":  # spacy_rnn's components fit the table they load
         assert word_table(loaded, owner).shape[0] == 7
+
+
+def test_the_vocabulary_is_counted_in_one_pass_in_bounded_chunks(monkeypatch):
+    """init_word_vocab reads its docs once and keeps counts, not docs (a streamed corpus may have no
+    end): counted in chunks of 3 values, merged, it chooses what counting all at once does, the
+    most frequent words first (ties by key), each seen min_word_freq times."""
+    from collections import Counter
+
+    from spacy_rnn.models import featurize
+    from spacy_rnn.models.architectures import build_rnn_encoder_v2
+
+    nlp = spacy.blank("en")
+    texts = ["the cat sat on the mat", "the dog sat", "a cat ran", "the end", "dog dog cat"]
+    docs = [nlp.make_doc(text) for text in texts]
+    counts = Counter(t.norm for doc in docs for t in doc)
+
+    def chosen(chunk):
+        monkeypatch.setattr(featurize._WordCounts, "CHUNK", chunk)
+        model = build_rnn_encoder_v2(**{k: v for k, v in SMALL_ENCODER.items() if k != "@architectures"})
+        (node,) = [n for n in model.walk() if n.name == "doc_features"]
+        node.attrs["vocab_size"], node.attrs["min_word_freq"] = 3, 2
+        (stats,) = featurize.init_word_vocab(model, iter(docs))
+        return node.attrs["word_keys"].tolist(), stats
+
+    keys, stats = chosen(3)
+    expected = sorted(sorted((key for key, n in counts.items() if n >= 2), key=lambda key: (-counts[key], key))[:3])
+    assert keys == expected and chosen(1_000_000)[0] == expected
+    assert stats.n_words == 3 and stats.n_tokens == sum(counts.values())
+    assert stats.coverage == sum(counts[key] for key in expected) / sum(counts.values())

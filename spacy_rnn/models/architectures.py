@@ -241,7 +241,8 @@ def _require_listener_width(model: Model, X=None, Y=None) -> None:
         raise ValueError(
             f"{model.name} (spacy_rnn.Tok2VecListener.v1, upstream {model.upstream_name!r}) has no width: "
             'add [initialize.before_init] @callbacks = "spacy_rnn.init_word_vocabularies.v1", which sets it '
-            "to the encoder's output width, or give the listener a width"
+            "to the encoder's output width (from Python: call spacy_rnn.choose_word_vocabularies(nlp, docs) "
+            "before nlp.initialize), or give the listener a width"
         )
 
 

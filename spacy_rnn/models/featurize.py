@@ -3,7 +3,7 @@ vocabulary (which words get their own row)."""
 import warnings
 import weakref
 from dataclasses import dataclass
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy
 from spacy.attrs import IDS as ATTR_IDS, ORTH, intify_attr
@@ -201,28 +201,69 @@ def has_word_vocab(model: Model) -> bool:
     return bool(_feature_nodes(model))
 
 
-def init_word_vocab(model: Model, docs: Iterable[Doc], *, source: str = "corpus") -> List[WordVocabStats]:
+def init_word_vocab(model: Union[Model, Sequence[Model]], docs: Iterable[Doc], *,
+                    source: str = "corpus") -> List[WordVocabStats]:
     """Give the most frequent words of `docs` (the training data) their own
-    rows in the word table of every encoder in `model`: at most vocab_size
-    words seen at least min_word_freq times. Returns what each encoder got."""
-    nodes = _feature_nodes(model)
+    rows in the word table of every encoder in `model` (or in each of several
+    models): at most vocab_size words seen at least min_word_freq times.
+    Returns what each encoder got, in walk order. Reads `docs` once, keeping
+    counts only (not the docs), so it may be a stream of any length."""
+    nodes = [node for each in ([model] if isinstance(model, Model) else model) for node in _feature_nodes(each)]
     if not nodes:
         return []
-    docs = [doc for doc in docs if len(doc)]
+    attr_ids = sorted({intify_attr(node.attrs["word_attr"]) for node in nodes})
+    counts = {attr_id: _WordCounts() for attr_id in attr_ids}
+    for doc in docs:
+        if len(doc):
+            columns = doc.to_array(attr_ids).reshape(len(doc), len(attr_ids))
+            for i, attr_id in enumerate(attr_ids):
+                counts[attr_id].add(columns[:, i])
     stats = []
     for node in nodes:
-        attr_id = intify_attr(node.attrs["word_attr"])
-        columns = [doc.to_array([attr_id]).reshape(-1) for doc in docs]
-        values = numpy.concatenate(columns) if columns else numpy.zeros((0,), dtype="uint64")
-        keys, counts = numpy.unique(values, return_counts=True)
-        frequent = counts >= node.attrs["min_word_freq"]
-        keys, counts = keys[frequent], counts[frequent]
-        top = numpy.argsort(-counts, kind="stable")[: node.attrs["vocab_size"]]
+        keys, frequencies = counts[intify_attr(node.attrs["word_attr"])].totals()
+        n_tokens = int(frequencies.sum())
+        frequent = frequencies >= node.attrs["min_word_freq"]
+        keys, frequencies = keys[frequent], frequencies[frequent]
+        top = numpy.argsort(-frequencies, kind="stable")[: node.attrs["vocab_size"]]
         node.attrs["word_keys"] = numpy.sort(keys[top]).astype("uint64")
         node.attrs["word_vocab_source"] = source
-        covered = int(counts[top].sum())
-        stats.append(WordVocabStats(len(top), len(values), covered / len(values) if len(values) else 0.0))
+        covered = int(frequencies[top].sum())
+        stats.append(WordVocabStats(len(top), n_tokens, covered / n_tokens if n_tokens else 0.0))
     return stats
+
+
+class _WordCounts:
+    """How often each key occurs in the arrays added, in bounded memory: the
+    arrays are gathered up to CHUNK values, then merged into sorted (key,
+    count) totals."""
+
+    CHUNK = 1_000_000
+
+    def __init__(self) -> None:
+        self.keys = numpy.zeros((0,), dtype="uint64")
+        self.counts = numpy.zeros((0,), dtype="int64")
+        self.pending: List[numpy.ndarray] = []
+        self.n_pending = 0
+
+    def add(self, values: numpy.ndarray) -> None:
+        self.pending.append(values.astype("uint64", copy=False))
+        self.n_pending += len(values)
+        if self.n_pending >= self.CHUNK:
+            self._merge()
+
+    def totals(self) -> Tuple[numpy.ndarray, numpy.ndarray]:
+        """The keys, in ascending order, and how often each occurred."""
+        self._merge()
+        return self.keys, self.counts
+
+    def _merge(self) -> None:
+        if not self.pending:
+            return
+        new_keys, new_counts = numpy.unique(numpy.concatenate(self.pending), return_counts=True)
+        keys, inverse = numpy.unique(numpy.concatenate([self.keys, new_keys]), return_inverse=True)
+        self.counts = numpy.bincount(inverse, weights=numpy.concatenate([self.counts, new_counts]),
+                                     minlength=len(keys)).astype("int64")
+        self.keys, self.pending, self.n_pending = keys, [], 0
 
 
 def _init_vocab_from_sample(model: Model, X: Optional[List[Doc]] = None, Y=None) -> None:
@@ -237,7 +278,8 @@ def _init_vocab_from_sample(model: Model, X: Optional[List[Doc]] = None, Y=None)
         f"initialization sample only ({stats.n_words} words), not from the training corpus, because "
         "the encoder's component (e.g. spaCy's tok2vec) passes its model only a sample. Add\n"
         "[initialize.before_init]\n@callbacks = \"spacy_rnn.init_word_vocabularies.v1\"\n"
-        "to the config to choose it from the whole training corpus.",
+        "to the config to choose it from the whole training corpus (from Python: call "
+        "spacy_rnn.choose_word_vocabularies(nlp, docs) before nlp.initialize).",
         stacklevel=2,
     )
 

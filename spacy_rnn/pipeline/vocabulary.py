@@ -43,20 +43,70 @@ being pretrained on). `[initialize] init_tok2vec` later loads that vocabulary
 with the pretrained weights, so in training the callback leaves the
 vocabulary of the pretrained layer to it.
 """
-from typing import Callable, Dict, List, Optional
+from itertools import islice
+from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 from spacy.language import Language
-from spacy.util import registry, resolve_dot_names
+from spacy.tokens import Doc
+from spacy.util import registry
 from thinc.api import Model
 
 from ..models.featurize import has_word_vocab, init_word_vocab
+from ..models.types import NonNegative
+
+# A streamed training corpus ([training] max_epochs = -1) has no end: its first this many docs
+# choose the vocabulary unless the callback's max_docs says otherwise (spaCy initializes the
+# components from the first 100 examples of such a corpus).
+STREAMED_DOCS = 100_000
 
 
-def init_word_vocabularies(nlp: Language, corpus: Optional[str] = None) -> None:
+def choose_word_vocabularies(nlp: Language, docs: Iterable[Doc]) -> None:
+    """From Python, what the `[initialize.before_init]` callback
+    spacy_rnn.init_word_vocabularies.v1 does from the config's corpus: call it
+    before `nlp.initialize`, with the training docs (or examples' reference
+    docs). Sets every spacy_rnn.Tok2VecListener.v1 width left out (and checks
+    the others), then chooses the word vocabulary of every encoder owned by a
+    component that does not choose its own (e.g. spaCy's tok2vec) from
+    `docs`, read once. Prints one line per encoder."""
+    check_listener_widths(nlp)
+    owners = _vocabulary_owners(nlp, pretraining_run=False)
+    if owners:
+        _choose(owners, docs)
+
+
+def _choose(owners: List[Tuple[str, Model]], docs: Iterable[Doc]) -> None:
+    """One pass over docs for all owners' encoders (their counts are kept, not the docs)."""
+    stats = init_word_vocab([model for _, model in owners], docs)
+    position = 0
+    for name, model in owners:
+        n_encoders = sum(1 for node in model.walk() if node.name == "doc_features")
+        report_word_vocab(name, stats[position : position + n_encoders])
+        position += n_encoders
+
+
+def _vocabulary_owners(nlp: Language, *, pretraining_run: bool) -> List[Tuple[str, Model]]:
+    """The components (name, model) whose encoders' vocabulary the callback chooses."""
+    if pretraining_run:
+        # Our own components do not get their initialize called either.
+        candidates = [(name, pipe) for name, pipe in nlp.components if not _vocab_chosen(pipe)]
+    else:
+        candidates = [(name, pipe) for name, pipe in nlp.pipeline if not getattr(pipe, "chooses_word_vocab", False)]
+    owners = [
+        (name, pipe.model) for name, pipe in candidates
+        if isinstance(getattr(pipe, "model", None), Model) and has_word_vocab(pipe.model)
+    ]
+    if not pretraining_run:
+        owners = [(name, model) for name, model in owners if not takes_pretrained_vocab(nlp, name, model)]
+    return owners
+
+
+def init_word_vocabularies(nlp: Language, corpus: Optional[str] = None, max_docs: int = 0) -> None:
     """Choose the word vocabulary of every encoder in the enabled components
     that do not choose it themselves, from the corpus the config names
     (`corpus`, a dot name such as "corpora.train"; by default the config's
-    `[training] train_corpus`). Prints one line per encoder.
+    `[training] train_corpus`), read once: its first `max_docs` docs if not 0,
+    else all of it (the first STREAMED_DOCS of a streamed training corpus,
+    [training] max_epochs = -1). Prints one line per encoder.
 
     With no component enabled (`spacy pretrain`), it chooses for every
     component whose encoder has no vocabulary yet, by default from the
@@ -65,25 +115,40 @@ def init_word_vocabularies(nlp: Language, corpus: Optional[str] = None) -> None:
     config = nlp.config.interpolate()
     pretraining = config.get("pretraining") or {}
     pretraining_run = bool(nlp.components) and not nlp.pipeline
-    if pretraining_run:
-        # Our own components do not get their initialize called either.
-        candidates = [(name, pipe) for name, pipe in nlp.components if not _vocab_chosen(pipe)]
-        default_corpus = pretraining.get("corpus") or config["training"]["train_corpus"]
-    else:
-        candidates = [(name, pipe) for name, pipe in nlp.pipeline if not getattr(pipe, "chooses_word_vocab", False)]
-        default_corpus = config["training"]["train_corpus"]
-    owners = [
-        (name, pipe) for name, pipe in candidates
-        if isinstance(getattr(pipe, "model", None), Model) and has_word_vocab(pipe.model)
-    ]
-    if not pretraining_run:
-        owners = [(name, pipe) for name, pipe in owners if not takes_pretrained_vocab(nlp, name, pipe.model)]
+    owners = _vocabulary_owners(nlp, pretraining_run=pretraining_run)
     if not owners:
         return
-    (reader,) = resolve_dot_names(config, [corpus or default_corpus])
-    docs = [example.x for example in reader(nlp)]
-    for name, pipe in owners:
-        report_word_vocab(name, init_word_vocab(pipe.model, docs))
+    training = config.get("training") or {}
+    default_corpus = (pretraining.get("corpus") if pretraining_run else None) or training["train_corpus"]
+    dot_name = corpus or default_corpus
+    streamed = not pretraining_run and dot_name == training["train_corpus"] and training.get("max_epochs") == -1
+    limit = max_docs or (STREAMED_DOCS if streamed else 0)
+    if streamed and not max_docs:
+        print(f"\u2139 word vocabulary: from the first {limit:,} docs of the streamed training corpus "
+              "([training] max_epochs = -1; max_docs in [initialize.before_init] sets how many)", flush=True)
+    docs = (example.x for example in _corpus_reader(config, dot_name)(nlp))
+    _choose(owners, islice(docs, limit) if limit else docs)
+
+
+def _corpus_reader(config, dot_name: str) -> Callable:
+    """The corpus reader the config's block `dot_name` (e.g. "corpora.train") builds, that block
+    alone (spaCy's resolve_dot_names builds its whole section: under `spacy pretrain` the train and
+    dev readers too, whose paths are then null, E913). A reader without its file (paths.train
+    null: a pipeline initialized from Python) is refused, pointing to choose_word_vocabularies."""
+    block = config
+    for part in dot_name.split("."):
+        if not isinstance(block, dict) or part not in block:
+            raise ValueError(f"spacy_rnn.init_word_vocabularies.v1: the config has no [{dot_name}] corpus to read")
+        block = block[part]
+    if not isinstance(block, dict):
+        raise ValueError(f"spacy_rnn.init_word_vocabularies.v1: [{dot_name}] is not a corpus reader block")
+    if "path" in block and block["path"] is None:
+        raise ValueError(
+            f"spacy_rnn.init_word_vocabularies.v1 reads the training corpus [{dot_name}], whose path is null "
+            "(e.g. nlp.initialize from Python, or no --paths.train): give the path, or, from Python, call "
+            "spacy_rnn.choose_word_vocabularies(nlp, docs) before nlp.initialize instead of the callback"
+        )
+    return registry.resolve({"reader": block})["reader"]
 
 
 def takes_pretrained_vocab(nlp: Language, name: str, model: Model) -> bool:
@@ -204,7 +269,7 @@ def report_word_vocab(component: str, stats) -> None:
 
 
 @registry.callbacks("spacy_rnn.init_word_vocabularies.v1")
-def make_init_word_vocabularies(corpus: str = "") -> Callable[[Language], Language]:
+def make_init_word_vocabularies(corpus: str = "", max_docs: NonNegative = 0) -> Callable[[Language], Language]:
     """For [initialize.before_init]: check that every listener of a spacy_rnn
     encoder owned by another component (e.g. spaCy's tok2vec) has the
     encoder's output width, then choose the word vocabulary of every such
@@ -212,11 +277,13 @@ def make_init_word_vocabularies(corpus: str = "") -> Callable[[Language], Langua
 
     corpus (str): dot name of the corpus reader; by default [training]
         train_corpus ([pretraining] corpus under `spacy pretrain`).
+    max_docs (int): read only the corpus's first max_docs docs; 0: all of it
+        (a streamed training corpus, [training] max_epochs = -1: its first 100,000).
     """
 
     def before_init(nlp: Language) -> Language:
         check_listener_widths(nlp)
-        init_word_vocabularies(nlp, corpus or None)
+        init_word_vocabularies(nlp, corpus or None, max_docs)
         return nlp
 
     return before_init
