@@ -7,7 +7,7 @@ evaluate-lm | generate`` and, through the ``spacy_cli`` entry point, as
 ``python -m spacy rnn-lm-train | rnn-lm-evaluate | rnn-lm-generate``.
 """
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, NoReturn, Optional
 
 import spacy
 import typer
@@ -25,32 +25,36 @@ def train_lm_command(
     valid_path: Path = typer.Argument(..., help="Tokenized validation text", exists=True),
     output_dir: Path = typer.Argument(..., help="Where model-best/, model-last/, checkpoint.pt and training.json go"),
     cell: str = typer.Option("lstm", help="rnn, lstm, gru, mingru or minlstm"),
-    depth: int = typer.Option(2, help="Recurrent layers (1-4)"),
-    width: int = typer.Option(200, help="Hidden width"),
-    embed_width: int = typer.Option(200, help="Word embedding width"),
-    embed_dropout: float = typer.Option(0.0, help="Dropout on the embeddings"),
-    dropout: float = typer.Option(0.0, help="Dropout between recurrent layers"),
-    output_dropout: float = typer.Option(0.0, help="Dropout before the output layer"),
+    depth: int = typer.Option(2, min=1, max=4, help="Recurrent layers (1-4)"),
+    width: int = typer.Option(200, min=1, help="Hidden width"),
+    embed_width: int = typer.Option(200, min=1, help="Word embedding width"),
+    embed_dropout: float = typer.Option(0.0, min=0.0, max=1.0, help="Dropout on the embeddings"),
+    dropout: float = typer.Option(0.0, min=0.0, max=1.0, help="Dropout between recurrent layers"),
+    output_dropout: float = typer.Option(0.0, min=0.0, max=1.0, help="Dropout before the output layer"),
     tie_weights: bool = typer.Option(False, "--tie-weights/--no-tie-weights", help="Share input and output embeddings"),
-    max_vocab: int = typer.Option(10_000, help="Vocabulary size, <unk> and <eos> included"),
+    max_vocab: int = typer.Option(
+        10_000, min=3, help="Vocabulary size, <unk> and <eos> included (so at least 3: they and one word)",
+    ),
     optimizer: str = typer.Option("sgd", help="sgd or adam"),
-    lr: float = typer.Option(20.0, help="Learning rate (on the mean per-token loss)"),
-    clip: float = typer.Option(0.25, help="Global gradient-norm clipping; 0 disables"),
-    decay_start: int = typer.Option(5, help="From this epoch on, multiply lr by --decay-factor every epoch"),
-    decay_factor: float = typer.Option(0.5, help="Per-epoch lr decay from --decay-start; 1 disables"),
-    plateau_factor: float = typer.Option(4.0, help="Divide lr by this when validation does not improve; 1 disables"),
-    epochs: int = typer.Option(13, help="Epochs"),
-    batch_size: int = typer.Option(20, help="Columns of the training stream"),
-    bptt: int = typer.Option(20, help="Steps per truncated-BPTT chunk"),
+    lr: float = typer.Option(20.0, min=0.0, help="Learning rate (on the mean per-token loss)"),
+    clip: float = typer.Option(0.25, min=0.0, help="Global gradient-norm clipping; 0 disables"),
+    decay_start: int = typer.Option(5, min=1, help="From this epoch on (the first is 1), multiply lr by --decay-factor every epoch"),
+    decay_factor: float = typer.Option(0.5, min=0.0, help="Per-epoch lr decay from --decay-start; 1 disables"),
+    plateau_factor: float = typer.Option(4.0, min=1.0, help="Divide lr by this when validation does not improve; 1 disables"),
+    epochs: int = typer.Option(13, min=1, help="Epochs"),
+    batch_size: int = typer.Option(20, min=1, help="Columns of the training stream"),
+    bptt: int = typer.Option(20, min=1, help="Steps per truncated-BPTT chunk"),
     seed: int = typer.Option(0, help="Random seed"),
     resume: bool = typer.Option(
         False, "--resume",
         help="Continue from output_dir/checkpoint.pt; the corpus files and options must be those the run started with",
     ),
-    max_minutes: Optional[float] = typer.Option(None, help="Stop after this much wall time"),
-    max_steps: Optional[int] = typer.Option(None, help="Stop after this many TBPTT steps"),
-    limit_tokens: Optional[int] = typer.Option(None, help="Smoke test: use only the first N training tokens"),
-    checkpoint_minutes: float = typer.Option(5.0, help="Also checkpoint within an epoch this often"),
+    max_minutes: Optional[float] = typer.Option(None, min=0.0, help="Stop after this much wall time"),
+    max_steps: Optional[int] = typer.Option(None, min=1, help="Stop after this many TBPTT steps"),
+    limit_tokens: Optional[int] = typer.Option(None, min=1, help="Smoke test: use only the first N training tokens"),
+    checkpoint_minutes: float = typer.Option(
+        5.0, help="Also checkpoint within an epoch this often; a negative value: only after each epoch and when a budget stops the run",
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar"),
 ) -> None:
     """Train a word-level recurrent language model with truncated BPTT.
@@ -98,17 +102,23 @@ def finished_line(summary: Dict, output_dir: Path) -> str:
 
 def evaluate_lm_command(
     model_path: Path = typer.Argument(..., help="A pipeline with an rnn_lm", exists=True),
-    text_paths: List[Path] = typer.Argument(..., help="Tokenized text files (one sentence/paragraph per line)", exists=True),
-    batch_size: int = typer.Option(10, help="Columns the stream is read in (1 is exact, slower)"),
-    bptt: int = typer.Option(35, help="Steps per chunk"),
+    # No exists=True: a missing file is one file's error, not the whole command's (see the docstring).
+    text_paths: List[Path] = typer.Argument(..., help="Tokenized text files (one sentence/paragraph per line)"),
+    batch_size: int = typer.Option(10, min=1, help="Columns the stream is read in (1 is exact, slower)"),
+    bptt: int = typer.Option(35, min=1, help="Steps per chunk"),
     output: Optional[Path] = typer.Option(None, help="Write the results as JSON"),
 ) -> None:
     """Perplexity of a saved rnn_lm on text files, and their out-of-vocabulary rate.
 
-    A file that cannot be evaluated gets an error entry; the others are
-    still evaluated, and the command exits with 1 after printing (and
-    writing) all results."""
-    results = evaluate_pipeline(model_path, list(text_paths), batch_size=batch_size, bptt=bptt)
+    A file that cannot be evaluated (missing, unreadable, not UTF-8, no
+    words) gets an error entry; the others are still evaluated, and the
+    command exits with 1 after printing (and writing) all results. A
+    pipeline that does not load or has no rnn_lm is one error line, exit 1."""
+    try:
+        # evaluate_pipeline catches each file's errors itself: what reaches here is the pipeline's.
+        results = evaluate_pipeline(model_path, list(text_paths), batch_size=batch_size, bptt=bptt)
+    except (ValueError, OSError) as err:
+        fail(f"{model_path}: {err}")
     failed = 0
     for path, result in results.items():
         if "error" in result:
@@ -130,14 +140,26 @@ def evaluate_lm_command(
 def generate_command(
     model_path: Path = typer.Argument(..., help="A pipeline with an rnn_lm", exists=True),
     prompt: str = typer.Option("", help="Text to continue"),
-    n_words: int = typer.Option(50, help="Words to generate"),
-    temperature: float = typer.Option(1.0, help="Sampling temperature; 0 takes the most likely word"),
+    n_words: int = typer.Option(50, min=0, help="Words to generate"),
+    temperature: float = typer.Option(1.0, min=0.0, help="Sampling temperature; 0 takes the most likely word"),
     seed: int = typer.Option(0, help="Random seed: the same seed gives the same text"),
 ) -> None:
-    """Sample text from a saved rnn_lm."""
+    """Sample text from a saved rnn_lm.
+
+    A pipeline that does not load or has no rnn_lm is one error line, exit 1."""
     from ..pipeline.lm import generate
 
-    typer.echo(generate(spacy.load(model_path), prompt, n_words, temperature, seed))
+    try:
+        text = generate(spacy.load(model_path), prompt, n_words, temperature, seed)
+    except (ValueError, OSError) as err:  # OSError: not a pipeline; ValueError: no rnn_lm, an infinite temperature
+        fail(f"{model_path}: {err}")
+    typer.echo(text)
+
+
+def fail(message: str) -> NoReturn:
+    """One `error: ...` line on stderr and exit 1, as the quantize command does (no traceback)."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(1)
 
 
 COMMANDS = {
