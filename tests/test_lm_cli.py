@@ -199,3 +199,15 @@ def test_evaluate_lm_reports_a_missing_file_as_its_own_error_and_evaluates_the_o
     written = json.loads(output.read_text())
     assert list(written) == [str(missing), str(good), str(folder)]
     assert "No such file or directory" in written[str(missing)]["error"] and written[str(good)]["tokens"] == 6
+
+
+@pytest.mark.parametrize("options, named", [
+    (["--cell", "lsmt"], "lsmt"),
+    (["--optimizer", "adamw"], "adamw"),
+    (["--tie-weights", "--width", "8", "--embed-width", "4"], "tie"),
+])
+def test_train_lm_settings_that_do_not_go_together_are_one_error_line(corpus, tmp_path, options, named):
+    """A bad --cell or --optimizer, or --tie-weights with two widths, ended in a ValueError traceback."""
+    result = run("train-lm", *corpus, tmp_path / "out", *options, "--epochs", "1", "--no-progress")
+    assert result.returncode == 1 and result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert named in result.stderr

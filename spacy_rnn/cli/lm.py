@@ -62,16 +62,19 @@ def train_lm_command(
     Saves the best one as a spaCy pipeline with an rnn_lm component. If the
     loss diverges, training stops and model-best stays that of the last good
     epoch."""
-    config = LMConfig(
-        cell=cell, depth=depth, width=width, embed_width=embed_width, embed_dropout=embed_dropout,
-        dropout=dropout, output_dropout=output_dropout, tie_weights=tie_weights, max_vocab=max_vocab,
-        optimizer=optimizer, lr=lr, clip=clip, decay_start=decay_start, decay_factor=decay_factor,
-        plateau_factor=plateau_factor, epochs=epochs, batch_size=batch_size, bptt=bptt, seed=seed,
-    )
-    summary = run_training(
-        train_path, valid_path, output_dir, config, resume=resume, max_minutes=max_minutes,
-        max_steps=max_steps, limit_tokens=limit_tokens, checkpoint_minutes=checkpoint_minutes, progress=progress,
-    )
+    try:  # settings that do not go together, a --resume that does not match, a corpus that does not read
+        config = LMConfig(
+            cell=cell, depth=depth, width=width, embed_width=embed_width, embed_dropout=embed_dropout,
+            dropout=dropout, output_dropout=output_dropout, tie_weights=tie_weights, max_vocab=max_vocab,
+            optimizer=optimizer, lr=lr, clip=clip, decay_start=decay_start, decay_factor=decay_factor,
+            plateau_factor=plateau_factor, epochs=epochs, batch_size=batch_size, bptt=bptt, seed=seed,
+        )
+        summary = run_training(
+            train_path, valid_path, output_dir, config, resume=resume, max_minutes=max_minutes,
+            max_steps=max_steps, limit_tokens=limit_tokens, checkpoint_minutes=checkpoint_minutes, progress=progress,
+        )
+    except (ValueError, OSError) as err:
+        fail(str(err))
     if summary["diverged"] is not None:
         kept = (
             f"model-best is from epoch {summary['best_epoch']}" if summary["best_epoch"] is not None
