@@ -123,3 +123,16 @@ def run_app_in_process(app, *args) -> subprocess.CompletedProcess:
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception  # a crash is not an exit code
     return subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Recurrent layers step through time; on a busy 2-core machine torch's intra-op threads only
+    add waiting, so tests that run torch modules use one (as nlp.pipe workers do): a test module
+    takes it with pytestmark = pytest.mark.usefixtures("one_torch_thread")."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -45,12 +45,7 @@ TINY = dict(depth=1, width=24, embed_width=24, batch_size=2, bptt=8, optimizer="
             decay_start=100, plateau_factor=1.0, seed=0)
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest
 
 
 def tiny_stream(repeat=20):

@@ -7,7 +7,6 @@ import json
 
 import pytest
 import spacy
-import torch
 import typer
 
 import spacy_rnn.cli.lm as lm_cli
@@ -22,18 +21,12 @@ TINY = dict(depth=1, width=8, embed_width=8, batch_size=2, bptt=5, optimizer="ad
             decay_start=100, plateau_factor=1.0, seed=0)
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest
 
 
 @pytest.fixture(scope="module")
-def lm_path(tmp_path_factory):
+def lm_path(tmp_path_factory, one_torch_thread):
     """A saved pipeline with a tiny rnn_lm (one epoch on a few sentences)."""
-    torch.set_num_threads(1)
     words = stream_words([s.split() for s in SENTENCES] * 5)
     config = LMConfig(epochs=1, **TINY)
     model, vocab, _ = train_lm(words, words, config, progress=False, log=lambda s: None)

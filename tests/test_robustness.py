@@ -273,14 +273,7 @@ def sample_annotations(nlp: Language, name: str, texts=None):
     return [annotations(nlp, name, doc) for doc in nlp.pipe(texts)]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Recurrent layers step through time; on a busy 2-core machine torch's
-    intra-op threads only add waiting, so tests use one (as nlp.pipe workers do)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest
 
 
 @pytest.fixture(scope="module", params=FACTORIES)

@@ -19,12 +19,7 @@ from spacy_rnn.models.wrappers import _convert_lm_outputs, wrap_sequence_log_pro
 LENGTHS = [2, 0, 3]  # an empty doc between two others
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest
 
 
 def fill_parameters(module: torch.nn.Module, seed: int) -> None:
