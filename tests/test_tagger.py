@@ -329,6 +329,9 @@ def test_settings_given_at_load_are_used_or_refused(trained_nlp, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # nothing to say when they agree
         spacy.load(path)
+        # said once per saved component and setting: spaCy's find-threshold loads a pipeline once per
+        # threshold it tries, each given in the config (11 warnings by default)
+        spacy.load(path, config={"components": {"rnn_tagger": {"max_grad_norm": 2.0}}})
     fresh = make_nlp(token_attr="pos")
     with pytest.raises(ValueError, match="token_attr is 'pos' in the config"):
         fresh.get_pipe("rnn_tagger").from_bytes(trained_nlp.get_pipe("rnn_tagger").to_bytes())

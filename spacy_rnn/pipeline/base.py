@@ -122,6 +122,19 @@ def diverged(name: str, what: str) -> ValueError:
     )
 
 
+_WARNED: set = set()
+
+
+def _first_time(key) -> bool:
+    """True the first time this process asks about `key`: the warning that a saved setting was kept
+    is given once per saved component and setting (spaCy's find-threshold loads the same pipeline
+    once per threshold tried, with that threshold in the config, then sets it on pipe.cfg)."""
+    if key in _WARNED:
+        return False
+    _WARNED.add(key)
+    return True
+
+
 class SavedSettings:
     """A component's cfg settings at load, for spaCy's pipes and spacy-rnn's count taggers alike:
     those the weights (or counts) were made with must agree with the config; the others keep
@@ -154,7 +167,8 @@ class SavedSettings:
                     f"trained with {self.cfg[key]!r}; restore it in config.cfg (or train for {configured[key]!r})"
                 )
         differing = [f"{key} is {configured[key]!r} in the config, {self.cfg[key]!r} saved" for key in self.CONFIG_SETTINGS
-                     if key in configured and key in self.cfg and self.cfg[key] != configured[key]]
+                     if key in configured and key in self.cfg and self.cfg[key] != configured[key]
+                     and _first_time((self.name, where, key))]
         if differing:
             warnings.warn(
                 f"[{self.name}] the component saved in {where} keeps its own settings, not the config's "
