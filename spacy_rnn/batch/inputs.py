@@ -6,8 +6,10 @@ shards, and the records of a shard.
   is not UTF-8 is refused: every output doc and reject names its file.
 - Records: a .txt line is one text (a trailing "\\r" removed; an empty line is
   an empty text). A .jsonl line is a JSON object with a string `text`; its
-  other fields are the record's `meta`, kept. A .spacy file (DocBin) holds
-  one record per Doc, its user data kept.
+  other fields are the record's `meta`, kept. A blank .jsonl line (empty, or
+  only JSON whitespace: spaces, tabs, "\\r") is no record, as JSON Lines
+  readers skip it; the other lines keep their numbers. A .spacy file (DocBin)
+  holds one record per Doc, its user data kept.
 - Rejects: a record that cannot be annotated is not dropped: it becomes a
   `Reject` naming the file, the line (for .spacy, the doc number) and the
   reason: invalid JSON, no string `text`, bytes that are not UTF-8, a text
@@ -20,14 +22,17 @@ shards, and the records of a shard.
   A shard knows the byte offset of its first line, so a worker reads only
   its own part of a text file. Shards are numbered in file order; the plan
   depends only on the files and shard_size, so a resumed run cuts the same
-  shards.
+  shards. A DocBin cannot be read in parts, so a process keeps the one it
+  is reading and builds its docs in order with one `get_docs`: the shards
+  of a file read in order (one process, or workers that take them in turn)
+  build each doc at most once per process (`_DocBinCursor`).
 """
 import glob
 import json
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Union
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
 from spacy.tokens import Doc, DocBin
 from spacy.vocab import Vocab
@@ -52,8 +57,10 @@ class Shard:
     index: int  # position in the plan; names the output files
     path: str
     kind: str  # "txt", "jsonl" or "spacy"
-    start: int  # first record (0-based line or doc number)
-    end: int  # one past the last record
+    start: int  # 0-based line (doc number) of the first record
+    # start + the shard's record count: one past the last record, unless blank .jsonl lines
+    # (no records) lie among the shard's lines
+    end: int
     offset: int = 0  # byte offset of line `start` (text files)
 
     @property
@@ -116,19 +123,27 @@ def plan_shards(paths: List[Path], shard_size: int) -> List[Shard]:
             for start in range(0, n_docs, shard_size):
                 shards.append(Shard(len(shards), str(path), kind, start, min(start + shard_size, n_docs)))
             continue
-        offsets = []  # byte offset of every shard_size-th line
-        n_lines = 0
+        starts = []  # (line number, byte offset) of every shard_size-th record
+        n_records = 0
         position = 0
         with path.open("rb") as file:
-            for raw in file:
-                if n_lines % shard_size == 0:
-                    offsets.append(position)
+            for line_index, raw in enumerate(file):
+                if kind == "txt" or not _blank(line_index + 1, raw):
+                    if n_records % shard_size == 0:
+                        starts.append((line_index, position))
+                    n_records += 1
                 position += len(raw)
-                n_lines += 1
-        for i, offset in enumerate(offsets):
-            start = i * shard_size
-            shards.append(Shard(len(shards), str(path), kind, start, min(start + shard_size, n_lines), offset))
+        for i, (start, offset) in enumerate(starts):
+            size = min(shard_size, n_records - i * shard_size)
+            shards.append(Shard(len(shards), str(path), kind, start, start + size, offset))
     return shards
+
+
+def _blank(line_no: int, raw: bytes) -> bool:
+    """Whether a .jsonl line (line_no 1-based, raw with its line end) is blank: no record."""
+    if line_no == 1 and raw.startswith(BOM):
+        raw = raw[len(BOM):]
+    return not raw.strip(b" \t\r\n")
 
 
 def _load_docbin(path: Path) -> DocBin:
@@ -138,24 +153,95 @@ def _load_docbin(path: Path) -> DocBin:
         raise InputError(f"{path}: not a readable .spacy file (DocBin): {type(err).__name__}: {err}") from None
 
 
+class _DocBinCursor:
+    """A .spacy file loaded once, and one `get_docs` over it that builds its
+    docs in order. `doc(i)` continues from the last doc built; only a doc
+    before it starts a new pass. Shards read in order therefore build each
+    doc once, where loading the file and building every doc before a shard's
+    start for each shard took time quadratic in the file's length."""
+
+    def __init__(self, path: Path, key: Tuple[int, int], vocab: Vocab) -> None:
+        self.path = str(path)
+        self.key = key  # the file's (mtime_ns, size) when loaded
+        self.docbin = _load_docbin(path)
+        self.n_docs = len(self.docbin)
+        self.start_pass(vocab)
+
+    def start_pass(self, vocab: Vocab) -> None:
+        self.vocab = vocab
+        self.docs = self.docbin.get_docs(vocab)
+        self.position = 0  # the number of the doc that self.docs builds next
+
+    def doc(self, i: int) -> Doc:
+        """Doc number i (0-based) of the file."""
+        if i >= self.n_docs:
+            raise InputError(f"{self.path}: holds {self.n_docs:,} docs, not doc {i + 1:,}: "
+                             "the file changed after its shards were planned")
+        if i < self.position:
+            self.start_pass(self.vocab)
+        while self.position < i:  # docs before i that this process does not read: built, dropped
+            next(self.docs)
+            self.position += 1
+        doc = next(self.docs)
+        self.position += 1
+        return doc
+
+
+# The .spacy file this process is reading (read_shard), kept between its shards; None when
+# the process has read to its end or has gone on to another file, so that it holds at most
+# one file's DocBin, and only while it reads it.
+_cursor: Optional[_DocBinCursor] = None
+
+
+def _docbin_cursor(path: Path, vocab: Vocab) -> _DocBinCursor:
+    """This process's cursor over `path`, for docs in `vocab`: the kept one
+    if it is over the same file, unchanged since it was loaded, else a new one."""
+    global _cursor
+    stat = path.stat()
+    key = (stat.st_mtime_ns, stat.st_size)
+    if _cursor is None or _cursor.path != str(path) or _cursor.key != key:
+        _cursor = None  # free the previous file's DocBin before loading this one
+        _cursor = _DocBinCursor(path, key, vocab)
+    elif _cursor.vocab is not vocab:  # Docs belong to a vocab: another one needs another pass
+        _cursor.start_pass(vocab)
+    return _cursor
+
+
+def _release(cursor: _DocBinCursor) -> None:
+    global _cursor
+    if _cursor is cursor:
+        _cursor = None
+
+
 def read_shard(shard: Shard, vocab: Vocab, max_length: int) -> Iterator[Union[Record, Reject]]:
     """The shard's records in input order, each a Record or a Reject."""
     if shard.kind == "spacy":
-        docs = _load_docbin(Path(shard.path)).get_docs(vocab)
-        for i, doc in enumerate(docs):
-            if i < shard.start:
-                continue
-            if i >= shard.end:
-                break
+        cursor = _docbin_cursor(Path(shard.path), vocab)
+        for i in range(shard.start, shard.end):
+            try:
+                doc = cursor.doc(i)
+            except BaseException:
+                _release(cursor)  # its get_docs is closed: a new read starts afresh
+                raise
             if len(doc.text) > max_length:
                 yield Reject(shard.path, i + 1, f"text of {len(doc.text):,} characters is over max_length {max_length:,}")
             else:
                 yield Record(f"{shard.path}:{i + 1}", doc=doc)  # its user data travels with it
+        if cursor.position == cursor.n_docs:
+            _release(cursor)
         return
+    if _cursor is not None:
+        _release(_cursor)  # another file: the .spacy file read before is done with
     with open(shard.path, "rb") as file:
         file.seek(shard.offset)
-        for line_no in range(shard.start + 1, shard.end + 1):
+        line_no = shard.start
+        n_records = 0
+        while n_records < shard.end - shard.start:
             raw = file.readline()
+            line_no += 1
+            if shard.kind == "jsonl" and raw and _blank(line_no, raw):  # b"": the file shrank since the plan
+                continue
+            n_records += 1
             yield _parse_line(shard, line_no, raw, max_length)
 
 
