@@ -251,3 +251,20 @@ def test_shim_goes_through_the_multiprocessing_pickler(int8):
         restored = pickle.loads(data)
     for got, want in zip(restored.predict(token_batch()), expected):
         assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
+def test_lengths_stay_on_the_cpu_whatever_thincs_default_device(monkeypatch):
+    """After spacy.require_gpu(), xp2torch without a device puts a tensor on the GPU: the sequence
+    lengths went there, and packing them (a CPU arange added to them; PackedSequence's batch
+    sizes) fails on a GPU. Thinc's default device is made "meta" here to show where they go."""
+    import thinc.util
+
+    from spacy_rnn.models.wrappers import _convert_inputs, _convert_lm_inputs
+
+    encoder = wrap_token_encoder(tiny_encoder())
+    lm = wrap_sequence_log_probs(tiny_lm_module())
+    monkeypatch.setattr(thinc.util, "get_torch_default_device", lambda: torch.device("meta"))
+    args, _ = _convert_inputs(encoder, token_batch(), False)
+    assert args.args[-1].device.type == "cpu"
+    lm_args, _ = _convert_lm_inputs(lm, [numpy.array([2, 3]), numpy.array([4])], False)
+    assert lm_args.args[-1].device.type == "cpu"

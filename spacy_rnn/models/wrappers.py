@@ -105,7 +105,9 @@ def _convert_inputs(model: Model, batch: TokenBatch, is_train: bool) -> Tuple[Ar
             xp2torch(batch.hashes.astype("int64"), device=device),
             xp2torch(batch.word_index, device=device),
             xp2torch(batch.code_points, device=device),
-            xp2torch(batch.lengths),  # packing wants lengths on the CPU
+            # packing wants lengths on the CPU: xp2torch without a device puts them on Thinc's default
+            # device, a GPU after spacy.require_gpu()
+            xp2torch(batch.lengths, device=torch.device("cpu")),
         ),
         kwargs={},
     )
@@ -163,7 +165,7 @@ def _convert_lm_inputs(model: Model, ids: List[Ints1d], is_train: bool) -> Tuple
     lengths = numpy.array([len(x) for x in ids], dtype="int64")
     flat = numpy.concatenate([numpy.asarray(x, dtype="int64") for x in ids]) if ids else numpy.zeros((0,), dtype="int64")
     args = ArgsKwargs(
-        args=(xp2torch(flat, device=model.shims[0].device), xp2torch(lengths)),  # lengths stay on the CPU
+        args=(xp2torch(flat, device=model.shims[0].device), xp2torch(lengths, device=torch.device("cpu"))),  # lengths stay on the CPU
         kwargs={},
     )
     return args, lambda d_args: []

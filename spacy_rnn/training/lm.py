@@ -210,7 +210,7 @@ def evaluate_ids(model: RNNLanguageModel, ids: Sequence[int], *, batch_size: int
     model.eval()
     try:
         batch_size = max(1, min(batch_size, len(ids) // 2))
-        data = batchify(ids, batch_size)
+        data = batchify(ids, batch_size).to(model.embed.weight.device)
         state = model.init_state(batch_size)
         total, count = 0.0, 0
         for start in chunk_starts(data.shape[1], bptt):

@@ -182,8 +182,10 @@ def sample_words(
     was_training = model.training
     model.eval()
     try:
+        # drawn on the CPU, whatever the model's device: the same seed gives the same words anywhere
         generator = torch.Generator().manual_seed(seed)
-        inputs = torch.tensor([[start_id] + list(prompt_ids)], dtype=torch.int64)
+        device = model.embed.weight.device
+        inputs = torch.tensor([[start_id] + list(prompt_ids)], dtype=torch.int64, device=device)
         logits, state = model(inputs, None)
         last = logits[0, -1]
         out: List[int] = []
@@ -194,10 +196,10 @@ def sample_words(
             if temperature == 0:
                 word = int(torch.argmax(last))
             else:
-                probs = torch.softmax(last.double() / temperature, dim=-1)
+                probs = torch.softmax(last.double().cpu() / temperature, dim=-1)
                 word = int(torch.multinomial(probs, 1, generator=generator))
             out.append(word)
-            logits, state = model(torch.tensor([[word]], dtype=torch.int64), state)
+            logits, state = model(torch.tensor([[word]], dtype=torch.int64, device=device), state)
             last = logits[0, -1]
         return out
     finally:

@@ -33,5 +33,6 @@ def native_bf16_products(device: torch.device) -> bool:
     if device.type == "cpu":
         return any(flag in cpu_flags() for flag in BF16_CPU_FLAGS)
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+        # emulated bfloat16 (pre-Ampere GPUs, e.g. T4, V100) is slower, not faster: native only
+        return torch.cuda.is_bf16_supported(including_emulation=False)
     return False

@@ -97,7 +97,7 @@ class RecurrentEncoder(nn.Module):
         if isinstance(self.rnn, LinearRecurrence):
             outputs, _ = self.rnn.forward_tokens(inputs, lengths)  # it packs the tokens itself
             return self.dropout(outputs)
-        packed_index, batch_sizes = packing_order(lengths)
+        packed_index, batch_sizes = packing_order(lengths.cpu())  # PackedSequence wants them on the CPU
         packed = PackedSequence(inputs[packed_index.to(inputs.device)], batch_sizes)
         outputs, _ = self.rnn(packed)
         flat = torch.empty_like(outputs.data)  # (n_tokens, output_width)
