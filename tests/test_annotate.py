@@ -368,3 +368,337 @@ def test_ray_engine_matches_the_local_engine(pipeline, tmp_path):
     summary = annotate(pipeline, inputs, tmp_path / "ray", fmt="jsonl", shard_size=3, max_length=200, engine="ray", workers=2)
     assert summary["engine"] == "ray" and summary["workers"] == 2
     assert outputs_of(tmp_path / "ray") == outputs_of(tmp_path / "local")
+
+
+# A component that raises on some docs, and a pipeline whose nlp.max_length is 50 (an
+# [nlp] after_creation callback), both registered by this file, which the tests import.
+CUSTOM_CODE = '''
+import spacy
+from spacy.language import Language
+
+
+@Language.component("annotate_test_boom")
+def boom(doc):
+    if "BOOM" in doc.text:
+        raise ValueError("boom on " + doc.text)
+    return doc
+
+
+@spacy.registry.callbacks("annotate_test.max_length_50.v1")
+def max_length_50():
+    def set_max_length(nlp):
+        nlp.max_length = 50
+        return nlp
+    return set_max_length
+'''
+
+# A component that only --code registers: the tests never import this file themselves.
+CODE_ONLY = '''
+from spacy.language import Language
+
+
+@Language.component("annotate_test_code_cats", assigns=["doc.cats"])
+def code_cats(doc):
+    doc.cats = {"LONG": float(len(doc) > 3)}
+    return doc
+'''
+
+
+@pytest.fixture(scope="module")
+def custom_code(tmp_path_factory):
+    path = tmp_path_factory.mktemp("code") / "custom.py"
+    path.write_text(CUSTOM_CODE, encoding="utf8")
+    spacy.util.import_file("python_code", path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def code_only(tmp_path_factory):
+    path = tmp_path_factory.mktemp("code") / "code_only.py"
+    path.write_text(CODE_ONLY, encoding="utf8")
+    return path
+
+
+def edited_pipeline(source: Path, target: Path, edit) -> Path:
+    """A copy of the pipeline `source` at `target`, its config.cfg changed by edit(config), so that a
+    component or callback is named without being registered in this process."""
+    import shutil
+
+    shutil.copytree(source, target)
+    config = spacy.util.load_config(target / "config.cfg")
+    edit(config)
+    config.to_disk(target / "config.cfg")
+    return target
+
+
+@pytest.fixture(scope="module")
+def boom_pipeline(pipeline, custom_code, tmp_path_factory):
+    """The tagger + NER pipeline with annotate_test_boom last."""
+    nlp = spacy.load(pipeline)
+    nlp.add_pipe("annotate_test_boom")
+    path = tmp_path_factory.mktemp("model") / "boom"
+    nlp.to_disk(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def short_pipeline(pipeline, custom_code, tmp_path_factory):
+    """The tagger + NER pipeline with nlp.max_length 50."""
+    def edit(config):
+        config["nlp"]["after_creation"] = {"@callbacks": "annotate_test.max_length_50.v1"}
+    path = edited_pipeline(pipeline, tmp_path_factory.mktemp("model") / "short", edit)
+    assert spacy.load(path).max_length == 50
+    return path
+
+
+@pytest.fixture(scope="module")
+def code_pipeline(pipeline, tmp_path_factory):
+    """The tagger + NER pipeline with annotate_test_code_cats (registered by CODE_ONLY) last."""
+    def edit(config):
+        config["nlp"]["pipeline"] = list(config["nlp"]["pipeline"]) + ["code_cats"]
+        config["components"]["code_cats"] = {"factory": "annotate_test_code_cats"}
+    return edited_pipeline(pipeline, tmp_path_factory.mktemp("model") / "code", edit)
+
+
+def children_of(pid: int):
+    """The process ids whose parent is `pid` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # the process ended meanwhile
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+# The annotate command with every shard slowed down (the forked workers inherit the patch).
+SLOW_SHARDS = """
+import sys, time
+from spacy_rnn.batch import engines
+real = engines.annotate_shard
+engines.annotate_shard = lambda *args: (time.sleep(0.2), real(*args))[1]
+from spacy_rnn.cli import make_app
+make_app()(sys.argv[1:])
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists() or multiprocessing.get_start_method() != "fork",
+                    reason="finds the workers in /proc; the workers must inherit the patched function")
+def test_sigterm_to_the_main_process_stops_its_workers_and_a_rerun_resumes(pipeline, tmp_path):
+    """`kill PID`, `timeout` or a batch scheduler SIGTERM the main process only: its --n-process workers
+    used to keep running (writing shards, then blocked for good)."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "t.txt").write_text("".join(f"I like green eggs number {i} .\n" for i in range(60)), encoding="utf8")
+    options = {"fmt": "jsonl", "shard_size": 2}
+    annotate(pipeline, inputs, tmp_path / "whole", **options)
+    args = [str(pipeline), str(inputs), str(tmp_path / "out"), "--format", "jsonl", "--shard-size", "2", "--n-process", "2"]
+    log = tmp_path / "stderr.txt"
+    with open(log, "w") as stderr_file:  # not a pipe: workers left running would hold it open
+        run = subprocess.Popen([sys.executable, "-c", SLOW_SHARDS, "annotate"] + args,
+                               stdout=subprocess.DEVNULL, stderr=stderr_file)
+    workers = []
+    try:
+        shards = tmp_path / "out" / "shards"
+        deadline = time.time() + 60
+        while time.time() < deadline and run.poll() is None and len(list(shards.glob("*.done.json"))) < 2:
+            time.sleep(0.02)
+        workers = children_of(run.pid)
+        run.send_signal(signal.SIGTERM)
+        run.wait(timeout=30)
+        stderr = log.read_text()
+        assert len(workers) == 2, "the run ended before it was stopped"
+        assert run.returncode == 143 and "error: stopped by SIGTERM" in stderr, stderr
+        deadline = time.time() + 5
+        while time.time() < deadline and any(alive(pid) for pid in workers):
+            time.sleep(0.05)
+        assert not any(alive(pid) for pid in workers)
+    finally:
+        for pid in workers:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        if run.poll() is None:
+            run.kill()
+    n_done = len(list(shards.glob("*.done.json")))
+    assert 0 < n_done < 30
+    summary = annotate(pipeline, inputs, tmp_path / "out", **options)
+    assert summary["resumed"] and summary["shards_skipped"] == n_done
+    assert outputs_of(tmp_path / "out") == outputs_of(tmp_path / "whole")
+
+
+@pytest.mark.parametrize("n_process", [1, 2])
+def test_a_max_length_above_the_pipelines_raises_it(short_pipeline, tmp_path, n_process):
+    """Texts between nlp.max_length and --max-length are annotated, not refused by spaCy (E088) part way
+    through a run whose run.json then refused the corrected command."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    long_text = " ".join(["eggs"] * 20)  # 99 characters
+    (inputs / "t.txt").write_text(f"I like ham .\n{long_text}\n{long_text} {long_text}\n", encoding="utf8")
+    summary = annotate(short_pipeline, inputs, tmp_path / "out", fmt="jsonl", max_length=150, n_process=n_process)
+    assert (summary["outputs"], summary["rejects"]) == (2, 1)
+    rows = read_jsonl_shards(tmp_path / "out")
+    assert [row["text"] for row in rows] == ["I like ham .", long_text] and len(rows[1]["tags"]) == 20
+    summary = annotate(short_pipeline, inputs, tmp_path / "default", fmt="jsonl", n_process=n_process)
+    assert (summary["outputs"], summary["rejects"]) == (1, 2)  # the pipeline's max_length, 50
+
+
+@pytest.mark.parametrize("n_process", [1, 2])
+def test_a_doc_the_pipeline_raises_on_is_a_reject_and_the_run_goes_on(pipeline, boom_pipeline, tmp_path, n_process):
+    """The batch is annotated again one doc at a time; the doc that still fails becomes a reject naming its
+    record and the error, the others of its batch and shard are annotated."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    lines = ["I like green eggs .", "Eat BOOM ham !", "The dog runs", "It went BOOM", "I like ham ."]
+    (inputs / "a.txt").write_text("\n".join(lines) + "\n", encoding="utf8")
+    db = DocBin(store_user_data=True)
+    for i, words in enumerate([["Blue", "eggs"], ["BOOM", "eggs"], ["I", "run"]]):
+        doc = Doc(spacy.blank("en").vocab, words=words)
+        doc.user_data["my_key"] = i
+        db.add(doc)
+    db.to_disk(inputs / "c.spacy")
+    options = {"fmt": "spacy", "shard_size": 4, "batch_size": 3}
+    summary = annotate(boom_pipeline, inputs, tmp_path / "out", n_process=n_process, **options)
+    assert (summary["inputs"], summary["outputs"], summary["rejects"]) == (8, 5, 3)
+    rejects = [json.loads(line) for line in (tmp_path / "out" / "rejects.jsonl").read_text().splitlines()]
+    a, c = str(inputs / "a.txt"), str(inputs / "c.spacy")
+    assert rejects == [
+        {"file": a, "line": 2, "reason": "the pipeline raised ValueError: boom on Eat BOOM ham !"},
+        {"file": a, "line": 4, "reason": "the pipeline raised ValueError: boom on It went BOOM"},
+        {"file": c, "line": 2, "reason": "the pipeline raised ValueError: boom on BOOM eggs "},
+    ]
+    # The docs that did not fail are what the pipeline without the component writes for them.
+    annotate(pipeline, inputs, tmp_path / "plain", **options)
+    vocab = spacy.blank("en").vocab
+
+    def docs_of(out):
+        return [doc for path in sorted((out / "shards").glob("*.spacy")) for doc in DocBin().from_disk(path).get_docs(vocab)]
+
+    plain = [doc for doc in docs_of(tmp_path / "plain") if "BOOM" not in doc.text]
+    got = docs_of(tmp_path / "out")
+    assert [doc.to_json() for doc in got] == [doc.to_json() for doc in plain]
+    assert [doc.user_data for doc in got] == [doc.user_data for doc in plain]
+    assert [doc.user_data.get("my_key") for doc in got[-2:]] == [0, 2]
+
+
+@pytest.mark.parametrize("n_process", [1, 2])
+def test_code_imports_the_components_of_a_pipeline(code_pipeline, code_only, pipeline, tmp_path, n_process):
+    inputs = write_inputs(tmp_path / "in")
+    args = ["annotate", str(code_pipeline), str(inputs), "--format", "jsonl", "--max-length", "200",
+            "--n-process", str(n_process)]
+    result = CliRunner().invoke(make_app(), args + [str(tmp_path / "out"), "--code", str(code_only)])
+    assert result.exit_code == 0, result.output
+    rows = read_jsonl_shards(tmp_path / "out")
+    assert [row["cats"] for row in rows[:2]] == [{"LONG": 1.0}, {"LONG": 0.0}]
+    annotate(pipeline, inputs, tmp_path / "plain", fmt="jsonl", max_length=200)
+    assert [{k: v for k, v in row.items() if k != "cats"} for row in rows] == read_jsonl_shards(tmp_path / "plain")
+    result = CliRunner().invoke(make_app(), args + [str(tmp_path / "out2"), "--code", str(tmp_path / "nothing.py")])
+    assert result.exit_code == 1 and f"error: {tmp_path / 'nothing.py'}: no such file" in result.output
+    assert not (tmp_path / "out2").exists()
+
+
+@pytest.mark.slow  # a new interpreter and two spawned workers, each importing spaCy and torch (6 s here, alone)
+def test_code_is_imported_by_spawned_workers(code_pipeline, code_only, tmp_path):
+    inputs = write_inputs(tmp_path / "in")
+    script = "import multiprocessing, sys; multiprocessing.set_start_method('spawn'); " \
+             "from spacy_rnn.cli import make_app; make_app()(sys.argv[1:])"
+    args = ["annotate", str(code_pipeline), str(inputs), str(tmp_path / "out"), "--format", "jsonl", "--max-length", "200",
+            "--shard-size", "3", "--n-process", "2", "--code", str(code_only)]
+    result = subprocess.run([sys.executable, "-c", script] + args, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    rows = read_jsonl_shards(tmp_path / "out")
+    assert len(rows) == 10 and all(set(row["cats"]) == {"LONG"} for row in rows)
+
+
+def test_an_output_dir_inside_the_input_dir_is_not_read_as_input(pipeline, tmp_path):
+    """A rerun read the first run's shards and rejects.jsonl as inputs, and refused to resume as another run."""
+    inputs = write_inputs(tmp_path / "in")
+    out = inputs / "out"
+    first = annotate(pipeline, inputs, out, fmt="jsonl", shard_size=4, max_length=200)
+    (out / "shards" / "shard-000001.done.json").unlink()  # as if interrupted
+    again = annotate(pipeline, inputs, out, fmt="jsonl", shard_size=4, max_length=200)
+    assert again["resumed"] and again["shards_skipped"] == first["shards"] - 1
+    assert (again["inputs"], again["outputs"], again["rejects"]) == (16, 10, 6)
+    with pytest.raises(InputError, match="holds no input files outside OUTPUT_DIR"):
+        annotate(pipeline, out, out, fmt="jsonl")
+
+
+def test_a_changed_pipeline_at_the_same_path_is_refused_and_the_same_by_another_path_resumes(pipeline, tmp_path,
+                                                                                              monkeypatch):
+    import shutil
+
+    inputs = write_inputs(tmp_path / "in")
+    model = tmp_path / "model"
+    shutil.copytree(pipeline, model)
+    options = {"fmt": "jsonl", "shard_size": 4, "max_length": 200}
+    first = annotate(model, inputs, tmp_path / "out", **options)
+    (tmp_path / "out" / "shards" / "shard-000001.done.json").unlink()  # as if interrupted
+    monkeypatch.chdir(tmp_path)
+    again = annotate("model", inputs, tmp_path / "out", **options)  # the same model by a relative path
+    assert again["resumed"] and again["shards_skipped"] == first["shards"] - 1
+    (tmp_path / "out" / "shards" / "shard-000001.done.json").unlink()
+    nlp = spacy.load(model)  # the same pipeline with other weights, saved over it
+    output_layer = nlp.get_pipe("rnn_tagger").model.get_ref("output_layer")
+    output_layer.set_param("b", output_layer.get_param("b") + 1)
+    nlp.to_disk(model)
+    with pytest.raises(ValueError, match=r"another run \(different model; model files that differ: rnn_tagger/model\)"):
+        annotate(model, inputs, tmp_path / "out", **options)
+    assert not (tmp_path / "out" / "shards" / "shard-000001.done.json").exists()
+    meta = json.loads((model / "meta.json").read_text())
+    meta["version"] = "2.0.0"
+    (model / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"the model was en_pipeline 0\.0\.0, now en_pipeline 2\.0\.0; "
+                                         r"model files that differ: meta\.json, rnn_tagger/model\)"):
+        annotate(model, inputs, tmp_path / "out", **options)
+
+
+def test_without_ray_the_install_hint_comes_before_the_inputs_and_output_dir(pipeline, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    with pytest.raises(RuntimeError, match=r"pip install 'spacy-rnn\[ray\]'"):
+        annotate(pipeline, tmp_path / "no_such_input", tmp_path / "out", engine="ray")
+    write_inputs(tmp_path / "in")
+    with pytest.raises(RuntimeError, match=r"pip install 'spacy-rnn\[ray\]'"):
+        annotate(pipeline, tmp_path / "in", tmp_path / "out", engine="ray")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow  # about 30 s: two local Ray instances
+def test_ray_actors_import_code_raise_max_length_and_reject_failing_docs(short_pipeline, custom_code, tmp_path):
+    """And a pipeline that does not load in the actors gives one error line, as with --n-process."""
+    pytest.importorskip("ray.data")
+    import shutil
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    long_text = " ".join(["eggs"] * 20)
+    (inputs / "t.txt").write_text(f"I like ham .\n{long_text}\nEat BOOM ham !\n{long_text} {long_text}\n", encoding="utf8")
+    nlp = spacy.load(short_pipeline)
+    nlp.add_pipe("annotate_test_boom")
+    nlp.to_disk(tmp_path / "model")
+    command = [sys.executable, "-m", "spacy_rnn", "annotate", str(tmp_path / "model"), str(inputs)]
+    options = ["--format", "jsonl", "--max-length", "150", "--shard-size", "2", "--code", str(custom_code)]
+    subprocess.run(command + [str(tmp_path / "local")] + options, check=True, capture_output=True)
+    result = subprocess.run(command + [str(tmp_path / "ray")] + options + ["--engine", "ray", "--workers", "2"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert outputs_of(tmp_path / "ray") == outputs_of(tmp_path / "local")
+    summary = json.loads((tmp_path / "ray" / "summary.json").read_text())
+    assert (summary["outputs"], summary["rejects"]) == (2, 2)
+    shutil.copytree(short_pipeline, tmp_path / "broken")
+    (tmp_path / "broken" / "rnn_tagger" / "model").write_bytes(b"\x00" * 100)
+    result = subprocess.run([sys.executable, "-m", "spacy_rnn", "annotate", str(tmp_path / "broken"), str(inputs),
+                             str(tmp_path / "ray_broken"), "--engine", "ray", "--workers", "1", "--code", str(custom_code)],
+                            capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and errors[0].startswith("error: "), result.stderr

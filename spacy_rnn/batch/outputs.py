@@ -3,7 +3,8 @@ atomically, then a manifest that marks the shard done; at the end
 `rejects.jsonl` and `summary.json`.
 
 OUTPUT_DIR/
-  run.json                      what the run reads and writes (a resume must match it)
+  run.json                      what the run reads and writes (a resume must match it): the
+                                model (name, version, a hash of each file), the options, the inputs
   shards/shard-000000.spacy     the shard's docs in input order (DocBin, user data kept), or
   shards/shard-000000.jsonl     one JSON object per doc (--format jsonl)
   shards/shard-000000.done.json the shard's counts and rejects: written last, so a
@@ -11,10 +12,12 @@ OUTPUT_DIR/
   rejects.jsonl                 every reject: {"file", "line", "reason"}, in input order
   summary.json                  inputs = outputs + rejects, per run and per shard count
 """
+import hashlib
 import json
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, Iterable, List, Optional, Union
 
+import spacy
 from spacy.language import Language
 from spacy.tokens import Doc, DocBin
 
@@ -138,15 +141,68 @@ def done_shards(output_dir: Path, plan: List[Shard]) -> Dict[int, Dict]:
     return done
 
 
-def run_description(model: str, inputs: Iterable[Path], fmt: str, max_length: int, shard_size: int) -> Dict:
-    """What decides a run's output; a resumed run must have the same."""
+def model_identity(model: Union[str, Path]) -> Dict[str, Any]:
+    """What identifies the pipeline MODEL in run.json: its meta.json name and
+    version and the SHA-256 of every file of its directory (an installed
+    package's directory), by path relative to it. A pipeline changed or
+    replaced at the same path is thus a different model, and the same one
+    named by a relative or an absolute path, or copied elsewhere, is the
+    same. Hashing reads every file of the pipeline once, at startup."""
+    name = str(model)
+    if name.startswith("blank:"):
+        return {"blank": name}
+    # spacy.load's order: an installed package first, then a directory
+    folder = spacy.util.get_package_path(name) if spacy.util.is_package(name) else Path(name)
+    meta_path = folder / "meta.json"
+    meta = spacy.util.load_meta(meta_path) if meta_path.exists() else {}
+    files = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts:
+            files[path.relative_to(folder).as_posix()] = _sha256(path)
+    return {"name": f"{meta.get('lang', '')}_{meta.get('name', '')}", "version": meta.get("version", ""), "files": files}
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def run_description(model: Dict[str, Any], inputs: Iterable[Path], fmt: str, max_length: Optional[int],
+                    shard_size: int) -> Dict:
+    """What decides a run's output; a resumed run must have the same. `model`
+    is the pipeline's model_identity; max_length None: the pipeline's."""
     return {
-        "model": str(model),
+        "model": model,
         "format": fmt,
         "max_length": max_length,
         "shard_size": shard_size,
         "inputs": [{"path": str(p), "bytes": p.stat().st_size, "mtime_ns": p.stat().st_mtime_ns} for p in inputs],
     }
+
+
+def _model_change(before: Any, after: Dict[str, Any]) -> str:
+    """How the model of run.json (`before`) differs from this run's, in a few words."""
+    parts = []
+    if _model_name(before) != _model_name(after):
+        parts.append(f"the model was {_model_name(before)}, now {_model_name(after)}")
+    if isinstance(before, dict) and "files" in before and "files" in after:
+        old, new = before["files"], after["files"]
+        changed = sorted(name for name in set(old) | set(new) if old.get(name) != new.get(name))
+        if changed:
+            shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+            parts.append(f"model files that differ: {shown}")
+    return "; ".join(parts)
+
+
+def _model_name(model: Any) -> str:
+    if isinstance(model, dict) and "blank" in model:
+        return model["blank"]
+    if isinstance(model, dict) and "name" in model:
+        return f"{model['name']} {model['version']}"
+    return str(model)  # a run.json that names the model by its path only
 
 
 def start_run(output_dir: Path, description: Dict) -> bool:
@@ -158,9 +214,11 @@ def start_run(output_dir: Path, description: Dict) -> bool:
         before = json.loads(path.read_text(encoding="utf8"))
         if before != description:
             changed = sorted(key for key in set(before) | set(description) if before.get(key) != description.get(key))
+            detail = _model_change(before.get("model"), description["model"]) if "model" in changed else ""
             raise ValueError(
-                f"{output_dir} holds the output of another run (different {', '.join(changed)}); "
-                "use a new OUTPUT_DIR, or the same model, inputs and options to resume that run"
+                f"{output_dir} holds the output of another run (different {', '.join(changed)}"
+                f"{'; ' + detail if detail else ''}); use a new OUTPUT_DIR, or the same model, inputs and options "
+                "to resume that run"
             )
         return True
     with atomic_output(path) as tmp:

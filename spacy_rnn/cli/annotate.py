@@ -1,11 +1,13 @@
 """`python -m spacy_rnn annotate` and `python -m spacy rnn-annotate`: a thin
 typer command over spacy_rnn.batch.annotate."""
+import signal
 from pathlib import Path
 from typing import Optional
 
 import typer
 from spacy.cli import app as spacy_app
 
+from ..batch.engines import Terminated
 from ..batch.inputs import InputError
 
 
@@ -19,9 +21,10 @@ def annotate_command(
     workers: int = typer.Option(2, help="ray: actors, each with the pipeline loaded once"),
     address: Optional[str] = typer.Option(None, help="ray: address of an existing cluster (default: start a local one)"),
     shard_size: int = typer.Option(10_000, help="Records per output shard (the unit of resuming)"),
-    max_length: Optional[int] = typer.Option(None, help="Longer texts are rejected (default: the pipeline's nlp.max_length)"),
+    max_length: Optional[int] = typer.Option(None, help="Longer texts are rejected (default: the pipeline's nlp.max_length, which a larger value raises)"),
     batch_size: int = typer.Option(256, help="nlp.pipe batch size"),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bar (default: on a terminal only)"),
+    code: Optional[Path] = typer.Option(None, "--code", "-c", help="Path to a Python file with registered functions (custom components), imported in every process, as in spaCy's commands"),
 ) -> None:
     """Annotate large inputs with a spaCy pipeline, in resumable shards.
 
@@ -34,7 +37,12 @@ def annotate_command(
         summary = annotate(
             model, input_spec, output_dir, fmt=fmt, engine=engine, n_process=n_process, workers=workers,
             address=address, shard_size=shard_size, max_length=max_length, batch_size=batch_size, progress=progress,
+            code=code,
         )
+    except Terminated:
+        typer.echo(f"error: stopped by SIGTERM; the shards written are kept in {output_dir}: run the same command "
+                   "again to resume", err=True)
+        raise typer.Exit(128 + signal.SIGTERM) from None
     except (InputError, ValueError, RuntimeError, OSError) as err:  # OSError: a pipeline that does not load, a full disk
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(1) from None
