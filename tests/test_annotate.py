@@ -572,10 +572,11 @@ def test_a_doc_the_pipeline_raises_on_is_a_reject_and_the_run_goes_on(pipeline, 
     rejects = [json.loads(line) for line in (tmp_path / "out" / "rejects.jsonl").read_text().splitlines()]
     a, c = str(inputs / "a.txt"), str(inputs / "c.spacy")
     assert rejects == [
-        {"file": a, "line": 2, "reason": "the pipeline raised ValueError: boom on Eat BOOM ham !"},
-        {"file": a, "line": 4, "reason": "the pipeline raised ValueError: boom on It went BOOM"},
-        {"file": c, "line": 2, "reason": "the pipeline raised ValueError: boom on BOOM eggs "},
+        {"file": a, "line": 2, "reason": "the pipeline raised ValueError: boom on Eat BOOM ham !", "stage": "pipeline"},
+        {"file": a, "line": 4, "reason": "the pipeline raised ValueError: boom on It went BOOM", "stage": "pipeline"},
+        {"file": c, "line": 2, "reason": "the pipeline raised ValueError: boom on BOOM eggs ", "stage": "pipeline"},
     ]
+    assert summary["pipeline_rejects"] == 3
     # The docs that did not fail are what the pipeline without the component writes for them.
     annotate(pipeline, inputs, tmp_path / "plain", **options)
     vocab = spacy.blank("en").vocab
@@ -702,3 +703,49 @@ def test_ray_actors_import_code_raise_max_length_and_reject_failing_docs(short_p
     assert "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if "error" in line.lower()]
     assert len(errors) == 1 and errors[0].startswith("error: "), result.stderr
+
+
+def test_a_pipeline_that_raises_on_every_doc_fails_the_command(boom_pipeline, tmp_path):
+    """Every doc a reject because the pipeline raised on it exited 0 with '0 docs': a broken
+    pipeline looked like a finished run. Some docs failing is a finished run with rejects."""
+    inputs = tmp_path / "in.txt"
+    inputs.write_text("BOOM one\nBOOM two\n", encoding="utf8")
+    result = CliRunner().invoke(make_app(), ["annotate", str(boom_pipeline), str(inputs), str(tmp_path / "out")])
+    assert result.exit_code == 1, result.output
+    assert "the pipeline raised on every one of the 2 docs it was given" in result.output
+    inputs.write_text("BOOM one\nfine two\n", encoding="utf8")
+    result = CliRunner().invoke(make_app(), ["annotate", str(boom_pipeline), str(inputs), str(tmp_path / "out2")])
+    assert result.exit_code == 0, result.output
+    assert "2 inputs = 1 docs + 1 rejects (1 the pipeline raised on)" in result.output
+
+
+def test_a_resume_with_another_code_file_is_refused_and_an_output_dir_inside_the_model_resumes(
+        code_pipeline, code_only, tmp_path):
+    """run.json did not record --code: a resume with another implementation of the components
+    mixed both in one output. And the model's hash took in the run's own files when OUTPUT_DIR was
+    inside MODEL, so such a run was refused as 'another model' on every rerun."""
+    import shutil
+
+    inputs = write_inputs(tmp_path / "in")
+    model = tmp_path / "model"
+    shutil.copytree(code_pipeline, model)
+    out = model / "annotations"
+    args = ["annotate", str(model), str(inputs), str(out), "--format", "jsonl", "--max-length", "200", "--code"]
+    first = CliRunner().invoke(make_app(), args + [str(code_only)])
+    assert first.exit_code == 0, first.output
+    again = CliRunner().invoke(make_app(), args + [str(code_only)])
+    assert again.exit_code == 0 and "already written" in again.output, again.output
+    other = tmp_path / "other_code.py"
+    other.write_text(code_only.read_text(encoding="utf8").replace("len(doc) > 3", "len(doc) > 1"), encoding="utf8")
+    refused = CliRunner().invoke(make_app(), args + [str(other)])
+    assert refused.exit_code == 1 and "different code" in refused.output, refused.output
+
+
+def test_a_code_file_that_raises_on_import_is_one_error_line(pipeline, tmp_path):
+    code = tmp_path / "broken.py"
+    code.write_text("import no_such_module_here\n", encoding="utf8")
+    inputs = write_inputs(tmp_path / "in")
+    result = CliRunner().invoke(make_app(), ["annotate", str(pipeline), str(inputs), str(tmp_path / "out"), "--code", str(code)])
+    assert result.exit_code == 1
+    assert "importing it raised ModuleNotFoundError: No module named 'no_such_module_here'" in result.output
+    assert not (tmp_path / "out").exists()

@@ -464,3 +464,13 @@ def test_quantize_refuses_a_pipeline_nothing_in_which_takes_int8(tmp_path):
     result = quantize_cli(str(tmp_path / "cnn"), str(tmp_path / "int8"))
     assert_refused(result, tmp_path / "cnn")
     assert "takes int8 weights" in result.stderr and not (tmp_path / "int8").exists()
+
+
+def test_load_int8_warns_when_nothing_takes_int8(tmp_path):
+    """load_int8 on spaCy's own tagger returned the float pipeline without a word (quantize refuses it)."""
+    nlp = spacy.blank("en")
+    nlp.add_pipe("tagger")
+    nlp.initialize(lambda: make_examples(nlp))
+    nlp.to_disk(tmp_path / "cnn")
+    with pytest.warns(UserWarning, match="nothing in .*cnn takes int8 weights: the pipeline is loaded with float32 ones"):
+        load_int8(tmp_path / "cnn")

@@ -614,6 +614,11 @@ def test_from_python_choose_word_vocabularies_does_what_the_callback_does(corpus
     with pytest.raises(ValueError, match=r"reads the training corpus \[corpora.train\], whose path is null .* "
                                          r"spacy_rnn.choose_word_vocabularies\(nlp, docs\) before nlp.initialize"):
         nlp.initialize(lambda: examples)
+    # following that advice with the callback still in the config: it leaves the vocabulary given alone
+    spacy_rnn.choose_word_vocabularies(nlp, examples)  # Examples: their reference docs are counted
+    nlp.initialize(lambda: examples)
+    with pytest.raises(TypeError, match="counts the words of Docs or Examples, got a str"):
+        spacy_rnn.choose_word_vocabularies(blank_pipeline(), ["I like eggs"])
     by_callback = init_nlp(make_config(corpus, text=pipeline_config()))
     nlp = blank_pipeline()
     spacy_rnn.choose_word_vocabularies(nlp, (eg.reference for eg in examples))

@@ -102,7 +102,7 @@ def _pipe_input(record: Record, keep: bool) -> Union[str, Doc]:
 
 def _reject(record: Record, err: Exception) -> Reject:
     path, line = record.source.rsplit(":", 1)  # Record.source is "file:line"
-    return Reject(path, int(line), f"the pipeline raised {type(err).__name__}: {err}")
+    return Reject(path, int(line), f"the pipeline raised {type(err).__name__}: {err}", stage="pipeline")
 
 
 def annotate_records(nlp: Language, records: List[Record], batch_size: int,

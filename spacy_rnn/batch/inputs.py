@@ -84,9 +84,10 @@ class Reject:
     file: str
     line: int
     reason: str
+    stage: str = "input"  # "input": the record could not be read; "pipeline": the pipeline raised on it
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"file": self.file, "line": self.line, "reason": self.reason}
+        return {"file": self.file, "line": self.line, "reason": self.reason, "stage": self.stage}
 
 
 def find_inputs(spec: Union[str, Path]) -> List[Path]:

@@ -141,7 +141,7 @@ def done_shards(output_dir: Path, plan: List[Shard]) -> Dict[int, Dict]:
     return done
 
 
-def model_identity(model: Union[str, Path]) -> Dict[str, Any]:
+def model_identity(model: Union[str, Path], output_dir: Optional[Path] = None) -> Dict[str, Any]:
     """What identifies the pipeline MODEL in run.json: its meta.json name and
     version and the SHA-256 of every file of its directory (an installed
     package's directory), by path relative to it. A pipeline changed or
@@ -157,9 +157,20 @@ def model_identity(model: Union[str, Path]) -> Dict[str, Any]:
     meta = spacy.util.load_meta(meta_path) if meta_path.exists() else {}
     files = {}
     for path in sorted(folder.rglob("*")):
-        if path.is_file() and "__pycache__" not in path.parts:
+        if path.is_file() and "__pycache__" not in path.parts and not _inside(path, output_dir):
             files[path.relative_to(folder).as_posix()] = _sha256(path)
     return {"name": f"{meta.get('lang', '')}_{meta.get('name', '')}", "version": meta.get("version", ""), "files": files}
+
+
+def _inside(path: Path, folder: Optional[Path]) -> bool:
+    """Whether path is inside folder (OUTPUT_DIR inside MODEL: the run's own files are not the model's)."""
+    return folder is not None and folder.resolve() in path.resolve().parents
+
+
+def code_identity(code: Optional[Path]) -> Optional[Dict[str, str]]:
+    """What identifies the --code file in run.json: its name and the SHA-256 of its content
+    (another implementation of the components annotates differently)."""
+    return None if code is None else {"name": Path(code).name, "sha256": _sha256(Path(code))}
 
 
 def _sha256(path: Path) -> str:
@@ -171,16 +182,20 @@ def _sha256(path: Path) -> str:
 
 
 def run_description(model: Dict[str, Any], inputs: Iterable[Path], fmt: str, max_length: Optional[int],
-                    shard_size: int) -> Dict:
+                    shard_size: int, code: Optional[Dict[str, str]] = None) -> Dict:
     """What decides a run's output; a resumed run must have the same. `model`
-    is the pipeline's model_identity; max_length None: the pipeline's."""
-    return {
+    is the pipeline's model_identity; max_length None: the pipeline's; `code`
+    the --code file's code_identity (None: no --code)."""
+    description = {
         "model": model,
         "format": fmt,
         "max_length": max_length,
         "shard_size": shard_size,
         "inputs": [{"path": str(p), "bytes": p.stat().st_size, "mtime_ns": p.stat().st_mtime_ns} for p in inputs],
     }
+    if code is not None:  # recorded only when given: runs without --code keep their run.json
+        description["code"] = code
+    return description
 
 
 def _model_change(before: Any, after: Dict[str, Any]) -> str:
@@ -233,7 +248,7 @@ def finish_run(output_dir: Path, plan: List[Shard], extra: Optional[Dict] = None
     missing = [shard.name for shard in plan if shard.index not in done]
     if missing:
         raise RuntimeError(f"{len(missing)} shard(s) not written, e.g. {missing[0]}; run the same command again to finish")
-    n_inputs = n_outputs = n_rejects = 0
+    n_inputs = n_outputs = n_rejects = n_pipeline = 0
     with atomic_output(output_dir / "rejects.jsonl") as tmp:
         with open(tmp, "w", encoding="utf8") as file:
             for shard in plan:
@@ -244,9 +259,11 @@ def finish_run(output_dir: Path, plan: List[Shard], extra: Optional[Dict] = None
                 n_inputs += manifest["inputs"]
                 n_outputs += manifest["outputs"]
                 n_rejects += len(manifest["rejects"])
+                n_pipeline += sum(reject.get("stage") == "pipeline" for reject in manifest["rejects"])
                 for reject in manifest["rejects"]:
                     file.write(json.dumps(reject, ensure_ascii=False) + "\n")
-    summary = {"inputs": n_inputs, "outputs": n_outputs, "rejects": n_rejects, "shards": len(plan), **(extra or {})}
+    summary = {"inputs": n_inputs, "outputs": n_outputs, "rejects": n_rejects, "pipeline_rejects": n_pipeline,
+               "shards": len(plan), **(extra or {})}
     with atomic_output(output_dir / "summary.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2), encoding="utf8")
     return summary

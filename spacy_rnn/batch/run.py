@@ -14,7 +14,7 @@ from tqdm import tqdm
 from ..runtime import apply_thread_policy
 from .engines import import_code, import_ray, load_pipeline, run_local, run_processes, run_ray
 from .inputs import InputError, find_inputs, plan_shards
-from .outputs import FORMATS, done_shards, finish_run, model_identity, run_description, start_run
+from .outputs import FORMATS, code_identity, done_shards, finish_run, model_identity, run_description, start_run
 
 ENGINES = ("local", "ray")
 
@@ -58,7 +58,10 @@ def annotate(
         if not Path(code).is_file():
             raise OSError(f"{code}: no such file (--code: a Python file to import)")
         code = Path(code).resolve()  # the workers' working directory may differ (Ray)
-        import_code(code)  # here too: a forked worker inherits what it registers
+        try:
+            import_code(code)  # here too: a forked worker inherits what it registers
+        except Exception as err:  # the user's file: its own error, in one line
+            raise ValueError(f"--code {code}: importing it raised {type(err).__name__}: {err}") from None
     in_this_process = engine == "local" and n_process == 1  # else workers load the pipeline
     if in_this_process:
         nlp = load_pipeline(model, max_length)
@@ -68,7 +71,8 @@ def annotate(
     paths = outside_output_dir(input_spec, find_inputs(input_spec), output_dir)
     plan = plan_shards(paths, shard_size)  # reads every file: a .spacy file that is not a DocBin fails here
     # max_length None (the pipeline's nlp.max_length) is recorded as such: worker processes read it when they load it
-    resumed = start_run(output_dir, run_description(model_identity(model), paths, fmt, max_length, shard_size))
+    description = run_description(model_identity(model, output_dir), paths, fmt, max_length, shard_size, code_identity(code))
+    resumed = start_run(output_dir, description)
     done = done_shards(output_dir, plan)
     todo = [shard for shard in plan if shard.index not in done]
     total = sum(shard.end - shard.start for shard in todo)

@@ -46,10 +46,16 @@ def annotate_command(
     except (InputError, ValueError, RuntimeError, OSError) as err:  # OSError: a pipeline that does not load, a full disk
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(1) from None
+    failed = summary["pipeline_rejects"]
     typer.echo(
-        f"{summary['inputs']:,} inputs = {summary['outputs']:,} docs + {summary['rejects']:,} rejects in "
-        f"{summary['shards']:,} shards ({summary['shards_skipped']:,} already written); see {output_dir / 'summary.json'}"
+        f"{summary['inputs']:,} inputs = {summary['outputs']:,} docs + {summary['rejects']:,} rejects"
+        f"{f' ({failed:,} the pipeline raised on)' if failed else ''} in {summary['shards']:,} shards "
+        f"({summary['shards_skipped']:,} already written); see {output_dir / 'summary.json'}"
     )
+    if failed and not summary["outputs"]:  # not a few bad records: a pipeline that fails on everything
+        typer.echo(f"error: the pipeline raised on every one of the {failed:,} docs it was given; see "
+                   f"{output_dir / 'rejects.jsonl'}", err=True)
+        raise typer.Exit(1)
 
 
 spacy_app.command("rnn-annotate")(annotate_command)

@@ -161,10 +161,14 @@ def make_quantize_int8(first: Optional[Callable[[Language], Language]] = None) -
 
 
 def load_int8(path, **kwargs) -> Language:
-    """spacy.load(path, **kwargs), then int8 weights (quantize_pipeline)."""
+    """spacy.load(path, **kwargs), then int8 weights (quantize_pipeline). Warns if
+    nothing in the pipeline takes int8 weights (the `quantize` command refuses it)."""
     import spacy
 
-    return quantize_pipeline(spacy.load(path, **kwargs))
+    nlp = quantize_pipeline(spacy.load(path, **kwargs))
+    if not has_int8_weights(nlp):
+        warnings.warn(f"nothing in {path} takes int8 weights: the pipeline is loaded with float32 ones", stacklevel=2)
+    return nlp
 
 
 def save_int8(nlp: Language, output_dir: Union[str, Path], *, force: bool = False) -> None:

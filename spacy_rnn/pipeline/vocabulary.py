@@ -44,10 +44,11 @@ with the pretrained weights, so in training the callback leaves the
 vocabulary of the pretrained layer to it.
 """
 from itertools import islice
-from typing import Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 from spacy.language import Language
 from spacy.tokens import Doc
+from spacy.training import Example
 from spacy.util import registry
 from thinc.api import Model
 
@@ -60,23 +61,36 @@ from ..models.types import NonNegative
 STREAMED_DOCS = 100_000
 
 
-def choose_word_vocabularies(nlp: Language, docs: Iterable[Doc]) -> None:
+# word_vocab_source of a vocabulary chosen by choose_word_vocabularies: the callback leaves it.
+GIVEN = "given"
+
+
+def choose_word_vocabularies(nlp: Language, docs: Iterable[Union[Doc, Example]]) -> None:
     """From Python, what the `[initialize.before_init]` callback
     spacy_rnn.init_word_vocabularies.v1 does from the config's corpus: call it
-    before `nlp.initialize`, with the training docs (or examples' reference
-    docs). Sets every spacy_rnn.Tok2VecListener.v1 width left out (and checks
-    the others), then chooses the word vocabulary of every encoder owned by a
-    component that does not choose its own (e.g. spaCy's tok2vec) from
-    `docs`, read once. Prints one line per encoder."""
+    before `nlp.initialize`, with the training docs or examples (their
+    reference docs are counted). Sets every spacy_rnn.Tok2VecListener.v1 width
+    left out (and checks the others), then chooses the word vocabulary of
+    every encoder owned by a component that does not choose its own (e.g.
+    spaCy's tok2vec) from `docs`, read once. Prints one line per encoder. The
+    callback, if the config has it, then leaves these vocabularies alone."""
     check_listener_widths(nlp)
     owners = _vocabulary_owners(nlp, pretraining_run=False)
     if owners:
-        _choose(owners, docs)
+        _choose(owners, (_reference(item) for item in docs), source=GIVEN)
 
 
-def _choose(owners: List[Tuple[str, Model]], docs: Iterable[Doc]) -> None:
+def _reference(item: Union[Doc, Example]) -> Doc:
+    if isinstance(item, Example):
+        return item.reference
+    if not isinstance(item, Doc):
+        raise TypeError(f"choose_word_vocabularies counts the words of Docs or Examples, got a {type(item).__name__}")
+    return item
+
+
+def _choose(owners: List[Tuple[str, Model]], docs: Iterable[Doc], source: str = "corpus") -> None:
     """One pass over docs for all owners' encoders (their counts are kept, not the docs)."""
-    stats = init_word_vocab([model for _, model in owners], docs)
+    stats = init_word_vocab([model for _, model in owners], docs, source=source)
     position = 0
     for name, model in owners:
         n_encoders = sum(1 for node in model.walk() if node.name == "doc_features")
@@ -93,7 +107,7 @@ def _vocabulary_owners(nlp: Language, *, pretraining_run: bool) -> List[Tuple[st
         candidates = [(name, pipe) for name, pipe in nlp.pipeline if not getattr(pipe, "chooses_word_vocab", False)]
     owners = [
         (name, pipe.model) for name, pipe in candidates
-        if isinstance(getattr(pipe, "model", None), Model) and has_word_vocab(pipe.model)
+        if isinstance(getattr(pipe, "model", None), Model) and has_word_vocab(pipe.model) and not _given(pipe.model)
     ]
     if not pretraining_run:
         owners = [(name, model) for name, model in owners if not takes_pretrained_vocab(nlp, name, model)]
@@ -165,6 +179,12 @@ def takes_pretrained_vocab(nlp: Language, name: str, model: Model) -> bool:
             node.attrs["word_vocab_source"] = "pretrained"
     print(f"\u2139 [{name}] word vocabulary: from the pretrained weights ([initialize] init_tok2vec)", flush=True)
     return True
+
+
+def _given(model: Model) -> bool:
+    """Whether choose_word_vocabularies chose the vocabulary of every encoder in the model."""
+    sources = [node.attrs.get("word_vocab_source") for node in model.walk() if node.name == "doc_features"]
+    return bool(sources) and all(source == GIVEN for source in sources)
 
 
 def _feature_ids(model: Model) -> set:
