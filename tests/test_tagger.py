@@ -387,3 +387,31 @@ def test_a_memory_zone_ends_with_the_encoder_forgetting_its_words(trained_nlp):
     assert tags[0] == expected
     assert len(featurize._FORWARDS[node.id].cache.entries) == 0
     assert [t.tag_ for t in trained_nlp("I like green zebras today")] == expected
+
+
+@pytest.mark.parametrize("factory, config", [
+    ("rnn_tagger", {"model": {"@architectures": "spacy_rnn.RNNTagger.v1", "encoder": SMALL_ENCODER}}),
+    ("hmm_tagger", {}),
+    ("most_frequent_tagger", {}),
+])
+def test_a_pos_tagger_warns_when_its_score_has_no_weight(factory, config):
+    """A factory's default score weights are fixed (tag_acc 1.0, pos_acc null): a tagger built for
+    POS from Python left spacy train choosing model-best by tag_acc, which nothing produced (0.0 at
+    every evaluation). initialize now says so; with the weight given, or for tags, nothing is said."""
+    import warnings
+
+    def initialized(token_attr, weights=None):
+        fix_random_seed(0)
+        nlp = spacy.blank("en")
+        nlp.add_pipe(factory, name="tagger", config={**config, "token_attr": token_attr})
+        if weights:
+            nlp.config = nlp.config.merge({"training": {"score_weights": weights}})
+        nlp.initialize(lambda: make_examples(nlp))
+        return nlp
+
+    with pytest.warns(UserWarning, match=r"\[tagger\] is scored as pos_acc, which \[training.score_weights\] gives no weight"):
+        initialized("pos")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*score_weights")
+        initialized("tag")
+        initialized("pos", {"pos_acc": 1.0, "tag_acc": None})

@@ -23,7 +23,7 @@ from thinc.api import Model
 from .hmm import HMM, MostFrequentTagModel
 from ..models.types import IntRange, NonNegative, TokenAttr
 from ..pipeline.base import SavedSettings, load_error, read_json_file, read_msgpack_file, require_examples
-from ..pipeline.tagger import TOKEN_ATTRS, score_token_attr
+from ..pipeline.tagger import TOKEN_ATTRS, score_token_attr, warn_unweighted_score
 
 CountModel = Union[HMM, MostFrequentTagModel]
 
@@ -59,6 +59,7 @@ class CountTagger(SavedSettings, TrainablePipe):
             raise ValueError(f"[{name}] token_attr must be one of {TOKEN_ATTRS}, got {token_attr!r}")
         model = _placeholder_model(f"{name}_placeholder")
         super().__init__(vocab, model, name, token_attr=token_attr, overwrite=overwrite, **settings)
+        self._default_scorer = scorer is None
         self.scorer = scorer if scorer is not None else partial(score_token_attr, attr=token_attr)
         self.counts: Optional[CountModel] = None
 
@@ -109,6 +110,8 @@ class CountTagger(SavedSettings, TrainablePipe):
                 "in the training examples, so there is nothing to count"
             )
         self.counts = self._fit(sentences)
+        if self._default_scorer:
+            warn_unweighted_score(nlp, self.name, self.token_attr)
 
     def _require_model(self) -> CountModel:
         if self.counts is None:

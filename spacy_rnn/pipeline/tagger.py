@@ -1,6 +1,7 @@
 """The ``rnn_tagger`` component: spaCy's Tagger with a recurrent model, a
 choice of the annotated attribute (PTB ``tag_`` or UPOS ``pos_``) and
 global-norm gradient clipping."""
+import warnings
 from functools import partial
 from typing import Callable, Iterable, List, Optional, Set
 
@@ -50,6 +51,25 @@ def _aligned_labels(example: Example, attr: str) -> List[Optional[str]]:
 
 def score_token_attr(examples: Iterable[Example], attr: str, **kwargs):
     return Scorer.score_token_attr(examples, attr, **kwargs)
+
+
+def warn_unweighted_score(nlp: Optional[Language], name: str, attr: str) -> None:
+    """At initialize, for a tagger scored as `{attr}_acc` by its default scorer: warn if
+    [training.score_weights] gives that score no weight while giving others some. A factory's
+    default score weights are fixed (tag_acc 1.0, pos_acc null), so a tagger built with
+    token_attr = "pos" from Python, or a second one for UPOS, left spacy train choosing model-best
+    by a score no component produced (0.0 at every evaluation)."""
+    if nlp is None:
+        return
+    weights = (nlp.config.get("training") or {}).get("score_weights") or {}
+    key = f"{attr}_acc"
+    if not weights.get(key) and any(weights.values()):
+        warnings.warn(
+            f"[{name}] is scored as {key}, which [training.score_weights] gives no weight ({key} = "
+            f"{weights.get(key)!r}): spacy train would choose model-best by other scores; set {key} = 1.0 "
+            "there (and tag_acc = null if no component sets tags)",
+            stacklevel=3,
+        )
 
 
 @Language.factory(
@@ -131,6 +151,7 @@ class RNNTagger(NeuralPipe, Tagger):
             raise ValueError(
                 f"[{name}] token_attr must be one of {TOKEN_ATTRS}, got {token_attr!r}"
             )
+        self._default_scorer = scorer is None
         if scorer is None:
             scorer = partial(score_token_attr, attr=token_attr)
         super().__init__(
@@ -148,6 +169,12 @@ class RNNTagger(NeuralPipe, Tagger):
     @property
     def token_attr(self) -> str:
         return self.cfg["token_attr"]
+
+    def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp: Optional[Language] = None,
+                   labels=None) -> None:
+        super().initialize(get_examples, nlp=nlp, labels=labels)
+        if self._default_scorer:
+            warn_unweighted_score(nlp, self.name, self.token_attr)
 
     def _n_outputs(self) -> int:
         return len(self.labels)
