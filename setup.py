@@ -27,7 +27,7 @@ setup(
     ],
     extras_require={
         # --engine ray of `spacy_rnn annotate`
-        "ray": ["ray[data]>=2.40.0"],
+        "ray": ["ray[data]>=2.51.0"],  # map_batches(compute=ActorPoolStrategy(size=...)) without a deprecation warning
     },
     entry_points={
         "spacy_factories": [

@@ -691,6 +691,7 @@ def test_ray_actors_import_code_raise_max_length_and_reject_failing_docs(short_p
     result = subprocess.run(command + [str(tmp_path / "ray")] + options + ["--engine", "ray", "--workers", "2"],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+    assert "deprecated" not in result.stderr  # Ray 2.51 deprecates map_batches(concurrency=...)
     assert outputs_of(tmp_path / "ray") == outputs_of(tmp_path / "local")
     summary = json.loads((tmp_path / "ray" / "summary.json").read_text())
     assert (summary["outputs"], summary["rejects"]) == (2, 2)

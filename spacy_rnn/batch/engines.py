@@ -346,7 +346,8 @@ def run_ray(model: str, todo: List[Shard], output_dir: Path, fmt: str, max_lengt
                 "batch_size": batch_size, "code": None if code is None else str(code),
             },
             batch_size=1,
-            concurrency=workers,
+            # a fixed pool of `workers` actors (Ray 2.51 deprecates concurrency= for this)
+            compute=ray.data.ActorPoolStrategy(size=workers),
             num_cpus=1,
         )
         for row in annotated.iter_rows():
