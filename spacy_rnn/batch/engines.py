@@ -132,12 +132,13 @@ def annotate_records(nlp: Language, records: List[Record], batch_size: int,
     return docs, rejects
 
 
-def annotate_shard(nlp: Language, shard: Shard, output_dir: Path, fmt: str, fields: List[str], max_length: int,
-                   batch_size: int, progress: Optional[ProgressFn] = None) -> Dict:
-    """Read, annotate and write one shard in this process; returns its manifest."""
+def annotate_shard(nlp: Language, shard: Shard, output_dir: Path, fmt: str, fields: List[str],
+                   max_length: Optional[int], batch_size: int, progress: Optional[ProgressFn] = None) -> Dict:
+    """Read, annotate and write one shard in this process; returns its manifest.
+    max_length None: the pipeline's nlp.max_length."""
     records: List[Record] = []
     rejects: List[Reject] = []
-    for item in read_shard(shard, nlp.vocab, max_length):
+    for item in read_shard(shard, nlp.vocab, nlp.max_length if max_length is None else max_length):
         (rejects if isinstance(item, Reject) else records).append(item)
     if progress:
         progress(len(rejects))
@@ -152,7 +153,6 @@ def run_local(nlp: Language, todo: List[Shard], output_dir: Path, fmt: str, max_
     """The local engine in this process: the shards in plan order, each
     written when it is annotated. max_length None: nlp.max_length."""
     fields = output_fields(nlp)
-    max_length = nlp.max_length if max_length is None else max_length
     for shard in todo:
         annotate_shard(nlp, shard, output_dir, fmt, fields, max_length, batch_size, progress)
 
@@ -169,7 +169,7 @@ class ShardAnnotator:
         self.fields = output_fields(self.nlp)
         self.output_dir = Path(output_dir)
         self.fmt, self.batch_size = fmt, batch_size
-        self.max_length = self.nlp.max_length if max_length is None else max_length
+        self.max_length = max_length
 
     def annotate(self, shard: Shard) -> Dict:
         """Read, annotate and write one shard; returns its manifest."""

@@ -333,36 +333,35 @@ class NeuralPipe(SavedSettings):
 
     def from_disk(self, path, *, exclude=tuple()):
         path = ensure_path(path)
-        configured = self._configured_settings()
-        built = [node.name for node in self.model.walk()]
         if "cfg" not in exclude:
             read_json_file(self.name, path / "cfg")
         if "model" not in exclude:
             require_file(self.name, path / "model")
-        settings = built_settings(self.model)
-        try:
-            super().from_disk(path, exclude=exclude)
-        except Exception as err:
-            model_file = path / "model"
-            self._refuse_settings(settings, model_file.read_bytes() if model_file.is_file() else b"", str(model_file))
-            raise load_error(self.name, model_file, err) from None
-        self._reconcile_settings(configured, str(path))
-        self._check_layers(built, str(path))
-        self._check_loaded(str(path))
-        return self
+        model_file = path / "model"
+        return self._load_checked(lambda: super(NeuralPipe, self).from_disk(path, exclude=exclude), str(path),
+                                  model_file, lambda: model_file.read_bytes() if model_file.is_file() else b"")
 
     def from_bytes(self, bytes_data, *, exclude=tuple()):
+        where = "the bytes given to from_bytes"
+        return self._load_checked(lambda: super(NeuralPipe, self).from_bytes(bytes_data, exclude=exclude), where,
+                                  where, lambda: self._model_bytes(bytes_data))
+
+    def _load_checked(self, load: Callable[[], object], where: str, model_where: Union[str, Path],
+                      saved_model: Callable[[], bytes]):
+        """from_disk's and from_bytes's load (`load`, the spaCy pipe class's), then the checks:
+        a failed load names the shape settings that differ (saved_model: the saved model's bytes)
+        or the file; a loaded one has its settings, layers, labels and encoder checked (`where`)."""
         configured = self._configured_settings()
         built = [node.name for node in self.model.walk()]
         settings = built_settings(self.model)
         try:
-            super().from_bytes(bytes_data, exclude=exclude)
+            load()
         except Exception as err:
-            self._refuse_settings(settings, self._model_bytes(bytes_data), "the bytes given to from_bytes")
-            raise load_error(self.name, "the bytes given to from_bytes", err) from None
-        self._reconcile_settings(configured, "the bytes given to from_bytes")
-        self._check_layers(built, "the bytes given to from_bytes")
-        self._check_loaded("the bytes given to from_bytes")
+            self._refuse_settings(settings, saved_model(), str(model_where))
+            raise load_error(self.name, model_where, err) from None
+        self._reconcile_settings(configured, where)
+        self._check_layers(built, where)
+        self._check_loaded(where)
         return self
 
     def _refuse_settings(self, built: List[Dict[str, object]], model_bytes: bytes, where: str) -> None:
