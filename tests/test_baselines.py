@@ -1,10 +1,13 @@
 import importlib.util
 import itertools
 import math
+import subprocess
+import sys
 
 import numpy
 import pytest
 import spacy
+import srsly
 from spacy.cli.train import train as spacy_train
 from spacy.tokens import Doc, DocBin
 from spacy.training import Example
@@ -280,6 +283,38 @@ def test_spacy_train(config, tiny_corpus, tmp_path):
     nlp = load_model_from_path(tmp_path / "out" / "model-best")
     assert nlp.meta["performance"]["tag_acc"] == 1.0
     assert [t.tag_ for t in nlp("I like green eggs .")] == ["PRP", "VBP", "JJ", "NNS", "."]
+
+
+def test_spacy_init_labels_feeds_initialize(tiny_corpus, tmp_path):
+    """The spaCy workflow of `spacy init labels`, then [initialize.components.NAME.labels] read
+    from its output, trains a count tagger (initialize took no labels: a config validation error)."""
+    train, dev = tiny_corpus
+    config = spacy.util.load_config(spacy.util.ensure_path(__file__).parent.parent / "configs" / "hmm_tagger.cfg")
+    config_path = tmp_path / "config.cfg"
+    config.to_disk(config_path)
+    subprocess.run([sys.executable, "-m", "spacy", "init", "labels", str(config_path), str(tmp_path / "labels"),
+                    "--paths.train", str(train), "--paths.dev", str(dev)], check=True, capture_output=True)
+    labels_file = tmp_path / "labels" / "tagger.json"
+    assert set(srsly.read_json(labels_file)) == {tag for _, tags, _ in TRAIN_DATA for tag in tags}
+    config["initialize"]["components"]["tagger"] = {"labels": {"@readers": "spacy.read_labels.v1", "path": str(labels_file)}}
+    config.to_disk(config_path)
+    spacy_train(config_path, tmp_path / "out", overrides={"paths.train": str(train), "paths.dev": str(dev)})
+    nlp = load_model_from_path(tmp_path / "out" / "model-best")
+    assert nlp.get_pipe("tagger").labels == tuple(srsly.read_json(labels_file))
+
+
+@pytest.mark.parametrize("factory", ["hmm_tagger", "most_frequent_tagger"])
+def test_labels_given_to_initialize_must_cover_the_training_tags(factory):
+    nlp = spacy.blank("en")
+    tagger = nlp.add_pipe(factory, name="tagger")
+    examples = make_examples(nlp)
+    tags = sorted({tag for _, sent_tags, _ in TRAIN_DATA for tag in sent_tags})
+    with pytest.raises(ValueError, match=f"not among the labels given to initialize: '{tags[0]}'"):
+        tagger.initialize(lambda: examples, labels=tags[1:])
+    with pytest.warns(UserWarning, match="never occur in the training data are left out.*'ZZ'"):
+        tagger.initialize(lambda: examples, labels=tags + ["ZZ"])
+    assert tagger.labels == tuple(tags)
+    assert nlp.evaluate(examples)["tag_acc"] == 1.0
 
 
 def load_convert_script():

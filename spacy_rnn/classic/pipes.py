@@ -7,9 +7,10 @@ is enough. They write `Token.tag_` or `Token.pos_`, score with spaCy's token
 attribute scorer and serialize with srsly (msgpack, no pickle). The numpy
 models are in `spacy_rnn.classic.hmm`.
 """
+import warnings
 from functools import partial
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
 import srsly
 from spacy.language import Language
@@ -91,10 +92,16 @@ class CountTagger(SavedSettings, TrainablePipe):
         return [doc[:]]
 
     def initialize(
-        self, get_examples: Callable[[], Iterable[Example]], *, nlp: Optional[Language] = None
+        self, get_examples: Callable[[], Iterable[Example]], *, nlp: Optional[Language] = None,
+        labels: Optional[Iterable[str]] = None,
     ) -> None:
         """Count from the reference docs. Sentences with a token that lacks
-        the annotation are skipped whole, as the transitions through it are unknown."""
+        the annotation are skipped whole, as the transitions through it are unknown.
+
+        labels: the tag set, e.g. from `spacy init labels` ([initialize.components.NAME.labels]).
+        A count tagger's tags are those it counts, so every tag in the training data must be
+        among them (else a ValueError names the others); labels that never occur there cannot
+        be predicted and are left out, with a warning naming them."""
         require_examples(self.name, get_examples)
         validate_get_examples(get_examples, f"{type(self).__name__}.initialize")
         attr = self.token_attr + "_"
@@ -109,9 +116,29 @@ class CountTagger(SavedSettings, TrainablePipe):
                 f"[{self.name}] found no sentence fully annotated with '{self.token_attr}' "
                 "in the training examples, so there is nothing to count"
             )
+        if labels is not None:
+            self._check_given_labels(list(labels), {tag for _, tags in sentences for tag in tags})
         self.counts = self._fit(sentences)
         if self._default_scorer:
             warn_unweighted_score(nlp, self.name, self.token_attr)
+
+    def _check_given_labels(self, labels: List[str], counted: Set[str]) -> None:
+        """initialize's `labels` against the tags counted in the training data (see initialize)."""
+        unlisted = sorted(counted.difference(labels))
+        if unlisted:
+            raise ValueError(
+                f"[{self.name}] the training data has {self.token_attr} values that are not among the labels "
+                f"given to initialize: {', '.join(map(repr, unlisted[:10]))}"
+                f"{f' and {len(unlisted) - 10} more' if len(unlisted) > 10 else ''}; add them to the labels "
+                "(e.g. run spacy init labels on this training corpus again) or leave labels out"
+            )
+        unseen = sorted(set(labels).difference(counted))
+        if unseen:
+            warnings.warn(
+                f"[{self.name}] labels given to initialize that never occur in the training data are left out "
+                f"(a count tagger predicts only the tags it counted): {', '.join(map(repr, unseen))}",
+                stacklevel=3,
+            )
 
     def _require_model(self) -> CountModel:
         if self.counts is None:
