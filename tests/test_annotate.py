@@ -370,6 +370,39 @@ def test_ray_engine_matches_the_local_engine(pipeline, tmp_path):
     assert outputs_of(tmp_path / "ray") == outputs_of(tmp_path / "local")
 
 
+@pytest.mark.slow  # about 20 s: a local Ray instance, then a resume in this process
+def test_sigterm_stops_a_ray_run_as_a_local_one(pipeline, tmp_path):
+    """ray.init installs Ray's own SIGTERM handler: a Ray run stopped by SIGTERM exited with status 15
+    and Ray's log lines, not as the local engines do (143, the shards kept, how to resume)."""
+    pytest.importorskip("ray.data")
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "t.txt").write_text("".join(f"I like green eggs number {i} .\n" for i in range(400)), encoding="utf8")
+    args = [str(pipeline), str(inputs), str(tmp_path / "out"), "--format", "jsonl", "--shard-size", "1",
+            "--engine", "ray", "--workers", "1"]
+    log = tmp_path / "stderr.txt"
+    with open(log, "w") as stderr_file:
+        run = subprocess.Popen([sys.executable, "-m", "spacy_rnn", "annotate"] + args,
+                               stdout=subprocess.DEVNULL, stderr=stderr_file)
+    try:
+        shards = tmp_path / "out" / "shards"
+        deadline = time.time() + 120
+        while time.time() < deadline and run.poll() is None and not list(shards.glob("*.done.json")):
+            time.sleep(0.02)
+        assert run.poll() is None, "the run ended before it was stopped"
+        run.send_signal(signal.SIGTERM)
+        run.wait(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    stderr = log.read_text()
+    assert run.returncode == 143 and "error: stopped by SIGTERM" in stderr, stderr
+    n_done = len(list(shards.glob("*.done.json")))
+    assert 0 < n_done < 400
+    summary = annotate(pipeline, inputs, tmp_path / "out", fmt="jsonl", shard_size=1)
+    assert summary["resumed"] and summary["shards_skipped"] == n_done and summary["outputs"] == 400
+
+
 # A component that raises on some docs, and a pipeline whose nlp.max_length is 50 (an
 # [nlp] after_creation callback), both registered by this file, which the tests import.
 CUSTOM_CODE = '''
