@@ -254,6 +254,31 @@ def test_save_and_load_give_identical_parses_and_tags(trained_dir):
         numpy.testing.assert_array_equal(doc.tensor, doc_again.tensor)
 
 
+@pytest.mark.parametrize("changed, expected", [
+    ({"depth": 2}, "depth is 2, trained with 1"),
+    ({"rows": [100, 200, 40], "char_filters": 4}, r"rows is \[100, 200, 40\], trained with \[100, 200, 50\]; char_filters is 4, trained with \d+"),
+])
+def test_spacys_tok2vec_names_the_encoder_settings_its_weights_were_not_trained_with(trained_dir, changed, expected):
+    """spaCy's tok2vec component loads its model itself (not through a spacy-rnn pipe's checked load):
+    a config that changed the encoder's depth or rows failed with torch's "size mismatch" or a layer
+    count, naming no setting."""
+    message = rf"settings of the model .* are not those its weights were trained with: {expected}; restore"
+    with pytest.raises(ValueError, match=message):
+        spacy.load(trained_dir, config={"components": {"tok2vec": {"model": changed}}})
+    assert spacy.load(trained_dir)("I like green eggs .")[0].tag_
+
+
+def test_spacys_tok2vec_refuses_a_cell_whose_weights_have_the_same_shapes(corpus, tmp_path):
+    """A minGRU with output gates has the weight shapes of a minLSTM without: spaCy's tok2vec loaded
+    one's weights into the other without a word and predicted with them."""
+    mingru = {"components.tok2vec.model.cell": "mingru", "components.tok2vec.model.output_gate": True}
+    nlp = init_nlp(make_config(corpus, **mingru))
+    nlp.to_disk(tmp_path / "pipeline")
+    swapped = {"components": {"tok2vec": {"model": {"cell": "minlstm", "output_gate": False}}}}
+    with pytest.raises(ValueError, match="cell is 'minlstm', trained with 'mingru'; output_gate is False, trained with True"):
+        spacy.load(tmp_path / "pipeline", config=swapped)
+
+
 def test_a_doc_gets_the_same_vectors_alone_and_in_a_batch(trained_dir):
     nlp = spacy.load(trained_dir)
     alone = [nlp(text) for text in TEXTS]

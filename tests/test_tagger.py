@@ -12,7 +12,7 @@ from thinc.api import fix_random_seed
 import torch
 
 from spacy_rnn.models.gradients import all_weights_finite, clip_global_grad_norm, global_grad_norm
-from spacy_rnn.models.wrappers import torch_modules
+from spacy_rnn.models.wrappers import SETTINGS_ATTR, torch_modules
 
 from .conftest import SMALL_ENCODER, TRAIN_DATA, make_examples
 
@@ -258,12 +258,20 @@ def test_edits_that_would_tag_wrongly_are_refused_at_load(trained_nlp, tmp_path)
         ),
         "attrs": lambda path: edit_encoder(path, attrs=["SUFFIX", "PREFIX", "SHAPE"]),
         "max_word_chars": lambda path: edit_encoder(path, max_word_chars=12),
+        # a pipeline saved before the shape settings were (commit eaa025b): the feature layout check
+        "attrs_unrecorded": lambda path: (edit_encoder(path, attrs=["SUFFIX", "PREFIX", "SHAPE"]), drop_settings(path)),
     }
     expected = {
         "labels": r"\[rnn_tagger\] the labels in .* are not those the weights were trained with \(label 0 is",
-        "attrs": r"\[rnn_tagger\] the config's encoder settings .* trained with: word_attr \+ attrs are 'NORM' \+ \['SUFFIX', 'PREFIX', 'SHAPE'\], trained with 'NORM' \+ \['PREFIX', 'SUFFIX', 'SHAPE'\]",
+        "attrs": r"\[rnn_tagger\] the config's model settings .* trained with: attrs is \['SUFFIX', 'PREFIX', 'SHAPE'\], trained with \['PREFIX', 'SUFFIX', 'SHAPE'\]",
         "max_word_chars": r"max_word_chars is 12, trained with 20",
+        "attrs_unrecorded": r"\[rnn_tagger\] the config's encoder settings .* trained with: word_attr \+ attrs are 'NORM' \+ \['SUFFIX', 'PREFIX', 'SHAPE'\], trained with 'NORM' \+ \['PREFIX', 'SUFFIX', 'SHAPE'\]",
     }
+
+    def drop_settings(path):
+        saved = srsly.msgpack_loads((path / "rnn_tagger" / "model").read_bytes())
+        saved["attrs"] = [{k: v for k, v in attrs.items() if k != SETTINGS_ATTR} for attrs in saved["attrs"]]
+        (path / "rnn_tagger" / "model").write_bytes(srsly.msgpack_dumps(saved))
 
     def edit_encoder(path, **settings):
         config = Config().from_disk(path / "config.cfg", interpolate=False)

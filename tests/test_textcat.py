@@ -1,9 +1,12 @@
 import numpy
 import pytest
 import spacy
+import srsly
 from numpy.testing import assert_allclose
 from spacy.training import Example
 from thinc.api import fix_random_seed
+
+from spacy_rnn.models.wrappers import SETTINGS_ATTR
 
 from .conftest import SMALL_ENCODER
 
@@ -242,9 +245,18 @@ def test_pooling_in_another_order_is_refused_at_load(tmp_path):
     nlp = make_nlp(pooling=("mean", "max"))
     nlp.initialize(lambda: examples(nlp))
     nlp.to_disk(tmp_path / "textcat")
+    with pytest.raises(ValueError, match=r"\[textcat\] the config's model settings .* pooling is \['max', 'mean'\], trained "
+                                         r"with \['mean', 'max'\]"):
+        spacy.load(tmp_path / "textcat", config={"components": {"textcat": {"model": {"pooling": ["max", "mean"]}}}})
+    # saved before the settings were (commit eaa025b): the layers built are compared with the saved ones
+    model_file = tmp_path / "textcat" / "textcat" / "model"
+    saved = srsly.msgpack_loads(model_file.read_bytes())
+    saved["attrs"] = [{k: v for k, v in attrs.items() if k != SETTINGS_ATTR} for attrs in saved["attrs"]]
+    model_file.write_bytes(srsly.msgpack_dumps(saved))
     with pytest.raises(ValueError, match=r"\[textcat\] the config builds the layer 'reduce_max\|reduce_mean' where the "
                                          r"weights .* have 'reduce_mean\|reduce_max'"):
         spacy.load(tmp_path / "textcat", config={"components": {"textcat": {"model": {"pooling": ["max", "mean"]}}}})
+    nlp.to_disk(tmp_path / "textcat")
     # fewer poolings: Thinc's "mismatched structure" named no setting
     with pytest.raises(ValueError, match=r"\[textcat\] the config's model settings .* pooling is \['mean'\], trained with "
                                          r"\['mean', 'max'\]"):

@@ -20,7 +20,7 @@ from .ops import with_cpu_gemm
 from .pytorch import LinearCellOptions, RNNLanguageModel, SequenceLogProbs, TokenEncoder
 from .pooling import build_pooling
 from .types import Cell, Depth, DocEncoder, IntRange, NonNegative, Pooling, Positive, Probability
-from .wrappers import SETTINGS_ATTR, TOKEN_ENCODER_ATTR, fit_word_tables, wrap_sequence_log_probs, wrap_token_encoder
+from .wrappers import TOKEN_ENCODER_ATTR, fit_word_tables, record_settings, wrap_sequence_log_probs, wrap_token_encoder
 
 
 BIDIRECTIONAL_ATTR = "spacy_rnn_bidirectional"
@@ -198,12 +198,12 @@ def _build_rnn_encoder(
     model.set_dim("nO", encoder.output_width)
     # Read by RNNTextClassifier's "last" pooling: the vectors are [forward; backward].
     model.attrs[BIDIRECTIONAL_ATTR] = bidirectional
-    model.attrs[SETTINGS_ATTR] = {
-        "cell": cell, "width": width, "depth": depth, "bidirectional": bidirectional, "word_width": word_width,
-        "attrs": list(attrs), "rows": list(rows), "embed_widths": list(embed_widths), "char_width": char_width,
-        "char_filters": char_filters, "n_chars": n_chars, "feed_forward": feed_forward, "output_gate": output_gate,
-        "short_conv": short_conv,
-    }
+    record_settings(
+        model, cell=cell, width=width, depth=depth, bidirectional=bidirectional, word_width=word_width,
+        attrs=list(attrs), rows=list(rows), embed_widths=list(embed_widths), char_width=char_width,
+        char_filters=char_filters, n_chars=n_chars, feed_forward=feed_forward, output_gate=output_gate,
+        short_conv=short_conv,
+    )
     return model
 
 
@@ -332,7 +332,7 @@ def build_rnn_text_classifier_v1(
     model.set_ref("tok2vec", encoder)
     model.set_ref("output_layer", output_layer)
     model.attrs["multi_label"] = not exclusive_classes
-    model.attrs[SETTINGS_ATTR] = {"exclusive_classes": exclusive_classes, "pooling": list(pooling)}
+    record_settings(model, exclusive_classes=exclusive_classes, pooling=list(pooling))
     return model
 
 
@@ -378,6 +378,6 @@ def build_rnn_language_model_v1(
         tie_weights=tie_weights,
     )
     model = wrap_sequence_log_probs(SequenceLogProbs(lm, start_id=EOS_ID, chunk_len=chunk_len))
-    model.attrs[SETTINGS_ATTR] = {"cell": cell, "width": width, "depth": depth, "word_width": word_width,
-                                "vocab_size": vocab_size, "tie_weights": tie_weights}
+    record_settings(model, cell=cell, width=width, depth=depth, word_width=word_width, vocab_size=vocab_size,
+                    tie_weights=tie_weights)
     return model

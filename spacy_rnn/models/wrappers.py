@@ -20,7 +20,7 @@ from typing import Callable, Dict, List, Sequence, Tuple, Type
 import numpy
 import srsly
 import torch
-from thinc.api import ArgsKwargs, Model, PyTorchShim, Shim, deserialize_attr, torch2xp, xp2torch
+from thinc.api import ArgsKwargs, Model, PyTorchShim, Shim, deserialize_attr, serialize_attr, torch2xp, xp2torch
 from thinc.layers.pytorchwrapper import forward as pytorch_forward
 from thinc.types import Floats1d, Floats2d, Ints1d
 from torch import nn
@@ -217,10 +217,45 @@ def structure_differences(model: Model) -> List[str]:
 
 
 # An architecture's settings that fix the shapes of its weights (width, depth, rows, ...), as the
-# config gave them, recorded on the model it returns and saved with it: a load that fails on the
-# shapes (Thinc's "Attempt to change dimension", torch's "size mismatch", a layer count) can then
-# name the settings that differ (settings_differences).
+# config gave them, recorded on the model it returns (record_settings) and saved with it, so that
+# a load of weights trained with other settings names them rather than failing on the shapes
+# (Thinc's "Attempt to change dimension", torch's "size mismatch", a layer count) or, where the
+# shapes agree (a minGRU with output gates and a minLSTM without), loading and predicting wrongly.
 SETTINGS_ATTR = "spacy_rnn_settings"
+
+
+class ShapeSettings(dict):
+    """The value of SETTINGS_ATTR: a dict, saved by Thinc as a plain map. Thinc deserializes a node's
+    attrs through deserialize_attr, which dispatches on the type of the value the model was built
+    with: for this type the saved settings are compared with the built ones first, and a difference
+    raises a ValueError naming them, whichever component holds the model (spaCy's tok2vec too).
+    Thinc reads a node's dims before its attrs, so a setting that changes a dimension of the node
+    holding them (the encoder's output width) still fails on that dimension first: the pipes'
+    loads (NeuralPipe) then name the settings from the saved bytes (settings_differences)."""
+
+
+def record_settings(model: Model, **settings: object) -> None:
+    """Record an architecture's shape settings on the model it returns (see ShapeSettings)."""
+    model.attrs[SETTINGS_ATTR] = ShapeSettings(settings)
+
+
+def _differences(built: Dict[str, object], saved: Dict[str, object]) -> List[str]:
+    return [f"{key} is {built.get(key)!r}, trained with {value!r}" for key, value in saved.items() if built.get(key) != value]
+
+
+@serialize_attr.register(ShapeSettings)
+def _save_settings(_: ShapeSettings, value: ShapeSettings, name: str, model: Model) -> bytes:
+    return srsly.msgpack_dumps(dict(value))
+
+
+@deserialize_attr.register(ShapeSettings)
+def _load_settings(built: ShapeSettings, value: bytes, name: str, model: Model) -> ShapeSettings:
+    saved = srsly.msgpack_loads(value)
+    differences = _differences(built, saved)
+    if differences:
+        raise ValueError(f"the config's settings of the model {model.name!r} are not those its weights were trained "
+                         f"with: {'; '.join(differences)}; restore them in the config")
+    return ShapeSettings(saved)
 
 
 def built_settings(model: Model) -> List[Dict[str, object]]:
@@ -236,12 +271,11 @@ def settings_differences(model: Model, built: List[Dict[str, object]], model_byt
     show no difference."""
     try:
         saved_attrs = srsly.msgpack_loads(model_bytes)["attrs"]
-        saved: List[Dict[str, object]] = [deserialize_attr({}, attrs[SETTINGS_ATTR], SETTINGS_ATTR, model)
+        saved: List[Dict[str, object]] = [srsly.msgpack_loads(attrs[SETTINGS_ATTR])
                                           for attrs in saved_attrs if SETTINGS_ATTR in attrs]
     except (ValueError, TypeError, KeyError):
         return []
-    return [f"{key} is {now.get(key)!r}, trained with {value!r}"
-            for now, was in zip(built, saved) for key, value in was.items() if now.get(key) != value]
+    return [difference for now, was in zip(built, saved) for difference in _differences(now, was)]
 
 
 def torch_modules(model: Model, shim_type: Type[PyTorchShim] = PyTorchShim) -> List[nn.Module]:
