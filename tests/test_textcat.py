@@ -253,8 +253,8 @@ def test_pooling_in_another_order_is_refused_at_load(tmp_path):
     saved = srsly.msgpack_loads(model_file.read_bytes())
     saved["attrs"] = [{k: v for k, v in attrs.items() if k != SETTINGS_ATTR} for attrs in saved["attrs"]]
     model_file.write_bytes(srsly.msgpack_dumps(saved))
-    with pytest.raises(ValueError, match=r"\[textcat\] the config builds the layer 'reduce_max\|reduce_mean' where the "
-                                         r"weights .* have 'reduce_mean\|reduce_max'"):
+    with pytest.raises(ValueError, match=r"\[textcat\] the config builds the layer 'reduce_max' where the "
+                                         r"weights .* have 'reduce_mean'"):
         spacy.load(tmp_path / "textcat", config={"components": {"textcat": {"model": {"pooling": ["max", "mean"]}}}})
     nlp.to_disk(tmp_path / "textcat")
     # fewer poolings: Thinc's "mismatched structure" named no setting

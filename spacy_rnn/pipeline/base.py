@@ -20,7 +20,7 @@ from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence,
 import srsly
 from spacy.training import Example, validate_examples, validate_get_examples
 from spacy.util import ensure_path
-from thinc.api import set_dropout_rate
+from thinc.api import Model, set_dropout_rate
 
 from ..models.featurize import FeatureLayoutError, check_feature_layout, forget_words, init_word_vocab
 from ..models.gradients import all_weights_finite, clip_global_grad_norm, discard_gradients
@@ -177,6 +177,11 @@ class SavedSettings:
             )
 
 
+def leaf_names(model: Model) -> List[str]:
+    """The names of the model's layers that hold no other layers, in walk order."""
+    return [node.name for node in model.walk() if not node.layers]
+
+
 class NeuralPipe(SavedSettings):
     """Put before the spaCy pipe class: `class RNNTagger(NeuralPipe, Tagger)`.
 
@@ -322,8 +327,13 @@ class NeuralPipe(SavedSettings):
         """Thinc reads the saved layer names over those of the model the
         config built, and checks only that the layers are as many: layers of
         the same shapes in another order (rnn_textcat's pooling ["max",
-        "mean"] for ["mean", "max"]) took each other's weights without a word."""
-        loaded = [node.name for node in self.model.walk()]
+        "mean"] for ["mean", "max"]) took each other's weights without a word.
+        Only the leaves are compared (`built`: leaf_names before the load): a
+        combinator's name is given once, when it is built, from its layers' names
+        then, so after nlp.replace_listeners the saved chain is still called
+        'tok2vec-listener>>...' where the config spaCy rewrote builds it from the
+        encoder's layers."""
+        loaded = leaf_names(self.model)
         differing = next(((b, l) for b, l in zip(built, loaded) if b != l), None)
         if differing is not None:
             raise ValueError(
@@ -352,7 +362,7 @@ class NeuralPipe(SavedSettings):
         a failed load names the shape settings that differ (saved_model: the saved model's bytes)
         or the file; a loaded one has its settings, layers, labels and encoder checked (`where`)."""
         configured = self._configured_settings()
-        built = [node.name for node in self.model.walk()]
+        built = leaf_names(self.model)
         settings = built_settings(self.model)
         try:
             load()
