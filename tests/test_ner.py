@@ -115,6 +115,19 @@ def test_preset_entities_are_kept(trained_nlp):
     assert not any(label == "LOC" and "York" in text and text != "York" for text, label in ents)
 
 
+@pytest.mark.parametrize("decoder", ["crf", "softmax"])
+def test_entities_are_predicted_around_preset_ones(decoder):
+    """A predicted span overlapping a preset entity (an entity_ruler's) was dropped whole, so the
+    tokens beside the preset entity lost theirs; now the preset tokens are decoded as O and the rest
+    of the sentence is predicted around them, as spaCy's ner does."""
+    nlp = make_nlp(decoder)
+    train(nlp)
+    doc = nlp.make_doc("Peter Blackburn visited New York City today .")
+    doc.ents = [Span(doc, 1, 3, label="ORG")]  # "Blackburn visited"
+    ents = [(e.text, e.label_) for e in nlp.get_pipe("rnn_ner")(doc).ents]
+    assert ents == [("Peter", "PER"), ("Blackburn visited", "ORG"), ("New York City", "LOC")]
+
+
 def test_missing_annotation_is_not_outside():
     """Tokens with unknown annotation contribute no loss; tokens known to be O do."""
     nlp = make_nlp()

@@ -158,11 +158,26 @@ class RNNEntityRecognizer(NeuralPipe, TrainablePipe):
             emissions = [self._log_softmax(xp, e) for e in emissions]
         nonempty = [i for i, doc in enumerate(docs) if len(doc)]
         padded, lengths = pad(xp, [emissions[i] for i in nonempty], len(self.tag_names))
+        self._outside_preset_entities(xp, padded, [docs[i] for i in nonempty])
         paths, _ = viterbi(xp, padded, lengths, *self._crf_scores(xp))
         tag_ids = [numpy.zeros((0,), dtype="int64") for _ in docs]
         for i, path in zip(nonempty, paths):
             tag_ids[i] = path.get() if hasattr(path, "get") else path
         return tag_ids
+
+    def _outside_preset_entities(self, xp, padded, docs: List[Doc]) -> None:
+        """Decode the tokens of entities already on the docs (an entity_ruler's, another
+        component's) as O, in place in the padded emissions, so that the best path predicts
+        around them, as spaCy's ner does: the other tokens of a sentence keep their entities
+        (set_annotations keeps the preset ones)."""
+        outside = self.tag_names.index("O")
+        for row, doc in enumerate(docs):
+            iob = doc.to_array("ENT_IOB")
+            positions = numpy.flatnonzero((iob == 1) | (iob == 3))  # I or B
+            if len(positions):
+                positions = xp.asarray(positions)
+                padded[row, positions] = -numpy.inf
+                padded[row, positions, outside] = 0.0
 
     @staticmethod
     def _log_softmax(xp, scores):
@@ -171,7 +186,8 @@ class RNNEntityRecognizer(NeuralPipe, TrainablePipe):
 
     def set_annotations(self, docs: Iterable[Doc], tag_ids: List[numpy.ndarray]) -> None:
         """Set doc.ents from the decoded tags. Entities already on the doc are
-        kept; predicted spans that overlap them are dropped."""
+        kept: their tokens were decoded as O (_outside_preset_entities); a
+        predicted span that overlaps one anyway (tags given from elsewhere) is dropped."""
         names = self.tag_names
         to_biluo = iob_to_biluo if self.cfg["scheme"] == "BIO" else list
         for doc, ids in zip(docs, tag_ids):
