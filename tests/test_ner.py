@@ -158,18 +158,33 @@ def test_bad_settings():
         spacy.blank("en").add_pipe("rnn_ner", config={"scheme": "IOB1"})
 
 
-def test_add_label_before_initialize_only():
-    """A new entity type adds tags the initialized output layer has no rows for: refused, as
-    spaCy's own pipes refuse (E922), and the pipe keeps predicting and saving as before."""
-    nlp = make_nlp()
+ANIMAL_DATA = NER_DATA + [("The dog Rex chased Peter Blackburn .", [(8, 11, "ANIMAL"), (19, 34, "PER")])]
+
+
+@pytest.mark.parametrize("decoder,scheme", [("crf", "BIO"), ("crf", "BILUO"), ("softmax", "BIO")])
+def test_a_label_added_after_training_is_learned_and_saved(decoder, scheme, tmp_path):
+    """Adding an entity type to a trained rnn_ner (spaCy's ner workflow: add_label, then
+    resume_training) was refused (E922): the output layer and the CRF now grow by the new tags."""
+    nlp = make_nlp(decoder, scheme)
+    train(nlp)
     ner = nlp.get_pipe("rnn_ner")
-    assert ner.add_label("EVENT") == 1  # before initialize: taken
-    nlp.initialize(lambda: examples(nlp))
-    labels = ner.labels
-    with pytest.raises(ValueError, match="E922"):
-        ner.add_label("PRODUCT")
-    assert ner.labels == labels and ner.add_label("PER") == 0  # a known label is not new
-    nlp("Peter visited Paris .")
+    assert ner.add_label("EVENT") == 1 and ner.add_label("PER") == 0  # a known label is not new
+    assert ner.labels == ("LOC", "MISC", "ORG", "PER", "EVENT")
+    assert ner.model.get_dim("nO") == len(ner.tag_names) == 1 + 5 * (len(scheme) - 1)
+    assert [(e.text, e.label_) for e in nlp("Peter Blackburn visited New York City today .").ents] == [
+        ("Peter Blackburn", "PER"), ("New York City", "LOC")]  # the new tags' rows start at 0
+    assert ner.add_label("ANIMAL") == 1
+    optimizer = nlp.resume_training()
+    egs = examples(nlp, ANIMAL_DATA)
+    for _ in range(60):
+        nlp.update(egs, sgd=optimizer)
+    assert nlp.evaluate(egs)["ents_per_type"]["ANIMAL"]["f"] == 1.0
+    nlp.to_disk(tmp_path / "ner")
+    loaded = spacy.load(tmp_path / "ner")
+    assert loaded.get_pipe("rnn_ner").labels == ner.labels
+    texts = [text for text, _ in ANIMAL_DATA]
+    assert [[(e.text, e.label_) for e in doc.ents] for doc in loaded.pipe(texts)] == [
+        [(e.text, e.label_) for e in doc.ents] for doc in nlp.pipe(texts)]
 
 
 @pytest.mark.parametrize("scheme", ["BIO", "BILUO"])

@@ -11,9 +11,10 @@ from typing import Callable, List, Optional
 from spacy.tokens import Doc
 from spacy.util import registry
 from thinc.api import Linear, Logistic, Model, Softmax_v2, chain, list2ragged, with_array
+from thinc.layers.resizable import resize_linear_weighted
 from thinc.types import Floats1d, Floats2d, Ints1d
 
-from .crf import crf_transitions
+from .crf import crf_transitions, resize_crf_transitions
 from .featurize import doc_features
 from .lm_vocab import EOS_ID
 from .ops import with_cpu_gemm
@@ -282,6 +283,25 @@ def build_rnn_entity_recognizer_v1(
     model.set_ref("tok2vec", encoder)
     model.set_ref("output_layer", output_layer)
     model.set_ref("crf", crf)
+    model.attrs["resize_output"] = resize_entity_recognizer  # as spaCy's resizable models name it
+    return model
+
+
+def resize_entity_recognizer(model: Model, new_nO: int) -> Model:
+    """Grow an initialized RNNEntityRecognizer.v1 model to new_nO tags (rnn_ner.add_label after
+    initialize): the output layer and the CRF scores replaced by copies with rows of zeros for the
+    tags added last (Thinc's resize_linear_weighted, crf.resize_crf_transitions), the encoder kept."""
+    for ref, resize in (("output_layer", resize_linear_weighted), ("crf", resize_crf_transitions)):
+        old = model.get_ref(ref)
+        new = resize(old, new_nO)
+        for node in model.walk():
+            for i, layer in enumerate(node.layers):
+                if layer is old:
+                    node.layers[i] = new
+                    if node is not model and node.has_dim("nO") is not False:  # with_array around the output layer
+                        node.set_dim("nO", new_nO, force=True)
+        model.set_ref(ref, new)
+    model.set_dim("nO", new_nO, force=True)
     return model
 
 

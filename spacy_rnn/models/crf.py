@@ -181,6 +181,21 @@ def _identity(dY):
     return dY
 
 
+def resize_crf_transitions(layer: Model, new_nO: int) -> Model:
+    """A new crf_transitions layer of new_nO tags, the scores among the layer's own tags copied and
+    those of the tags added (the last ones) 0: for a tag set grown by new entity types. A new
+    layer (its own id), as Thinc's resize_linear_weighted makes, so that an optimizer's state for
+    the old parameters is not applied to the new shapes."""
+    resized = crf_transitions(new_nO)
+    resized.ops = layer.ops
+    for name in ("start", "transitions", "end"):
+        old = layer.get_param(name)
+        larger = resized.ops.alloc((new_nO,) * old.ndim, dtype=old.dtype)
+        larger[tuple(slice(0, size) for size in old.shape)] = old
+        resized.set_param(name, larger)
+    return resized
+
+
 def _init_crf(model: Model, X=None, Y=None) -> None:
     if not model.has_dim("nO"):
         sample = X if X is not None else Y

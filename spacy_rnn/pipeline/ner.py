@@ -16,7 +16,7 @@ from thinc.api import Config, Model, SequenceCategoricalCrossentropy
 
 from ..models.types import NonNegativeFloat
 from ..models.crf import SCHEMES, allowed_transitions, forward_backward, log_mask, pad, tag_names, viterbi
-from .base import NeuralPipe
+from .base import TRAINED_LABELS, NeuralPipe, refuse_int8_training
 from .defaults import encoder_config
 
 DECODERS = ("crf", "softmax")
@@ -125,10 +125,16 @@ class RNNEntityRecognizer(NeuralPipe, TrainablePipe):
             raise ValueError(f"[{self.name}] entity labels must be non-empty strings, got {label!r}")
         if label in self.labels:
             return 0
-        if self.model.has_dim("nO") is True:  # initialized: its output layer has no row for another tag
-            raise ValueError(Errors.E922.format(name=self.name, nO=self.model.get_dim("nO")))
+        initialized = self.model.has_dim("nO") is True
+        if initialized:  # the output layer and the CRF grow by the new tags' rows (as spaCy's ner's does)
+            refuse_int8_training(self.name, self.model)
+            if "resize_output" not in self.model.attrs:
+                raise ValueError(Errors.E922.format(name=self.name, nO=self.model.get_dim("nO")))
         self.cfg["labels"].append(label)
         self.vocab.strings.add(label)
+        if initialized:
+            self.model.attrs["resize_output"](self.model, len(self.tag_names))
+            self.model.attrs[TRAINED_LABELS] = list(self.labels)
         return 1
 
     def _constraints(self, xp):
