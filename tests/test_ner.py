@@ -128,6 +128,21 @@ def test_entities_are_predicted_around_preset_ones(decoder):
     assert ents == [("Peter", "PER"), ("Blackburn visited", "ORG"), ("New York City", "LOC")]
 
 
+def test_rehearse_pulls_the_emissions_back_to_those_of_the_resumed_model():
+    """nlp.rehearse did nothing for rnn_ner (TrainablePipe's rehearse: no loss, no step)."""
+    nlp = make_nlp()
+    train(nlp, n_iter=20)
+    optimizer = nlp.resume_training()
+    egs = examples(nlp)
+    assert nlp.rehearse(egs, sgd=optimizer)["rnn_ner"] == pytest.approx(0.0, abs=1e-12)  # nothing changed yet
+    forget = examples(nlp, [(text, []) for text, _ in NER_DATA])
+    for _ in range(5):
+        nlp.update(forget, sgd=optimizer)
+    optimizer = nlp.create_optimizer()  # no momentum from the updates above
+    history = [nlp.rehearse(egs, sgd=optimizer)["rnn_ner"] for _ in range(20)]
+    assert history[0] > 0 and history[-1] < 0.75 * history[0], history
+
+
 def test_missing_annotation_is_not_outside():
     """Tokens with unknown annotation contribute no loss; tokens known to be O do."""
     nlp = make_nlp()

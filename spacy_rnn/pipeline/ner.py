@@ -12,11 +12,11 @@ from spacy.training import Example, validate_examples
 from spacy.training.iob_utils import biluo_tags_to_spans, biluo_to_iob, iob_to_biluo
 from spacy.util import filter_spans
 from spacy.vocab import Vocab
-from thinc.api import Config, Model, SequenceCategoricalCrossentropy
+from thinc.api import Config, Model, SequenceCategoricalCrossentropy, set_dropout_rate
 
 from ..models.types import NonNegativeFloat
 from ..models.crf import SCHEMES, allowed_transitions, forward_backward, log_mask, pad, tag_names, viterbi
-from .base import TRAINED_LABELS, NeuralPipe, refuse_int8_training
+from .base import TRAINED_LABELS, NeuralPipe, model_lock, refuse_int8_training
 from .defaults import encoder_config
 
 DECODERS = ("crf", "softmax")
@@ -102,6 +102,7 @@ class RNNEntityRecognizer(NeuralPipe, TrainablePipe):
         self.name = name
         self.scorer = scorer if scorer is not None else get_ner_prf
         self.cfg = {"labels": [], "scheme": scheme, "decoder": decoder, "max_grad_norm": max_grad_norm}
+        self._rehearsal_model: Optional[Model] = None  # a copy of the model, set by nlp.resume_training
 
     @property
     def labels(self):
@@ -204,6 +205,38 @@ class RNNEntityRecognizer(NeuralPipe, TrainablePipe):
             taken = {i for span in preset for i in range(span.start, span.end)}
             new = [s for s in predicted if not any(i in taken for i in range(s.start, s.end))]
             doc.set_ents(filter_spans(preset + new), default="outside")
+
+    def rehearse(self, examples: Iterable[Example], *, drop: float = 0.0, sgd=None, losses: Optional[dict] = None,
+                 **config) -> dict:
+        """A rehearsal update (nlp.rehearse, after nlp.resume_training): the emissions are pulled
+        towards those of the model as it was when training resumed, squared difference per score,
+        as spaCy's parser and ner rehearse; tags added since (add_label) are not supervised."""
+        refuse_int8_training(self.name, self.model)
+        if losses is None:
+            losses = {}
+        if self._rehearsal_model is None:
+            return losses
+        losses.setdefault(self.name, 0.0)
+        validate_examples(examples, "RNNEntityRecognizer.rehearse")
+        docs = [eg.predicted for eg in examples]
+        if not any(len(doc) for doc in docs):
+            return losses
+        with model_lock(self):
+            set_dropout_rate(self.model, drop)
+            guesses, backprop = self.model.begin_update(docs)
+            targets = self._rehearsal_model.predict(docs)
+            n_scores = sum(guess.size for guess in guesses)
+            d_guesses, loss = [], 0.0
+            for guess, target in zip(guesses, targets):
+                d_guess = self.model.ops.alloc2f(*guess.shape)
+                d_guess[:, : target.shape[1]] = (guess[:, : target.shape[1]] - target) / max(n_scores, 1)
+                loss += float((d_guess ** 2).sum())
+                d_guesses.append(d_guess)
+            backprop(d_guesses)
+        if sgd not in (None, False):
+            self.finish_update(sgd)
+        losses[self.name] += loss
+        return losses
 
     def _gold_tags(self, example: Example, known) -> List[Optional[str]]:
         """Gold tag per predicted token in the component's scheme; None where
