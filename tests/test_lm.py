@@ -223,6 +223,17 @@ def test_pipeline_scores_like_the_torch_model(lm_nlp):
     assert nlp("the cat sat on the mat")._.perplexity * 4 < nlp("mat the on sat cat the")._.perplexity
 
 
+def test_the_pipeline_reads_ptb_s_unk_as_one_word(lm_nlp, tmp_path):
+    """spaCy's tokenizer split PTB's `<unk>` into '<', 'unk', '>': three words scored as unknown ones,
+    where train-lm and evaluate-lm read one."""
+    nlp, model, vocab = lm_nlp
+    nlp.to_disk(tmp_path / "lm")
+    for pipeline in (nlp, spacy.load(tmp_path / "lm")):
+        doc = pipeline("the <unk> sat on the <eos> mat")
+        assert [t.text for t in doc] == ["the", "<unk>", "sat", "on", "the", "<eos>", "mat"]
+        assert pipeline.get_pipe("rnn_lm").doc_ids(doc).tolist()[1] == UNK_ID
+
+
 def test_empty_docs(lm_nlp):
     nlp, _, _ = lm_nlp
     assert nlp("")._.perplexity is None

@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import spacy
+from spacy.attrs import ORTH
 from spacy.language import Language
 
 from ..files import atomic_output, recover
-from ..models.lm_vocab import Vocabulary
+from ..models.lm_vocab import EOS, UNK, Vocabulary
 from ..models.pytorch import RNNLanguageModel
 from ..models.wrappers import load_language_model_state, torch_language_model
 from ..pipeline.lm import RNNLM
@@ -57,8 +58,12 @@ def save_pipeline(nlp: Language, path: Path, info: Optional[Dict] = None) -> Non
 
 
 def build_pipeline(model: RNNLanguageModel, vocab: Vocabulary, config: LMConfig, lang: str = "en") -> Language:
-    """A blank pipeline with an rnn_lm that holds the trained model's weights."""
+    """A blank pipeline with an rnn_lm that holds the trained model's weights. Its tokenizer keeps
+    the vocabulary's special words whole (PTB's text writes `<unk>` for the words it dropped, which
+    spaCy's tokenizer would split into '<', 'unk', '>': three words the model never read)."""
     nlp = spacy.blank(lang)
+    for special in (UNK, EOS):
+        nlp.tokenizer.add_special_case(special, [{ORTH: special}])
     pipe = nlp.add_pipe(
         COMPONENT,
         config={
