@@ -410,8 +410,8 @@ def every_annotation(nlp):
 
 @pytest.mark.parametrize("factory", sorted(TRAINABLE))
 def test_an_int8_component_refuses_to_train(factory):
-    """nlp.update (as spacy train calls it: sgd=False, then finish_update), finish_update and
-    nlp.rehearse each raise an error naming the component before its weights change (torch
+    """nlp.update (as spacy train calls it: sgd=False, then finish_update), finish_update,
+    nlp.rehearse and nlp.initialize each raise an error naming the component before its weights change (torch
     would only warn that int8 gradients may be wrong, and train the float weights around them)."""
     fix_random_seed(0)
     nlp = spacy.blank("en")
@@ -429,6 +429,9 @@ def test_an_int8_component_refuses_to_train(factory):
         pipe.finish_update(optimizer)
     with pytest.raises(ValueError, match=refused):
         nlp.rehearse(examples, sgd=optimizer)
+    # initialize drew new float weights under the int8 marks without a word
+    with pytest.raises(ValueError, match=refused):
+        nlp.initialize(lambda: examples)
     assert pipe.to_bytes() == before
     assert len(pipe.predict([eg.predicted for eg in examples])) == len(examples)  # still predicts
 

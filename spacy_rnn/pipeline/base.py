@@ -233,6 +233,7 @@ class NeuralPipe(SavedSettings):
         raise NotImplementedError
 
     def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp=None, labels=None) -> None:
+        refuse_int8_training(self.name, self.model)  # it would draw new float weights under the int8 marks
         require_examples(self.name, get_examples)
         validate_get_examples(get_examples, f"{type(self).__name__}.initialize")
         self._init_labels(get_examples, labels)

@@ -40,7 +40,7 @@ from ..models.wrappers import (
     vocab_rows_in_use,
 )
 from ..models.lm_vocab import EOS, EOS_ID, UNK, UNK_ID, Vocabulary
-from .base import TRAINED_LABELS, NeuralPipe, model_lock, require_examples
+from .base import TRAINED_LABELS, NeuralPipe, model_lock, refuse_int8_training, require_examples
 
 DEFAULT_CONFIG = """
 [model]
@@ -246,6 +246,7 @@ class RNNLM(NeuralPipe, TrainablePipe):
     ) -> None:
         """Choose the vocabulary, the most frequent words of the training
         docs (or `words`, e.g. from [initialize.components]), and initialize the model."""
+        refuse_int8_training(self.name, self.model)
         require_examples(self.name, get_examples)
         validate_get_examples(get_examples, "RNNLM.initialize")
         if words is None:

@@ -17,7 +17,7 @@ from spacy.vocab import Vocab
 from thinc.api import Config, Model
 
 from ..models.types import NonNegativeFloat, Threshold
-from .base import NeuralPipe
+from .base import NeuralPipe, refuse_int8_training
 from .defaults import DEFAULT_ENCODER_CONFIG
 
 MODEL_CONFIG = """
@@ -116,6 +116,7 @@ class _RNNTextcatMixin(NeuralPipe):
     CONFIG_SETTINGS = ("max_grad_norm", "threshold")
 
     def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp=None, labels=None, positive_label=None) -> None:
+        refuse_int8_training(self.name, self.model)  # before the cfg changes (NeuralPipe.initialize refuses too)
         self.cfg["positive_label"] = positive_label  # checked against the labels in _init_labels
         NeuralPipe.initialize(self, get_examples, nlp=nlp, labels=labels)
 
