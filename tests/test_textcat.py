@@ -263,3 +263,16 @@ def test_pooling_in_another_order_is_refused_at_load(tmp_path):
         spacy.load(tmp_path / "textcat", config={"components": {"textcat": {"model": {"pooling": ["mean"]}}}})
     text = "who wrote hamlet ?"
     assert spacy.load(tmp_path / "textcat")(text).cats == nlp(text).cats
+
+
+@pytest.mark.parametrize("multilabel", [False, True])
+def test_a_config_nO_other_than_the_label_count_is_refused_at_initialize(multilabel):
+    """nO = 3 with two labels initialized (doc.cats 0.333 each: two labels summing to 0.67), then
+    the first update failed with numpy's "operands could not be broadcast", naming nothing."""
+    nlp = spacy.blank("en")
+    model = {"@architectures": "spacy_rnn.RNNTextClassifier.v1", "exclusive_classes": not multilabel,
+             "pooling": ["mean"], "encoder": SMALL_ENCODER, "nO": len(LABELS) + 1}
+    nlp.add_pipe("rnn_textcat_multilabel" if multilabel else "rnn_textcat", name="textcat", config={"model": model})
+    with pytest.raises(ValueError, match=rf"\[textcat\] the model's nO is {len(LABELS) + 1}, but the component has "
+                                         rf"{len(LABELS)} outputs .* leave nO = null"):
+        nlp.initialize(lambda: examples(nlp))

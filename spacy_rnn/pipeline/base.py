@@ -239,6 +239,14 @@ class NeuralPipe(SavedSettings):
         self._init_labels(get_examples, labels)
         if nlp is None or not takes_pretrained_vocab(nlp, self.name, self.model):
             report_word_vocab(self.name, init_word_vocab(self.model, (eg.x for eg in get_examples())))
+        n_outputs = self._n_outputs()
+        output = self.model.get_ref("output_layer") if self.model.has_ref("output_layer") else self.model
+        if output.has_dim("nO") is True and output.get_dim("nO") != n_outputs:
+            raise ValueError(
+                f"[{self.name}] the model's nO is {output.get_dim('nO')}, but the component has {n_outputs} "
+                f"outputs (labels: {', '.join(map(repr, self.labels))}): leave nO = null in the config to take it "
+                "from the labels"
+            )
         self._init_model(list(islice(get_examples(), 10)))
         self.model.attrs[TRAINED_LABELS] = list(self.labels)
 
