@@ -95,6 +95,15 @@ def test_generate_refuses_an_infinite_temperature_with_one_error_line(lm_path):
     assert result.stderr.splitlines() == [f"error: {lm_path}: temperature must be a finite number >= 0, got inf"]
 
 
+def test_a_prompt_that_is_not_utf8_is_named_not_the_model(lm_path):
+    # `--prompt $'the\xff'`: argv holds a lone surrogate; encoding it failed inside the pipeline,
+    # reported as "error: MODEL: 'utf-8' codec can't encode character '\udcff'"
+    result = run("generate", lm_path, "--prompt", "the\udcff")
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "error: --prompt is not UTF-8 text: character 4 stands for a byte that is not (surrogates not allowed)"]
+
+
 OUT_OF_RANGE = [
     ("train-lm", "--batch-size", "0"),
     ("train-lm", "--bptt", "0"),
