@@ -6,6 +6,7 @@ from numpy.testing import assert_allclose
 from spacy.training import Example
 from thinc.api import fix_random_seed
 
+from spacy_rnn import choose_word_vocabularies
 from spacy_rnn.models.wrappers import SETTINGS_ATTR
 
 from .conftest import SMALL_ENCODER
@@ -276,3 +277,30 @@ def test_a_config_nO_other_than_the_label_count_is_refused_at_initialize(multila
     with pytest.raises(ValueError, match=rf"\[textcat\] the model's nO is {len(LABELS) + 1}, but the component has "
                                          rf"{len(LABELS)} outputs .* leave nO = null"):
         nlp.initialize(lambda: examples(nlp))
+
+
+def test_a_listener_without_a_width_feeds_the_weightless_poolings(tmp_path):
+    """spacy_rnn.Tok2VecListener.v1 may leave its width out (init_word_vocabularies sets it at
+    initialize): RNNTextClassifier refused it at build time for every pooling; mean and max need no
+    width, the output layer's input is inferred, and a pooling with weights says what it needs."""
+    fix_random_seed(0)
+    nlp = spacy.blank("en")
+    nlp.add_pipe("tok2vec", config={"model": dict(SMALL_ENCODER, **{"@architectures": "spacy_rnn.RNNEncoder.v2"})})
+    listener = {"@architectures": "spacy_rnn.Tok2VecListener.v1", "upstream": "tok2vec"}
+    model = {"@architectures": "spacy_rnn.RNNTextClassifier.v1", "exclusive_classes": True,
+             "pooling": ["mean", "max"], "encoder": listener}
+    nlp.add_pipe("rnn_textcat", name="textcat", config={"model": model})
+    egs = examples(nlp)
+    choose_word_vocabularies(nlp, egs)
+    optimizer = nlp.initialize(lambda: egs)
+    optimizer.learn_rate = 0.01
+    for _ in range(40):
+        losses = nlp.update(egs, sgd=optimizer)
+    assert losses["textcat"] < 0.05
+    texts = [text for text, _ in DATA]
+    assert [max(d.cats, key=d.cats.get) for d in nlp.pipe(texts)] == [label for _, label in DATA]
+    assert nlp("").cats == nlp.get_pipe("textcat")(nlp.make_doc("")).cats  # an empty doc pools to zeros
+    nlp.to_disk(tmp_path / "p")
+    assert [d.cats for d in spacy.load(tmp_path / "p").pipe(texts)] == [d.cats for d in nlp.pipe(texts)]
+    with pytest.raises(ValueError, match=r"pooling 'attention' needs the encoder's output width .* give a listener its width"):
+        spacy.blank("en").add_pipe("rnn_textcat", config={"model": dict(model, pooling=["mean", "attention"])})

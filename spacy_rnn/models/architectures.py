@@ -327,10 +327,9 @@ def build_rnn_text_classifier_v1(
         "last" pools the vectors of a listener.
     nO (Optional[int]): Number of labels; inferred from the data at initialize when null.
     """
-    if not encoder.has_dim("nO") or encoder.get_dim("nO") is None:
-        raise ValueError("spacy_rnn.RNNTextClassifier: the encoder's output width (nO) must be known; "
-                         "give a listener its width")
-    width = encoder.get_dim("nO")
+    # None: a listener whose width spacy_rnn.init_word_vocabularies.v1 sets at initialize (only
+    # the poolings without weights can be built without it; build_pooling says so)
+    width = encoder.get_dim("nO") if encoder.has_dim("nO") is True else None
     known = encoder.attrs.get(BIDIRECTIONAL_ATTR)  # a spacy_rnn encoder's own
     if bidirectional is not None and known is not None and bidirectional != known:
         raise ValueError(f"spacy_rnn.RNNTextClassifier: bidirectional = {str(bidirectional).lower()}, but the encoder "
@@ -340,8 +339,11 @@ def build_rnn_text_classifier_v1(
         if bidirectional is None and "last" in pooling:
             raise ValueError('spacy_rnn.RNNTextClassifier: pooling "last" needs to know whether the '
                              "encoder is bidirectional; set bidirectional = true or false in the model's config")
-    pooled = build_pooling(pooling, width, bool(bidirectional))
-    n_pooled = pooled.get_dim("nO")
+    try:
+        pooled = build_pooling(pooling, width, bool(bidirectional))
+    except ValueError as err:
+        raise ValueError(f"spacy_rnn.RNNTextClassifier: {err}") from None
+    n_pooled = pooled.get_dim("nO") if pooled.has_dim("nO") is True else None  # else inferred at initialize
     if exclusive_classes:
         output_layer = with_cpu_gemm(Softmax_v2(nO, n_pooled))
         head = output_layer

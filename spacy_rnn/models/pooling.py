@@ -20,7 +20,7 @@ Several poolings are concatenated. An empty doc pools to zeros (Thinc's
 reductions refuse zero-length sequences, `skip_empty` keeps them out), so its
 output is the same alone and in any batch.
 """
-from typing import Callable, List, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 from thinc.api import (
     Gelu,
@@ -109,10 +109,18 @@ def _skip_empty_forward(model: Model, X: Ragged, is_train: bool) -> Tuple[Floats
 
 def _skip_empty_init(model: Model, X=None, Y=None) -> None:
     model.layers[0].initialize()
+    if model.has_dim("nO") is None and X is not None:  # built without the encoder's width (WIDTHLESS)
+        model.set_dim("nO", X.dataXd.shape[1] * model.attrs["n_poolings"])
 
 
-def build_pooling(poolings: Sequence[str], width: int, bidirectional: bool) -> Model[Ragged, Floats2d]:
-    """The concatenation of the poolings, in the order given; output width len(poolings) * width."""
+# The poolings that hold no weights and need not know the encoder's width when the model is built:
+# a listener whose width init_word_vocabularies sets at initialize can feed them.
+WIDTHLESS = ("mean", "max")
+
+
+def build_pooling(poolings: Sequence[str], width: Optional[int], bidirectional: bool) -> Model[Ragged, Floats2d]:
+    """The concatenation of the poolings, in the order given; output width len(poolings) * width.
+    width None (not known yet): only the WIDTHLESS poolings, the output width set at initialize."""
     if not poolings:
         raise ValueError(f"choose at least one pooling of {POOLINGS}")
     unknown = [p for p in poolings if p not in POOLINGS]
@@ -120,6 +128,10 @@ def build_pooling(poolings: Sequence[str], width: int, bidirectional: bool) -> M
         raise ValueError(f"unknown pooling {unknown[0]!r}; choose from {POOLINGS}")
     if len(set(poolings)) != len(poolings):
         raise ValueError(f"each pooling at most once, got {list(poolings)}")
+    needs_width = [p for p in poolings if p not in WIDTHLESS]
+    if width is None and needs_width:
+        raise ValueError(f"pooling {needs_width[0]!r} needs the encoder's output width (nO) when the model is built; "
+                         f"give a listener its width, or pool with {' and '.join(WIDTHLESS)} only")
     layers: List[Model] = []
     for kind in poolings:
         if kind == "mean":
@@ -136,5 +148,7 @@ def build_pooling(poolings: Sequence[str], width: int, bidirectional: bool) -> M
     # The learned poolings' products (conv, attention) run on torch's gemm on the CPU (BLIS took
     # three times as long for the conv's).
     model = with_cpu_gemm(skip_empty(pooled))
-    model.set_dim("nO", width * len(poolings))
+    model.attrs["n_poolings"] = len(poolings)
+    if width is not None:
+        model.set_dim("nO", width * len(poolings))
     return model
