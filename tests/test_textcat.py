@@ -3,7 +3,8 @@ import pytest
 import spacy
 import srsly
 from numpy.testing import assert_allclose
-from spacy.training import Example
+from spacy.tokens import DocBin
+from spacy.training import Corpus, Example
 from thinc.api import fix_random_seed
 
 from spacy_rnn import choose_word_vocabularies
@@ -304,3 +305,26 @@ def test_a_listener_without_a_width_feeds_the_weightless_poolings(tmp_path):
     assert [d.cats for d in spacy.load(tmp_path / "p").pipe(texts)] == [d.cats for d in nlp.pipe(texts)]
     with pytest.raises(ValueError, match=r"pooling 'attention' needs the encoder's output width .* give a listener its width"):
         spacy.blank("en").add_pipe("rnn_textcat", config={"model": dict(model, pooling=["mean", "attention"])})
+
+
+def test_no_labels_from_a_gold_preproc_corpus_of_sentenced_docs_says_why(tmp_path):
+    """spaCy's gold_preproc splits docs with sentence boundaries into sentences without doc.cats
+    (the shipped textcat configs read corpora so): the error now says so."""
+    nlp = spacy.blank("en")
+    db = DocBin()
+    for text, label in DATA:
+        doc = nlp.make_doc(text + " Then more .")
+        doc[0].is_sent_start = True
+        doc[len(nlp.make_doc(text))].is_sent_start = True
+        doc.cats = {name: float(name == label) for name in LABELS}
+        db.add(doc)
+    db.to_disk(tmp_path / "train.spacy")
+    nlp = make_nlp()
+    for gold_preproc, expected in ((True, "read it with gold_preproc = false"), (False, None)):
+        egs = list(Corpus(str(tmp_path / "train.spacy"), gold_preproc=gold_preproc)(nlp))
+        if expected:
+            with pytest.raises(ValueError, match=rf"found \[\]; .*{expected}"):
+                nlp.initialize(lambda: egs)
+        else:
+            nlp.initialize(lambda: egs)
+            assert set(nlp.get_pipe("textcat").labels) == set(LABELS)
