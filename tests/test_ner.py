@@ -128,6 +128,39 @@ def test_entities_are_predicted_around_preset_ones(decoder):
     assert ents == [("Peter", "PER"), ("Blackburn visited", "ORG"), ("New York City", "LOC")]
 
 
+def test_a_label_added_after_training_is_not_predicted_before_an_update_sees_it():
+    """The new tags' scores start at 0: after 20 updates the CRF's learned scores made 'City' NEW."""
+    nlp = make_nlp("crf")
+    train(nlp, n_iter=20)
+    texts = [text for text, _ in NER_DATA] + ["German EU City visited Peter .", "Blackburn rejects New calls today ."]
+    before = [[(e.text, e.label_) for e in doc.ents] for doc in nlp.pipe(texts)]
+    nlp.get_pipe("rnn_ner").add_label("NEW")
+    assert [[(e.text, e.label_) for e in doc.ents] for doc in nlp.pipe(texts)] == before
+
+
+def test_blocked_tokens_may_still_get_an_entity(trained_nlp):
+    """doc.set_ents(blocked=...) marks tokens B without a type; they are not preset entities (the
+    preset-entity constraint decoded them as O, which the README says rnn_ner does not do)."""
+    doc = trained_nlp.make_doc("Peter Blackburn visited New York City today .")
+    doc.set_ents([], blocked=[Span(doc, 3, 6)])
+    ents = [(e.text, e.label_) for e in trained_nlp.get_pipe("rnn_ner")(doc).ents]
+    assert ents == [("Peter Blackburn", "PER"), ("New York City", "LOC")]
+
+
+def test_an_nO_in_the_config_initializes_when_right_and_is_named_when_wrong():
+    """A config nO made add_label take the pipe for trained and grow an unallocated CRF (KeyError)."""
+    for n_tags, error in ((9, None), (12, r"\[rnn_ner\] the model's nO is 12, but the component has 9 outputs")):
+        nlp = spacy.blank("en")
+        model = {"@architectures": "spacy_rnn.RNNEntityRecognizer.v1", "encoder": SMALL_ENCODER, "nO": n_tags}
+        nlp.add_pipe("rnn_ner", config={"model": model})
+        if error:
+            with pytest.raises(ValueError, match=error):
+                nlp.initialize(lambda: examples(nlp))
+        else:
+            nlp.initialize(lambda: examples(nlp))
+            assert nlp.get_pipe("rnn_ner").labels == ("LOC", "MISC", "ORG", "PER")
+
+
 def test_rehearse_pulls_the_emissions_back_to_those_of_the_resumed_model():
     """nlp.rehearse did nothing for rnn_ner (TrainablePipe's rehearse: no loss, no step)."""
     nlp = make_nlp()
@@ -187,16 +220,21 @@ def test_a_label_added_after_training_is_learned_and_saved(decoder, scheme, tmp_
     assert ner.labels == ("LOC", "MISC", "ORG", "PER", "EVENT")
     assert ner.model.get_dim("nO") == len(ner.tag_names) == 1 + 5 * (len(scheme) - 1)
     assert [(e.text, e.label_) for e in nlp("Peter Blackburn visited New York City today .").ents] == [
-        ("Peter Blackburn", "PER"), ("New York City", "LOC")]  # the new tags' rows start at 0
+        ("Peter Blackburn", "PER"), ("New York City", "LOC")]
+    # the new tags' scores start at 0, above negative learned ones: not predicted until trained
+    assert ner.cfg["untrained_labels"] == ["EVENT"]
+    assert all(e.label_ != "EVENT" for text in ("German EU City visited Peter .", "x y z") for e in nlp(text).ents)
     assert ner.add_label("ANIMAL") == 1
     optimizer = nlp.resume_training()
     egs = examples(nlp, ANIMAL_DATA)
     for _ in range(60):
         nlp.update(egs, sgd=optimizer)
     assert nlp.evaluate(egs)["ents_per_type"]["ANIMAL"]["f"] == 1.0
+    assert ner.cfg["untrained_labels"] == ["EVENT"]  # ANIMAL was seen in an update
     nlp.to_disk(tmp_path / "ner")
     loaded = spacy.load(tmp_path / "ner")
     assert loaded.get_pipe("rnn_ner").labels == ner.labels
+    assert loaded.get_pipe("rnn_ner").cfg["untrained_labels"] == ["EVENT"]
     texts = [text for text, _ in ANIMAL_DATA]
     assert [[(e.text, e.label_) for e in doc.ents] for doc in loaded.pipe(texts)] == [
         [(e.text, e.label_) for e in doc.ents] for doc in nlp.pipe(texts)]

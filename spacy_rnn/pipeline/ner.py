@@ -71,6 +71,10 @@ def make_rnn_ner(
     )
 
 
+# cfg key: the labels added by add_label to a trained rnn_ner that no update has seen yet.
+UNTRAINED = "untrained_labels"
+
+
 class RNNEntityRecognizer(NeuralPipe, TrainablePipe):
     """Named-entity recognition as constrained sequence labelling.
 
@@ -126,8 +130,10 @@ class RNNEntityRecognizer(NeuralPipe, TrainablePipe):
             raise ValueError(f"[{self.name}] entity labels must be non-empty strings, got {label!r}")
         if label in self.labels:
             return 0
-        initialized = self.model.has_dim("nO") is True
-        if initialized:  # the output layer and the CRF grow by the new tags' rows (as spaCy's ner's does)
+        # initialized (its weights drawn; a config's nO alone is not): the output layer and the CRF
+        # grow by the new tags' rows, as spaCy's ner's output does
+        initialized = self.model.get_ref("output_layer").has_param("W") is True
+        if initialized:
             refuse_int8_training(self.name, self.model)
             if "resize_output" not in self.model.attrs:
                 raise ValueError(Errors.E922.format(name=self.name, nO=self.model.get_dim("nO")))
@@ -136,6 +142,9 @@ class RNNEntityRecognizer(NeuralPipe, TrainablePipe):
         if initialized:
             self.model.attrs["resize_output"](self.model, len(self.tag_names))
             self.model.attrs[TRAINED_LABELS] = list(self.labels)
+            # not predicted until an update has seen it (spaCy's ner keeps such "unseen classes" too):
+            # its tags' zero scores could otherwise beat the trained ones
+            self.cfg.setdefault(UNTRAINED, []).append(label)
         return 1
 
     def _constraints(self, xp):
@@ -165,22 +174,28 @@ class RNNEntityRecognizer(NeuralPipe, TrainablePipe):
             emissions = [self._log_softmax(xp, e) for e in emissions]
         nonempty = [i for i, doc in enumerate(docs) if len(doc)]
         padded, lengths = pad(xp, [emissions[i] for i in nonempty], len(self.tag_names))
-        self._outside_preset_entities(xp, padded, [docs[i] for i in nonempty])
+        self._constrain(xp, padded, [docs[i] for i in nonempty])
         paths, _ = viterbi(xp, padded, lengths, *self._crf_scores(xp))
         tag_ids = [numpy.zeros((0,), dtype="int64") for _ in docs]
         for i, path in zip(nonempty, paths):
             tag_ids[i] = path.get() if hasattr(path, "get") else path
         return tag_ids
 
-    def _outside_preset_entities(self, xp, padded, docs: List[Doc]) -> None:
-        """Decode the tokens of entities already on the docs (an entity_ruler's, another
-        component's) as O, in place in the padded emissions, so that the best path predicts
+    def _constrain(self, xp, padded, docs: List[Doc]) -> None:
+        """In place in the padded emissions: the tags of labels added since training
+        (UNTRAINED) are never decoded, and the tokens of entities already on the docs (an
+        entity_ruler's, another component's) are decoded as O, so that the best path predicts
         around them, as spaCy's ner does: the other tokens of a sentence keep their entities
-        (set_annotations keeps the preset ones)."""
+        (set_annotations keeps the preset ones). Tokens blocked with doc.set_ents(blocked=...)
+        (B without a type) are not constrained: rnn_ner may put an entity there."""
+        untrained = set(self.cfg.get(UNTRAINED, ()))
+        if untrained:
+            columns = [i for i, tag in enumerate(self.tag_names) if tag != "O" and tag.split("-", 1)[1] in untrained]
+            padded[:, :, xp.asarray(columns)] = -numpy.inf
         outside = self.tag_names.index("O")
         for row, doc in enumerate(docs):
-            iob = doc.to_array("ENT_IOB")
-            positions = numpy.flatnonzero((iob == 1) | (iob == 3))  # I or B
+            iob, ent_type = doc.to_array(["ENT_IOB", "ENT_TYPE"]).T
+            positions = numpy.flatnonzero(((iob == 1) | (iob == 3)) & (ent_type != 0))  # I or B of an entity
             if len(positions):
                 positions = xp.asarray(positions)
                 padded[row, positions] = -numpy.inf
@@ -258,6 +273,9 @@ class RNNEntityRecognizer(NeuralPipe, TrainablePipe):
         names = self.tag_names
         n_tags = len(names)
         gold_tags = [self._gold_tags(eg, set(names)) for eg in examples]
+        if self.cfg.get(UNTRAINED):  # labels added since training are predicted once an update has seen them
+            seen = {tag.split("-", 1)[1] for tags in gold_tags for tag in tags if tag not in (None, "O")}
+            self.cfg[UNTRAINED] = [label for label in self.cfg[UNTRAINED] if label not in seen]
         if self.cfg["decoder"] == "softmax":
             return self._softmax_loss(xp, emissions, gold_tags)
         index = {name: i for i, name in enumerate(names)}
