@@ -1,6 +1,7 @@
 import subprocess
 from pathlib import Path
 
+import numpy
 import pytest
 import spacy
 from spacy.tokens import Doc, DocBin
@@ -136,3 +137,17 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def spy_optimizer():
+    """An SGD step that records each gradient's absolute sum by its key (spaCy's nlp.rehearse reads
+    learn_rate, b1 and b2 off the optimizer it is given)."""
+    sums = {}
+
+    def step(key, weights, gradient):
+        sums[key] = float(numpy.abs(gradient).sum())
+        weights -= 0.001 * gradient
+        return weights, gradient
+
+    step.learn_rate, step.b1, step.b2, step.sums = 0.001, 0.9, 0.999, sums
+    return step

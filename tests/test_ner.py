@@ -6,7 +6,7 @@ from spacy.tokens import Span
 from spacy.training import Example
 from thinc.api import fix_random_seed
 
-from .conftest import SMALL_ENCODER
+from .conftest import SMALL_ENCODER, spy_optimizer
 
 NER_DATA = [
     ("Peter Blackburn visited New York City today .", [(0, 15, "PER"), (24, 37, "LOC")]),
@@ -174,6 +174,36 @@ def test_rehearse_pulls_the_emissions_back_to_those_of_the_resumed_model():
     optimizer = nlp.create_optimizer()  # no momentum from the updates above
     history = [nlp.rehearse(egs, sgd=optimizer)["rnn_ner"] for _ in range(20)]
     assert history[0] > 0 and history[-1] < 0.75 * history[0], history
+
+
+def test_nlp_rehearse_steps_the_torch_weights_with_their_gradients():
+    """spaCy's nlp.rehearse collects the gradients through the optimizer call and applies them after
+    the component's finish_update, which had zeroed the torch ones in place: the encoder was
+    stepped with zeros."""
+    nlp = make_nlp()
+    train(nlp, n_iter=20)
+    nlp.resume_training()
+    for _ in range(3):
+        nlp.update(examples(nlp, [(text, []) for text, _ in NER_DATA]))
+    spy = spy_optimizer()
+    nlp.rehearse(examples(nlp), sgd=spy)
+    torch_sums = [total for (_, name), total in spy.sums.items() if "." in name]  # torch parameter names
+    assert torch_sums and min(torch_sums) >= 0 and sum(total > 0 for total in torch_sums) > len(torch_sums) // 2
+
+
+def test_rehearse_of_a_listener_is_refused_naming_the_component():
+    """spaCy's tok2vec has no rehearse: the listener failed with torch's "backward through the graph a
+    second time", E953 or E203, naming nothing."""
+    nlp = spacy.blank("en")
+    nlp.add_pipe("tok2vec", config={"model": dict(SMALL_ENCODER, **{"@architectures": "spacy_rnn.RNNEncoder.v2"})})
+    listener = {"@architectures": "spacy.Tok2VecListener.v1", "width": SMALL_ENCODER["width"] * 2, "upstream": "*"}
+    nlp.add_pipe("rnn_ner", config={"model": {"@architectures": "spacy_rnn.RNNEntityRecognizer.v1", "encoder": listener}})
+    egs = examples(nlp)
+    nlp.initialize(lambda: egs)
+    nlp.update(egs)
+    optimizer = nlp.resume_training()
+    with pytest.raises(ValueError, match=r"\[rnn_ner\] listens to a shared encoder, which spaCy does not rehearse"):
+        nlp.rehearse(egs, sgd=optimizer)
 
 
 def test_missing_annotation_is_not_outside():

@@ -14,7 +14,7 @@ import torch
 from spacy_rnn.models.gradients import all_weights_finite, clip_global_grad_norm, global_grad_norm
 from spacy_rnn.models.wrappers import SETTINGS_ATTR, torch_modules
 
-from .conftest import SMALL_ENCODER, TRAIN_DATA, make_examples
+from .conftest import SMALL_ENCODER, TRAIN_DATA, make_examples, spy_optimizer
 
 
 
@@ -423,3 +423,20 @@ def test_a_pos_tagger_warns_when_its_score_has_no_weight(factory, config):
         warnings.filterwarnings("error", message=".*score_weights")
         initialized("tag")
         initialized("pos", {"pos_acc": 1.0, "tag_acc": None})
+
+
+def test_nlp_rehearse_steps_the_torch_weights_with_their_gradients():
+    """spaCy's Tagger.rehearse through nlp.rehearse: the gradients it collects were zeroed in place by
+    Thinc's PyTorch shim before spaCy applied them, so the encoder was stepped with zeros."""
+    nlp = make_nlp()
+    examples = make_examples(nlp)
+    optimizer = nlp.initialize(lambda: examples)
+    for _ in range(10):
+        nlp.update(examples, sgd=optimizer)
+    nlp.resume_training()
+    for _ in range(3):
+        nlp.update(examples[:2])
+    spy = spy_optimizer()
+    nlp.rehearse(examples, sgd=spy)
+    torch_sums = [total for (_, name), total in spy.sums.items() if "." in name]  # torch parameter names
+    assert torch_sums and sum(total > 0 for total in torch_sums) > len(torch_sums) // 2

@@ -20,6 +20,7 @@ from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence,
 import srsly
 from spacy.training import Example, validate_examples, validate_get_examples
 from spacy.util import ensure_path
+from spacy.pipeline.tok2vec import Tok2VecListener
 from thinc.api import Model, set_dropout_rate
 
 from ..models.featurize import FeatureLayoutError, check_feature_layout, forget_words, init_word_vocab
@@ -113,6 +114,34 @@ def refuse_int8_training(name: str, model) -> None:
             f"[{name}] has int8 weights (spacy_rnn quantize / load_int8): it predicts only; train the float "
             "pipeline, or leave this component out of the update (exclude=, [training] frozen_components)"
         )
+
+
+def check_rehearsable(name: str, model: Model) -> None:
+    """Before a rehearsal update: refuse int8 weights (refuse_int8_training) and a model that
+    listens to a shared encoder: spaCy's tok2vec has no rehearse, so it never hands its listeners
+    the batch, and the listener failed with whatever it held from the last update (torch's "backward
+    through the graph a second time", spaCy's E953 or E203)."""
+    refuse_int8_training(name, model)
+    if any(isinstance(node, Tok2VecListener) for node in model.walk()):
+        raise ValueError(
+            f"[{name}] listens to a shared encoder, which spaCy does not rehearse (its tok2vec has no "
+            f"rehearse): leave it out of nlp.rehearse (exclude=[{name!r}]) or give it an encoder of its own "
+            "(nlp.replace_listeners)"
+        )
+
+
+def rehearsal_step(sgd):
+    """The optimizer call for a rehearse, handing `sgd` a copy of each gradient. spaCy's
+    nlp.rehearse passes a call that keeps the (weights, gradient) pairs and applies them after the
+    rehearse, but Thinc's PyTorch shim zeroes each torch gradient in place once it has handed it
+    over, so the torch weights were stepped with zeros. None or False is passed through."""
+    if sgd in (None, False):
+        return sgd
+
+    def step(key, weights, gradient):
+        return sgd(key, weights, gradient.copy())
+
+    return step
 
 
 def diverged(name: str, what: str) -> ValueError:
@@ -299,9 +328,11 @@ class NeuralPipe(SavedSettings):
         return losses
 
     def rehearse(self, examples: Iterable[Example], *, sgd=None, losses: Optional[dict] = None, **config):
-        """The pipe class's rehearse (nlp.rehearse), refused for int8 weights."""
-        refuse_int8_training(self.name, self.model)
-        return super().rehearse(examples, sgd=sgd, losses=losses, **config)
+        """The pipe class's rehearse (nlp.rehearse), refused for int8 weights and for a model that
+        listens to a shared encoder (check_rehearsable), its gradients handed on as copies
+        (rehearsal_step)."""
+        check_rehearsable(self.name, self.model)
+        return super().rehearse(examples, sgd=rehearsal_step(sgd), losses=losses, **config)
 
     def finish_update(self, sgd) -> None:
         refuse_int8_training(self.name, self.model)

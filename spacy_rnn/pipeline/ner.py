@@ -16,7 +16,7 @@ from thinc.api import Config, Model, SequenceCategoricalCrossentropy, set_dropou
 
 from ..models.types import NonNegativeFloat
 from ..models.crf import SCHEMES, allowed_transitions, forward_backward, log_mask, pad, tag_names, viterbi
-from .base import TRAINED_LABELS, NeuralPipe, model_lock, refuse_int8_training
+from .base import TRAINED_LABELS, NeuralPipe, check_rehearsable, model_lock, refuse_int8_training, rehearsal_step
 from .defaults import encoder_config
 
 DECODERS = ("crf", "softmax")
@@ -224,9 +224,10 @@ class RNNEntityRecognizer(NeuralPipe, TrainablePipe):
     def rehearse(self, examples: Iterable[Example], *, drop: float = 0.0, sgd=None, losses: Optional[dict] = None,
                  **config) -> dict:
         """A rehearsal update (nlp.rehearse, after nlp.resume_training): the emissions are pulled
-        towards those of the model as it was when training resumed, squared difference per score,
-        as spaCy's parser and ner rehearse; tags added since (add_label) are not supervised."""
-        refuse_int8_training(self.name, self.model)
+        towards those of the model as it was when training resumed, the squared difference of each
+        score over the rows, as spaCy's parser and ner rehearse; tags added since (add_label) are not
+        supervised. Refused where NeuralPipe.rehearse is (check_rehearsable)."""
+        check_rehearsable(self.name, self.model)
         if losses is None:
             losses = {}
         if self._rehearsal_model is None:
@@ -240,17 +241,18 @@ class RNNEntityRecognizer(NeuralPipe, TrainablePipe):
             set_dropout_rate(self.model, drop)
             guesses, backprop = self.model.begin_update(docs)
             targets = self._rehearsal_model.predict(docs)
-            n_scores = sum(guess.size for guess in guesses)
-            d_guesses, loss = [], 0.0
+            n_rows = sum(len(guess) for guess in guesses)
+            d_guesses, loss, n_scores = [], 0.0, 0
             for guess, target in zip(guesses, targets):
                 d_guess = self.model.ops.alloc2f(*guess.shape)
-                d_guess[:, : target.shape[1]] = (guess[:, : target.shape[1]] - target) / max(n_scores, 1)
+                d_guess[:, : target.shape[1]] = (guess[:, : target.shape[1]] - target) / n_rows
                 loss += float((d_guess ** 2).sum())
+                n_scores += target.size
                 d_guesses.append(d_guess)
             backprop(d_guesses)
         if sgd not in (None, False):
-            self.finish_update(sgd)
-        losses[self.name] += loss
+            self.finish_update(rehearsal_step(sgd))
+        losses[self.name] += loss / max(n_scores, 1)
         return losses
 
     def _gold_tags(self, example: Example, known) -> List[Optional[str]]:
