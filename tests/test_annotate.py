@@ -365,7 +365,9 @@ def test_ray_engine_matches_the_local_engine(pipeline, tmp_path):
     pytest.importorskip("ray.data")
     inputs = write_inputs(tmp_path / "in")
     annotate(pipeline, inputs, tmp_path / "local", fmt="jsonl", shard_size=3, max_length=200)
+    handler = signal.getsignal(signal.SIGTERM)
     summary = annotate(pipeline, inputs, tmp_path / "ray", fmt="jsonl", shard_size=3, max_length=200, engine="ray", workers=2)
+    assert signal.getsignal(signal.SIGTERM) is handler  # not Ray's (exit status 15), left behind by ray.init
     assert summary["engine"] == "ray" and summary["workers"] == 2
     assert outputs_of(tmp_path / "ray") == outputs_of(tmp_path / "local")
 

@@ -328,36 +328,39 @@ def run_ray(model: str, todo: List[Shard], output_dir: Path, fmt: str, max_lengt
     if not todo:
         return
     started_here = not ray.is_initialized()
-    if started_here:
-        env = {"env_vars": {"OMP_NUM_THREADS": "1", "SPACY_RNN_NUM_THREADS": "1"}}
-        quiet = {"runtime_env": env, "log_to_driver": False, "logging_level": logging.WARNING}
-        if address:
-            ray.init(address=address, **quiet)
-        else:
-            ray.init(num_cpus=workers, include_dashboard=False, **quiet)
-    try:
-        # after ray.init, which installs Ray's own SIGTERM handler (exit status 15): SIGTERM stops
-        # the run as it stops the local engines (Terminated: exit status 143, the shards kept)
-        with sigterm_as_interrupt():
-            context = ray.data.DataContext.get_current()
-            context.enable_progress_bars = False
-            dataset = ray.data.from_items([shard.to_dict() for shard in todo], override_num_blocks=len(todo))
-            annotated = dataset.map_batches(
-                RayShardAnnotator,
-                fn_constructor_kwargs={
-                    "model": str(model), "output_dir": str(output_dir), "fmt": fmt, "max_length": max_length,
-                    "batch_size": batch_size, "code": None if code is None else str(code),
-                },
-                batch_size=1,
-                # a fixed pool of `workers` actors (Ray 2.51 deprecates concurrency= for this)
-                compute=ray.data.ActorPoolStrategy(size=workers),
-                num_cpus=1,
-            )
-            for row in annotated.iter_rows():
-                if row["error"]:
-                    raise _unpickle_error(row["error"])
-                if progress:
-                    progress(int(row["inputs"]))
-    finally:
+    # SIGTERM stops the run as it stops the local engines (Terminated: exit status 143, the shards
+    # kept), from before ray.init to after ray.shutdown: ray.init installs Ray's own handler (exit
+    # status 15), so the run's is installed again after it, inside the outer block, which puts back
+    # the process's own handler at the end
+    with sigterm_as_interrupt():
         if started_here:
-            ray.shutdown()
+            env = {"env_vars": {"OMP_NUM_THREADS": "1", "SPACY_RNN_NUM_THREADS": "1"}}
+            quiet = {"runtime_env": env, "log_to_driver": False, "logging_level": logging.WARNING}
+            if address:
+                ray.init(address=address, **quiet)
+            else:
+                ray.init(num_cpus=workers, include_dashboard=False, **quiet)
+        with sigterm_as_interrupt():
+            try:
+                context = ray.data.DataContext.get_current()
+                context.enable_progress_bars = False
+                dataset = ray.data.from_items([shard.to_dict() for shard in todo], override_num_blocks=len(todo))
+                annotated = dataset.map_batches(
+                    RayShardAnnotator,
+                    fn_constructor_kwargs={
+                        "model": str(model), "output_dir": str(output_dir), "fmt": fmt, "max_length": max_length,
+                        "batch_size": batch_size, "code": None if code is None else str(code),
+                    },
+                    batch_size=1,
+                    # a fixed pool of `workers` actors (Ray 2.51 deprecates concurrency= for this)
+                    compute=ray.data.ActorPoolStrategy(size=workers),
+                    num_cpus=1,
+                )
+                for row in annotated.iter_rows():
+                    if row["error"]:
+                        raise _unpickle_error(row["error"])
+                    if progress:
+                        progress(int(row["inputs"]))
+            finally:
+                if started_here:
+                    ray.shutdown()
