@@ -13,7 +13,7 @@ from thinc.api import fix_random_seed
 import torch
 from torch import nn
 
-from spacy_rnn import load_int8, quantize_pipeline
+from spacy_rnn import choose_word_vocabularies, load_int8, quantize_pipeline
 from spacy_rnn.cli import make_app
 from spacy_rnn.models.ops import Int8AffineOps, TorchGemmOps
 from spacy_rnn.models.wrappers import torch_modules
@@ -477,3 +477,27 @@ def test_load_int8_warns_when_nothing_takes_int8(tmp_path):
     nlp.to_disk(tmp_path / "cnn")
     with pytest.warns(UserWarning, match="nothing in .*cnn takes int8 weights: the pipeline is loaded with float32 ones"):
         load_int8(tmp_path / "cnn")
+
+
+def test_spacys_tok2vec_holding_an_int8_encoder_refuses_to_train():
+    """spaCy's tok2vec holding a spacy-rnn encoder is not a spacy-rnn pipe: after quantizing, its
+    initialize drew a new vocabulary for the int8 weights and its update trained the float weights
+    around them, without a word (the listening rnn_ner holds no torch module and stays float)."""
+    fix_random_seed(0)
+    nlp = spacy.blank("en")
+    nlp.add_pipe("tok2vec", config={"model": dict(INT8_ENCODER, **{"@architectures": "spacy_rnn.RNNEncoder.v2"})})
+    listener = {"@architectures": "spacy_rnn.Tok2VecListener.v1", "upstream": "tok2vec"}
+    nlp.add_pipe("rnn_ner", config={"model": {"@architectures": "spacy_rnn.RNNEntityRecognizer.v1", "encoder": listener}})
+    examples = every_annotation(nlp)
+    choose_word_vocabularies(nlp, examples)
+    nlp.initialize(lambda: examples)
+    quantize_pipeline(nlp)
+    tok2vec = nlp.get_pipe("tok2vec")
+    before = tok2vec.to_bytes()
+    refused = r"the spacy-rnn model .* has int8 weights \(spacy_rnn quantize / load_int8\): it predicts only"
+    with pytest.raises(ValueError, match=refused):
+        nlp.initialize(lambda: examples)
+    with pytest.raises(ValueError, match=refused):
+        nlp.update(examples)
+    assert tok2vec.to_bytes() == before
+    assert [len(doc) for doc in nlp.pipe(eg.predicted.text for eg in examples)]  # still predicts

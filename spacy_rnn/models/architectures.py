@@ -21,7 +21,8 @@ from .ops import with_cpu_gemm
 from .pytorch import LinearCellOptions, RNNLanguageModel, SequenceLogProbs, TokenEncoder
 from .pooling import build_pooling
 from .types import Cell, Depth, DocEncoder, IntRange, NonNegative, Pooling, Positive, Probability
-from .wrappers import TOKEN_ENCODER_ATTR, fit_word_tables, record_settings, wrap_sequence_log_probs, wrap_token_encoder
+from .wrappers import (TOKEN_ENCODER_ATTR, fit_word_tables, record_settings, refuse_int8, wrap_sequence_log_probs,
+                       wrap_token_encoder)
 
 
 BIDIRECTIONAL_ATTR = "spacy_rnn_bidirectional"
@@ -210,7 +211,9 @@ def _build_rnn_encoder(
 
 def _init_token_encoder(chain_init: Callable, model: Model, X=None, Y=None) -> None:
     """chain's init (the features first: they choose the vocabulary if no one has), then the
-    word table sized to the vocabulary."""
+    word table sized to the vocabulary. Refused for int8 weights (refuse_int8): it would choose
+    another vocabulary for them, whoever holds the encoder (spaCy's tok2vec)."""
+    refuse_int8(model)
     chain_init(model, X=X, Y=Y)
     fit_word_tables(model)
 

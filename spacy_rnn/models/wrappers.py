@@ -97,7 +97,24 @@ def torch_wrapper(module: nn.Module, convert_inputs: Callable, convert_outputs: 
     )
 
 
+# Set by spacy_rnn.pipeline.quantize on a component's model given int8 weights and on the torch
+# wrappers in it: it predicts only (the pipes' refuse_int8_training; refuse_int8 here).
+QUANTIZED_ATTR = "spacy_rnn_int8"
+
+
+def refuse_int8(model: Model) -> None:
+    """Raise a ValueError if the model holds torch modules with int8 weights (QUANTIZED_ATTR on a
+    node): for a host that is not a spacy-rnn pipe, e.g. spaCy's tok2vec holding a spacy-rnn encoder."""
+    if any(node.attrs.get(QUANTIZED_ATTR) for node in model.walk()):
+        raise ValueError(
+            f"the spacy-rnn model {model.name!r} has int8 weights (spacy_rnn quantize / load_int8): it predicts "
+            "only; train the float pipeline, or leave its component out of the update ([training] frozen_components)"
+        )
+
+
 def _convert_inputs(model: Model, batch: TokenBatch, is_train: bool) -> Tuple[ArgsKwargs, Callable]:
+    if is_train:
+        refuse_int8(model)
     device = model.shims[0].device
     args = ArgsKwargs(
         args=(

@@ -25,14 +25,13 @@ from thinc.api import Model, set_dropout_rate
 
 from ..models.featurize import FeatureLayoutError, check_feature_layout, forget_words, init_word_vocab
 from ..models.gradients import all_weights_finite, clip_global_grad_norm, discard_gradients
-from ..models.wrappers import built_settings, fit_word_tables, settings_differences, structure_differences
+from ..models.wrappers import (QUANTIZED_ATTR, built_settings, fit_word_tables, settings_differences,
+                               structure_differences)
 from ..runtime import apply_thread_policy
 from .vocabulary import report_word_vocab, takes_pretrained_vocab
 
 # The labels, in order, that the model's outputs were trained for; saved with the weights.
 TRAINED_LABELS = "spacy_rnn_trained_labels"
-# Set by spacy_rnn.pipeline.quantize on a model given int8 weights: it predicts only (refuse_int8_training).
-QUANTIZED_ATTR = "spacy_rnn_int8"
 
 _LOCKS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 _LOCKS_GUARD = threading.Lock()

@@ -42,8 +42,7 @@ from torch import nn
 from ..models.ops import Int8AffineOps, TorchGemmOps
 from ..models.pytorch.int8 import quantize_linears
 from ..models.pytorch.linear_recurrence import LinearRecurrence
-from ..models.wrappers import AveragingPyTorchShim, torch_modules
-from .base import QUANTIZED_ATTR  # defined in base.py, whose update refuses int8 models
+from ..models.wrappers import QUANTIZED_ATTR, AveragingPyTorchShim, torch_modules
 
 
 def prepare_for_int8(module: nn.Module) -> None:
@@ -103,6 +102,9 @@ def quantize_pipeline(nlp: Language, *, warn: bool = True) -> Language:
         # a component listening to a shared encoder has no torch modules of its own, only an output layer
         if quantize_output_layer(model) or converted:
             model.attrs[QUANTIZED_ATTR] = True
+            for node in model.walk():  # the torch wrappers too: they refuse training whoever holds them
+                if any(isinstance(shim, AveragingPyTorchShim) for shim in node.shims):
+                    node.attrs[QUANTIZED_ATTR] = True
             quantized = True
         elif modules and warn:
             warnings.warn(
