@@ -315,6 +315,8 @@ def test_labels_given_to_initialize_must_cover_the_training_tags(factory):
         tagger.initialize(lambda: examples, labels=tags + ["ZZ"])
     assert tagger.labels == tuple(tags)
     assert nlp.evaluate(examples)["tag_acc"] == 1.0
+    with pytest.raises(ValueError, match="labels must be a list of tags, got the string 'NN'"):
+        tagger.initialize(lambda: examples, labels="NN")  # not the characters "N", "N"
 
 
 def load_convert_script():

@@ -116,6 +116,8 @@ class CountTagger(SavedSettings, TrainablePipe):
                 f"[{self.name}] found no sentence fully annotated with '{self.token_attr}' "
                 "in the training examples, so there is nothing to count"
             )
+        if isinstance(labels, str):
+            raise ValueError(f"[{self.name}] labels must be a list of tags, got the string {labels!r}")
         if labels is not None:
             self._check_given_labels(list(labels), {tag for _, tags in sentences for tag in tags})
         self.counts = self._fit(sentences)

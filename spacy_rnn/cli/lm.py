@@ -155,7 +155,7 @@ def generate_command(
     try:  # bytes that are not UTF-8 reach Python's argv as lone surrogates, which no text holds
         prompt.encode("utf-8")
     except UnicodeEncodeError as err:
-        fail(f"--prompt is not UTF-8 text: character {err.start + 1} stands for a byte that is not ({err.reason})")
+        fail(f"--prompt is not UTF-8 text: character {err.start + 1} stands for a byte that UTF-8 has no character for")
     try:
         text = generate(spacy.load(model_path), prompt, n_words, temperature, seed)
     except (ValueError, OSError) as err:  # OSError: not a pipeline; ValueError: no rnn_lm, an infinite temperature

@@ -113,8 +113,9 @@ def _skip_empty_init(model: Model, X=None, Y=None) -> None:
         model.set_dim("nO", X.dataXd.shape[1] * model.attrs["n_poolings"])
 
 
-# The poolings that hold no weights and need not know the encoder's width when the model is built:
-# a listener whose width init_word_vocabularies sets at initialize can feed them.
+# The poolings that need not know the encoder's width when the model is built ("last" splits it into
+# the directions, "attention" and "conv" size their weights by it): a listener whose width
+# init_word_vocabularies sets at initialize can feed them.
 WIDTHLESS = ("mean", "max")
 
 

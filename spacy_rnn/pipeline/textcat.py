@@ -130,8 +130,8 @@ class _RNNTextcatMixin(NeuralPipe):
         for label in labels:
             self.add_label(label)
         if len(self.labels) < self.min_labels:
-            hint = ("; a corpus read with gold_preproc = true gives its docs with sentence boundaries as "
-                    "sentences without doc.cats (spaCy's Example.split_sents): read it with gold_preproc = false"
+            hint = ("; if the corpus is read with gold_preproc = true, spaCy gives each sentence of a doc with "
+                    "sentence boundaries as a doc of its own, without doc.cats: read it with gold_preproc = false"
                     if not self.labels else "")
             raise ValueError(
                 f"[{self.name}] needs at least {self.min_labels} label(s) in doc.cats of the training "
