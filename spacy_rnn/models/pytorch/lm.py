@@ -95,9 +95,9 @@ class RNNLanguageModel(nn.Module):
         logits = self.decoder(self.output_dropout(outputs))  # (batch_size, seq_len, vocab_size)
         n_words = int(self.n_words)
         if n_words < self.vocab_size:
-            logits = logits.masked_fill(
-                torch.arange(self.vocab_size, device=logits.device) >= n_words, float("-inf")
-            )
+            unused = torch.arange(self.vocab_size, device=logits.device) >= n_words
+            # without a gradient, in place: no second (batch_size, seq_len, vocab_size) tensor
+            logits = logits.masked_fill(unused, float("-inf")) if torch.is_grad_enabled() else logits.masked_fill_(unused, float("-inf"))
         return logits, state
 
 
@@ -153,15 +153,37 @@ class SequenceLogProbs(nn.Module):
         targets = nn.utils.rnn.pad_sequence(list(sequences), batch_first=True)  # (batch_size, max_len)
         inputs = torch.cat([torch.full_like(targets[:, :1], self.start_id), targets[:, :-1]], dim=1)
         state = None
-        chunks = []
-        for start in range(0, inputs.shape[1], self.chunk_len):
-            logits, state = self.lm(inputs[:, start : start + self.chunk_len], state)
-            log_probs = torch.log_softmax(logits, dim=-1)  # (batch_size, chunk_len, vocab_size)
-            chunk_targets = targets[:, start : start + self.chunk_len, None]
-            chunks.append(log_probs.gather(2, chunk_targets).squeeze(2))  # (batch_size, chunk_len)
-        scores = torch.cat(chunks, dim=1)  # (batch_size, max_len)
+        if torch.is_grad_enabled():
+            chunks = []
+            for start in range(0, inputs.shape[1], self.chunk_len):
+                logits, state = self.lm(inputs[:, start : start + self.chunk_len], state)
+                log_probs = torch.log_softmax(logits, dim=-1)  # (batch_size, chunk_len, vocab_size)
+                chunk_targets = targets[:, start : start + self.chunk_len, None]
+                chunks.append(log_probs.gather(2, chunk_targets).squeeze(2))  # (batch_size, chunk_len)
+            scores = torch.cat(chunks, dim=1)  # (batch_size, max_len)
+        else:
+            scores = self._predict_scores(inputs, targets)
         mask = torch.arange(scores.shape[1])[None, :] < torch.tensor(lengths)[:, None]
         return scores[mask.to(scores.device)]
+
+    def _predict_scores(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """_score_batch's scores without a gradient: each chunk's one (batch_size, chunk_len,
+        vocab_size) tensor, the logits, is the only one of that size (log p = logit - logsumexp,
+        the sum of exponentials taken in place) and the scores are written into one tensor. A
+        200,000-token doc grew the process by about one such tensor per chunk (7.5 GB with a
+        10,000-word vocabulary): log_softmax's output and the masked logits were two more each,
+        and glibc's malloc did not reuse their blocks between the small tensors kept per chunk."""
+        state = None
+        scores = torch.empty(targets.shape, dtype=self.lm.embed.weight.dtype, device=targets.device)
+        for start in range(0, inputs.shape[1], self.chunk_len):
+            logits, state = self.lm(inputs[:, start : start + self.chunk_len], state)
+            target_logits = logits.gather(2, targets[:, start : start + self.chunk_len, None]).squeeze(2)
+            top = logits.amax(dim=2, keepdim=True)
+            total = logits.sub_(top).exp_().sum(dim=2)  # in place: the logits are not read again
+            scores[:, start : start + self.chunk_len] = target_logits - top.squeeze(2) - total.log()
+            del logits  # not alive while the next chunk's are made
+        return scores
+
 
 @torch.no_grad()
 def sample_words(
