@@ -115,6 +115,17 @@ def test_sequence_scores_do_not_depend_on_chunks_or_batch():
     # In training the sequences are padded into one batch: same values.
     batched = SequenceLogProbs(model, start_id=EOS_ID).train()(ids, lengths)
     torch.testing.assert_close(batched, whole, rtol=0, atol=1e-5)
+    # Predicting (no gradient: logsumexp in place, one logits tensor per chunk) as with log_softmax,
+    # rows past the vocabulary unused
+    model.n_words.fill_(10)
+    words = ids.clamp(max=9)  # the words in use
+    with torch.no_grad():
+        for chunk_len in (4, 1000):
+            predicted = SequenceLogProbs(model, start_id=EOS_ID, chunk_len=chunk_len).eval()(words, lengths)
+            with torch.enable_grad():
+                reference = SequenceLogProbs(model, start_id=EOS_ID, chunk_len=chunk_len).eval()(words, lengths)
+            assert torch.isfinite(predicted).all()
+            torch.testing.assert_close(predicted, reference, rtol=0, atol=1e-5)
 
 
 # Vocabulary and corpus stream

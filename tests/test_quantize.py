@@ -501,3 +501,27 @@ def test_spacys_tok2vec_holding_an_int8_encoder_refuses_to_train():
         nlp.update(examples)
     assert tok2vec.to_bytes() == before
     assert [len(doc) for doc in nlp.pipe(eg.predicted.text for eg in examples)]  # still predicts
+
+
+def test_a_component_holding_a_copy_of_an_int8_encoder_is_refused_before_anything_changes():
+    """After nlp.replace_listeners the listening rnn_ner holds a copy of the int8 encoder but its own
+    model carries no int8 mark: initialize chose a new vocabulary before the encoder refused, and
+    prediction then failed (index out of range)."""
+    fix_random_seed(0)
+    nlp = spacy.blank("en")
+    nlp.add_pipe("tok2vec", config={"model": dict(INT8_ENCODER, **{"@architectures": "spacy_rnn.RNNEncoder.v2"})})
+    listener = {"@architectures": "spacy_rnn.Tok2VecListener.v1", "upstream": "tok2vec"}
+    nlp.add_pipe("rnn_ner", config={"model": {"@architectures": "spacy_rnn.RNNEntityRecognizer.v1", "encoder": listener}})
+    examples = every_annotation(nlp)
+    choose_word_vocabularies(nlp, examples)
+    nlp.initialize(lambda: examples)
+    quantize_pipeline(nlp)
+    nlp.replace_listeners("tok2vec", "rnn_ner", ["model.encoder"])
+    nlp.remove_pipe("tok2vec")
+    ner = nlp.get_pipe("rnn_ner")
+    before = ner.to_bytes(exclude=["vocab"])  # the new words' strings go into the shared vocab anyway
+    more = examples + [Example(Doc(nlp.vocab, words=["Zebras", "graze"]), Doc(nlp.vocab, words=["Zebras", "graze"]))]
+    with pytest.raises(ValueError, match=r"^\[rnn_ner\] has int8 weights"):
+        nlp.initialize(lambda: more)
+    assert ner.to_bytes(exclude=["vocab"]) == before
+    assert len(ner.predict([eg.predicted for eg in examples])) == len(examples)

@@ -329,9 +329,9 @@ def run_ray(model: str, todo: List[Shard], output_dir: Path, fmt: str, max_lengt
         return
     started_here = not ray.is_initialized()
     # SIGTERM stops the run as it stops the local engines (Terminated: exit status 143, the shards
-    # kept), from before ray.init to after ray.shutdown: ray.init installs Ray's own handler (exit
-    # status 15), so the run's is installed again after it, inside the outer block, which puts back
-    # the process's own handler at the end
+    # kept) but during ray.init, which installs Ray's own handler (exit status 15) as it starts: the
+    # run's is installed again after it, inside the outer block, which puts back the process's own
+    # handler at the end
     with sigterm_as_interrupt():
         if started_here:
             env = {"env_vars": {"OMP_NUM_THREADS": "1", "SPACY_RNN_NUM_THREADS": "1"}}

@@ -108,7 +108,7 @@ def refuse_int8_training(name: str, model) -> None:
     """Raise a ValueError naming the component if its model has int8 weights
     (QUANTIZED_ATTR): torch has no gradients for them, so training would run
     with only a warning and change the float weights around them."""
-    if model.attrs.get(QUANTIZED_ATTR):
+    if any(node.attrs.get(QUANTIZED_ATTR) for node in model.walk()):  # an int8 encoder copied in too
         raise ValueError(
             f"[{name}] has int8 weights (spacy_rnn quantize / load_int8): it predicts only; train the float "
             "pipeline, or leave this component out of the update (exclude=, [training] frozen_components)"
@@ -133,12 +133,16 @@ def rehearsal_step(sgd):
     """The optimizer call for a rehearse, handing `sgd` a copy of each gradient. spaCy's
     nlp.rehearse passes a call that keeps the (weights, gradient) pairs and applies them after the
     rehearse, but Thinc's PyTorch shim zeroes each torch gradient in place once it has handed it
-    over, so the torch weights were stepped with zeros. None or False is passed through."""
+    over, so the torch weights were stepped with zeros. The gradient itself is then zeroed, as
+    Thinc's optimizer zeroes the one it is given (a Thinc parameter's would otherwise be applied
+    again by the next update). None or False is passed through."""
     if sgd in (None, False):
         return sgd
 
     def step(key, weights, gradient):
-        return sgd(key, weights, gradient.copy())
+        result = sgd(key, weights, gradient.copy())
+        gradient.fill(0)
+        return result
 
     return step
 

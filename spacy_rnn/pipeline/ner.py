@@ -132,7 +132,10 @@ class RNNEntityRecognizer(NeuralPipe, TrainablePipe):
             return 0
         # initialized (its weights drawn; a config's nO alone is not): the output layer and the CRF
         # grow by the new tags' rows, as spaCy's ner's output does
-        initialized = self.model.get_ref("output_layer").has_param("W") is True
+        if self.model.has_ref("output_layer"):
+            initialized = self.model.get_ref("output_layer").has_param("W") is True
+        else:  # an architecture of one's own
+            initialized = self.model.has_dim("nO") is True
         if initialized:
             refuse_int8_training(self.name, self.model)
             if "resize_output" not in self.model.attrs:
