@@ -479,10 +479,9 @@ def test_load_int8_warns_when_nothing_takes_int8(tmp_path):
         load_int8(tmp_path / "cnn")
 
 
-def test_spacys_tok2vec_holding_an_int8_encoder_refuses_to_train():
-    """spaCy's tok2vec holding a spacy-rnn encoder is not a spacy-rnn pipe: after quantizing, its
-    initialize drew a new vocabulary for the int8 weights and its update trained the float weights
-    around them, without a word (the listening rnn_ner holds no torch module and stays float)."""
+def int8_shared_encoder_pipeline():
+    """spaCy's tok2vec holding a minGRU spacy-rnn encoder and an rnn_ner listening to it,
+    initialized (not trained), then quantized; and the examples."""
     fix_random_seed(0)
     nlp = spacy.blank("en")
     nlp.add_pipe("tok2vec", config={"model": dict(INT8_ENCODER, **{"@architectures": "spacy_rnn.RNNEncoder.v2"})})
@@ -492,6 +491,14 @@ def test_spacys_tok2vec_holding_an_int8_encoder_refuses_to_train():
     choose_word_vocabularies(nlp, examples)
     nlp.initialize(lambda: examples)
     quantize_pipeline(nlp)
+    return nlp, examples
+
+
+def test_spacys_tok2vec_holding_an_int8_encoder_refuses_to_train():
+    """spaCy's tok2vec holding a spacy-rnn encoder is not a spacy-rnn pipe: after quantizing, its
+    initialize drew a new vocabulary for the int8 weights and its update trained the float weights
+    around them, without a word (the listening rnn_ner holds no torch module and stays float)."""
+    nlp, examples = int8_shared_encoder_pipeline()
     tok2vec = nlp.get_pipe("tok2vec")
     before = tok2vec.to_bytes()
     refused = r"the spacy-rnn model .* has int8 weights \(spacy_rnn quantize / load_int8\): it predicts only"
@@ -507,15 +514,7 @@ def test_a_component_holding_a_copy_of_an_int8_encoder_is_refused_before_anythin
     """After nlp.replace_listeners the listening rnn_ner holds a copy of the int8 encoder but its own
     model carries no int8 mark: initialize chose a new vocabulary before the encoder refused, and
     prediction then failed (index out of range)."""
-    fix_random_seed(0)
-    nlp = spacy.blank("en")
-    nlp.add_pipe("tok2vec", config={"model": dict(INT8_ENCODER, **{"@architectures": "spacy_rnn.RNNEncoder.v2"})})
-    listener = {"@architectures": "spacy_rnn.Tok2VecListener.v1", "upstream": "tok2vec"}
-    nlp.add_pipe("rnn_ner", config={"model": {"@architectures": "spacy_rnn.RNNEntityRecognizer.v1", "encoder": listener}})
-    examples = every_annotation(nlp)
-    choose_word_vocabularies(nlp, examples)
-    nlp.initialize(lambda: examples)
-    quantize_pipeline(nlp)
+    nlp, examples = int8_shared_encoder_pipeline()
     nlp.replace_listeners("tok2vec", "rnn_ner", ["model.encoder"])
     nlp.remove_pipe("tok2vec")
     ner = nlp.get_pipe("rnn_ner")
