@@ -303,3 +303,21 @@ def test_an_architecture_without_an_output_layer_ref_initializes_and_trains():
     assert train(nlp, n_iter=30) < 1.0
     with pytest.raises(ValueError, match="E922"):  # no resize_output: a new label is refused once trained
         nlp.get_pipe("rnn_ner").add_label("EVENT")
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # numpy on the overflowing weights
+def test_a_refused_update_leaves_an_added_label_untrained():
+    """An update refused for a diverged loss ("This update was not applied") still marked the label
+    it saw as trained, so it was predicted from its untrained scores."""
+    nlp = make_nlp()
+    train(nlp, n_iter=5)
+    ner = nlp.get_pipe("rnn_ner")
+    ner.add_label("ANIMAL")
+    egs = examples(nlp, ANIMAL_DATA)
+    optimizer = nlp.resume_training()
+    optimizer.learn_rate = 1e30  # the weights overflow: refused
+    ner.cfg["max_grad_norm"] = 0.0
+    with pytest.raises(ValueError):
+        for _ in range(3):
+            nlp.update(egs, sgd=optimizer)
+    assert ner.cfg["untrained_labels"] == ["ANIMAL"]

@@ -1,6 +1,6 @@
 """The ``rnn_ner`` component: BIO (or BILUO) entity tagging with a recurrent
 encoder and a linear-chain CRF (or a softmax with constrained Viterbi)."""
-from typing import Callable, Iterable, List, Literal, Optional
+from typing import Callable, Iterable, List, Literal, Optional, Set
 
 import numpy
 from spacy.errors import Errors
@@ -107,6 +107,7 @@ class RNNEntityRecognizer(NeuralPipe, TrainablePipe):
         self.scorer = scorer if scorer is not None else get_ner_prf
         self.cfg = {"labels": [], "scheme": scheme, "decoder": decoder, "max_grad_norm": max_grad_norm}
         self._rehearsal_model: Optional[Model] = None  # a copy of the model, set by nlp.resume_training
+        self._seen_untrained: Set[str] = set()  # UNTRAINED labels in the gold of updates not yet applied
 
     @property
     def labels(self):
@@ -224,6 +225,27 @@ class RNNEntityRecognizer(NeuralPipe, TrainablePipe):
             new = [s for s in predicted if not any(i in taken for i in range(s.start, s.end))]
             doc.set_ents(filter_spans(preset + new), default="outside")
 
+    def update(self, examples: Iterable[Example], **kwargs) -> dict:
+        """NeuralPipe.update; an update refused (a diverged loss or gradient) leaves the labels
+        added since training as untrained as they were."""
+        try:
+            return super().update(examples, **kwargs)
+        except ValueError:
+            self._seen_untrained.clear()
+            raise
+
+    def finish_update(self, sgd) -> None:
+        """NeuralPipe.finish_update; then the labels added since training that the applied
+        updates saw in their gold are predicted (UNTRAINED)."""
+        try:
+            super().finish_update(sgd)
+        except ValueError:
+            self._seen_untrained.clear()
+            raise
+        if self._seen_untrained and self.cfg.get(UNTRAINED):
+            self.cfg[UNTRAINED] = [label for label in self.cfg[UNTRAINED] if label not in self._seen_untrained]
+        self._seen_untrained.clear()
+
     def rehearse(self, examples: Iterable[Example], *, drop: float = 0.0, sgd=None, losses: Optional[dict] = None,
                  **config) -> dict:
         """A rehearsal update (nlp.rehearse, after nlp.resume_training): the emissions are pulled
@@ -278,9 +300,8 @@ class RNNEntityRecognizer(NeuralPipe, TrainablePipe):
         names = self.tag_names
         n_tags = len(names)
         gold_tags = [self._gold_tags(eg, set(names)) for eg in examples]
-        if self.cfg.get(UNTRAINED):  # labels added since training are predicted once an update has seen them
-            seen = {tag.split("-", 1)[1] for tags in gold_tags for tag in tags if tag not in (None, "O")}
-            self.cfg[UNTRAINED] = [label for label in self.cfg[UNTRAINED] if label not in seen]
+        if self.cfg.get(UNTRAINED):  # labels added since training: predicted once an update with them is applied
+            self._seen_untrained.update(tag.split("-", 1)[1] for tags in gold_tags for tag in tags if tag not in (None, "O"))
         if self.cfg["decoder"] == "softmax":
             return self._softmax_loss(xp, emissions, gold_tags)
         index = {name: i for i, name in enumerate(names)}
