@@ -102,10 +102,16 @@ def torch_wrapper(module: nn.Module, convert_inputs: Callable, convert_outputs: 
 QUANTIZED_ATTR = "spacy_rnn_int8"
 
 
+def has_int8_mark(model: Model) -> bool:
+    """Whether a node of the model carries QUANTIZED_ATTR (the component's model, or a torch wrapper
+    in it: an int8 encoder copied into a component by nlp.replace_listeners too)."""
+    return any(node.attrs.get(QUANTIZED_ATTR) for node in model.walk())
+
+
 def refuse_int8(model: Model) -> None:
-    """Raise a ValueError if the model holds torch modules with int8 weights (QUANTIZED_ATTR on a
-    node): for a host that is not a spacy-rnn pipe, e.g. spaCy's tok2vec holding a spacy-rnn encoder."""
-    if any(node.attrs.get(QUANTIZED_ATTR) for node in model.walk()):
+    """Raise a ValueError if the model holds torch modules with int8 weights (has_int8_mark): for a
+    host that is not a spacy-rnn pipe, e.g. spaCy's tok2vec holding a spacy-rnn encoder."""
+    if has_int8_mark(model):
         raise ValueError(
             f"the spacy-rnn model {model.name!r} has int8 weights (spacy_rnn quantize / load_int8): it predicts "
             "only; train the float pipeline, or leave its component out of the update ([training] frozen_components)"
@@ -281,7 +287,7 @@ def built_settings(model: Model) -> List[Dict[str, object]]:
     return [dict(node.attrs[SETTINGS_ATTR]) for node in model.walk() if node.attrs.get(SETTINGS_ATTR) is not None]
 
 
-def settings_differences(model: Model, built: List[Dict[str, object]], model_bytes: bytes) -> List[str]:
+def settings_differences(built: List[Dict[str, object]], model_bytes: bytes) -> List[str]:
     """The settings in `built` (built_settings of the model before loading) that differ from those
     saved in model_bytes (Thinc's Model.to_bytes), e.g. "width is 64, trained with 128". The records
     are paired in walk order; weights saved before they were recorded, or bytes Thinc cannot read,

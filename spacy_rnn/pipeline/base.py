@@ -25,7 +25,7 @@ from thinc.api import Model, set_dropout_rate
 
 from ..models.featurize import FeatureLayoutError, check_feature_layout, forget_words, init_word_vocab
 from ..models.gradients import all_weights_finite, clip_global_grad_norm, discard_gradients
-from ..models.wrappers import (QUANTIZED_ATTR, built_settings, fit_word_tables, settings_differences,
+from ..models.wrappers import (built_settings, fit_word_tables, has_int8_mark, settings_differences,
                                structure_differences)
 from ..runtime import apply_thread_policy
 from .vocabulary import report_word_vocab, takes_pretrained_vocab
@@ -106,9 +106,9 @@ def token_budget_groups(lengths: Sequence[int], max_tokens: int) -> List[List[in
 
 def refuse_int8_training(name: str, model) -> None:
     """Raise a ValueError naming the component if its model has int8 weights
-    (QUANTIZED_ATTR): torch has no gradients for them, so training would run
+    (has_int8_mark): torch has no gradients for them, so training would run
     with only a warning and change the float weights around them."""
-    if any(node.attrs.get(QUANTIZED_ATTR) for node in model.walk()):  # an int8 encoder copied in too
+    if has_int8_mark(model):
         raise ValueError(
             f"[{name}] has int8 weights (spacy_rnn quantize / load_int8): it predicts only; train the float "
             "pipeline, or leave this component out of the update (exclude=, [training] frozen_components)"
@@ -421,7 +421,7 @@ class NeuralPipe(SavedSettings):
         """After a failed load: if the config's model settings that fix weight shapes (width, depth,
         rows, ...) differ from those the saved weights were built with, say which, rather than
         Thinc's or torch's shape error naming neither."""
-        differences = settings_differences(self.model, built, model_bytes)
+        differences = settings_differences(built, model_bytes)
         if differences:
             raise ValueError(
                 f"[{self.name}] the config's model settings are not those the weights in {where} were trained "

@@ -9,7 +9,7 @@ from spacy.pipeline import TrainablePipe
 from spacy.scorer import get_ner_prf
 from spacy.tokens import Doc
 from spacy.training import Example, validate_examples
-from spacy.training.iob_utils import biluo_tags_to_spans, biluo_to_iob, iob_to_biluo
+from spacy.training.iob_utils import biluo_tags_to_spans, biluo_to_iob, iob_to_biluo, split_bilu_label
 from spacy.util import filter_spans
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, SequenceCategoricalCrossentropy, set_dropout_rate
@@ -194,7 +194,7 @@ class RNNEntityRecognizer(NeuralPipe, TrainablePipe):
         (B without a type) are not constrained: rnn_ner may put an entity there."""
         untrained = set(self.cfg.get(UNTRAINED, ()))
         if untrained:
-            columns = [i for i, tag in enumerate(self.tag_names) if tag != "O" and tag.split("-", 1)[1] in untrained]
+            columns = [i for i, tag in enumerate(self.tag_names) if tag != "O" and split_bilu_label(tag)[1] in untrained]
             padded[:, :, xp.asarray(columns)] = -numpy.inf
         outside = self.tag_names.index("O")
         for row, doc in enumerate(docs):
@@ -212,7 +212,7 @@ class RNNEntityRecognizer(NeuralPipe, TrainablePipe):
 
     def set_annotations(self, docs: Iterable[Doc], tag_ids: List[numpy.ndarray]) -> None:
         """Set doc.ents from the decoded tags. Entities already on the doc are
-        kept: their tokens were decoded as O (_outside_preset_entities); a
+        kept: their tokens were decoded as O (_constrain); a
         predicted span that overlaps one anyway (tags given from elsewhere) is dropped."""
         names = self.tag_names
         to_biluo = iob_to_biluo if self.cfg["scheme"] == "BIO" else list
@@ -301,7 +301,7 @@ class RNNEntityRecognizer(NeuralPipe, TrainablePipe):
         n_tags = len(names)
         gold_tags = [self._gold_tags(eg, set(names)) for eg in examples]
         if self.cfg.get(UNTRAINED):  # labels added since training: predicted once an update with them is applied
-            self._seen_untrained.update(tag.split("-", 1)[1] for tags in gold_tags for tag in tags if tag not in (None, "O"))
+            self._seen_untrained.update(split_bilu_label(tag)[1] for tags in gold_tags for tag in tags if tag not in (None, "O"))
         if self.cfg["decoder"] == "softmax":
             return self._softmax_loss(xp, emissions, gold_tags)
         index = {name: i for i, name in enumerate(names)}

@@ -152,8 +152,8 @@ class SequenceLogProbs(nn.Module):
         lengths = [len(s) for s in sequences]
         targets = nn.utils.rnn.pad_sequence(list(sequences), batch_first=True)  # (batch_size, max_len)
         inputs = torch.cat([torch.full_like(targets[:, :1], self.start_id), targets[:, :-1]], dim=1)
-        state = None
         if torch.is_grad_enabled():
+            state = None
             chunks = []
             for start in range(0, inputs.shape[1], self.chunk_len):
                 logits, state = self.lm(inputs[:, start : start + self.chunk_len], state)
