@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spacy_rnn.models.pytorch import linear_recurrence, precision
+from spacy_rnn.models.pytorch import cpu, linear_recurrence, precision
 from spacy_rnn.models.pytorch.linear_recurrence import (
     LinearRecurrence,
     MinRecurrentCell,
@@ -420,13 +420,13 @@ def test_bf16_training_is_float32_training_without_native_bfloat16(monkeypatch):
 def test_native_bf16_products_reads_the_cpu_flags(flags, native, tmp_path, monkeypatch):
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: {flags}\n")
-    monkeypatch.setattr(precision, "CPUINFO", cpuinfo)
-    precision.cpu_flags.cache_clear()
+    monkeypatch.setattr(cpu, "CPUINFO", cpuinfo)
+    cpu.cpu_flags.cache_clear()
     try:
         assert precision.native_bf16_products(torch.device("cpu")) is native
         assert precision.native_bf16_products(torch.device("meta")) is False
-        monkeypatch.setattr(precision, "CPUINFO", tmp_path / "missing")
-        precision.cpu_flags.cache_clear()
+        monkeypatch.setattr(cpu, "CPUINFO", tmp_path / "missing")
+        cpu.cpu_flags.cache_clear()
         assert precision.native_bf16_products(torch.device("cpu")) is False
     finally:
-        precision.cpu_flags.cache_clear()
+        cpu.cpu_flags.cache_clear()

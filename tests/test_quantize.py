@@ -148,6 +148,71 @@ def test_quantizing_shows_no_torch_ao_deprecation(float_pipeline, recwarn):
     assert [str(w.message)[:80] for w in recwarn if "quantiz" in str(w.message).lower()] == []
 
 
+DYNAMIC_LINEAR = torch.ao.nn.quantized.dynamic.Linear
+
+
+def packed_for(engine, layer):
+    """A copy of a dynamically quantized Linear with its int8 weights packed for `engine`."""
+    previous = torch.backends.quantized.engine
+    torch.backends.quantized.engine = engine
+    try:
+        copy = DYNAMIC_LINEAR(layer.in_features, layer.out_features, dtype=torch.qint8)
+        copy.set_weight_bias(layer.weight(), layer.bias())
+    finally:
+        torch.backends.quantized.engine = previous
+    return copy
+
+
+def packing_engines(model):
+    """For each int8 Linear of the model: "onednn" or "default" (torch's engine in this process),
+    whichever packing its outputs equal on a test input (a packing checked to give other outputs)."""
+    default = torch.backends.quantized.engine
+    engines = []
+    for module in torch_modules(model):
+        for layer in module.modules():
+            if isinstance(layer, DYNAMIC_LINEAR):
+                x = torch.randn(64, layer.in_features, generator=torch.Generator().manual_seed(0))
+                onednn, other = packed_for("onednn", layer)(x), packed_for(default, layer)(x)
+                assert not torch.equal(onednn, other)  # the two packings are told apart by their outputs
+                out = layer(x)
+                engines.append("onednn" if torch.equal(out, onednn) else "default" if torch.equal(out, other) else None)
+    return engines
+
+
+@pytest.mark.skipif("onednn" not in torch.backends.quantized.supported_engines or
+                    torch.backends.quantized.engine == "onednn", reason="needs torch's oneDNN engine besides the default")
+@pytest.mark.parametrize("flags, expected", [({"avx2", "amx_int8"}, "onednn"), ({"avx512f", "avx512_vnni"}, "onednn"),
+                                             ({"avx2", "avx512f"}, "default")])
+def test_int8_weights_are_packed_for_onednn_where_the_cpu_has_int8_dot_products(flags, expected, tmp_path, monkeypatch):
+    """Quantized in memory, loaded from disk, unpickled and copied, the int8 weights are packed
+    for oneDNN's kernels where the CPU has AMX-INT8 or AVX512-VNNI, else for the process's
+    engine, which is left as it was (models/pytorch/int8.py)."""
+    import pickle
+
+    from spacy_rnn.models.pytorch import int8
+
+    monkeypatch.setattr(int8, "cpu_flags", lambda: frozenset(flags))
+    engine = torch.backends.quantized.engine
+    fix_random_seed(0)
+    nlp = spacy.blank("en")
+    encoder = dict(SMALL_ENCODER, cell="mingru", output_gate=True, **{"@architectures": "spacy_rnn.RNNEncoder.v2"})
+    nlp.add_pipe("rnn_tagger", config={"model": {"@architectures": "spacy_rnn.RNNTagger.v1", "encoder": encoder}})
+    nlp.initialize(lambda: make_examples(nlp))
+    quantize_pipeline(nlp)
+    nlp.to_disk(tmp_path / "int8")
+    for pipeline in (nlp, spacy.load(tmp_path / "int8"), pickle.loads(pickle.dumps(nlp))):
+        model = pipeline.get_pipe("rnn_tagger").model
+        for engines in (packing_engines(model), packing_engines(model.copy())):  # copy: as nlp.replace_listeners does
+            assert len(engines) >= 3 and set(engines) == {expected}, engines
+    # the output layer's int8 weights (Int8AffineOps) are packed the same way
+    weight, bias = torch.randn(7, 16), torch.randn(7)
+    x = torch.randn(64, 16)
+    from spacy_rnn.models.pytorch.int8 import int8_linear
+    layer = int8_linear(weight, bias)
+    assert torch.equal(layer(x), packed_for("onednn" if expected == "onednn" else engine, layer)(x))
+    assert torch.backends.quantized.engine == engine
+
+
 def test_ner_and_a_listening_textcat_get_int8_weights_where_they_serve():
     """quantize_pipeline reaches NER's int8 stack, and a textcat that listens to a shared encoder
     (no torch module of its own): its softmax output layer, and its encoder, spaCy's tok2vec

@@ -28,7 +28,7 @@ from torch import nn
 from .featurize import TokenBatch
 from .lm_vocab import EOS_ID
 from .pytorch import RNNLanguageModel, SequenceLogProbs, TokenEncoder, sample_words
-from .pytorch.int8 import quiet_loading
+from .pytorch.int8 import int8_loading
 
 
 class AveragingPyTorchShim(PyTorchShim):
@@ -37,7 +37,8 @@ class AveragingPyTorchShim(PyTorchShim):
         optimizer keys a torch parameter's state (Adam's moments, averages) by
         (shim id, name): a copy made by nlp.replace_listeners would share that
         state with the original. The new id is taken the way Shim.__init__ does."""
-        copied = super().copy()
+        with int8_loading():  # int8 weights are packed anew in the copy
+            copied = super().copy()
         with Shim.global_id_lock:
             Shim.global_id += 1
             copied.id = Shim.global_id
@@ -58,12 +59,12 @@ class AveragingPyTorchShim(PyTorchShim):
 
     def __setstate__(self, state: Dict) -> None:
         # weights_only=False: the module's classes are unpickled too; the bytes are ours (__getstate__)
-        with quiet_loading():
+        with int8_loading():
             state["_model"] = torch.load(io.BytesIO(state["_model"]), weights_only=False)
         self.__dict__.update(state)
 
     def from_bytes(self, bytes_data: bytes) -> "AveragingPyTorchShim":
-        with quiet_loading():  # an int8 pipeline's weights
+        with int8_loading():  # an int8 pipeline's weights
             return super().from_bytes(bytes_data)
 
     @contextlib.contextmanager

@@ -8,13 +8,31 @@ when they are made. spacy-rnn pins that torch, and torchao, the maintained
 successor, ran the same layers slower on the CPU here, eager or compiled
 (README: "Which int8 library"), so the warning says nothing a user can act
 on: these calls silence it (by category, and for the UserWarning by the
-module that raises it, torch.ao's), and only around torch.ao's calls."""
+module that raises it, torch.ao's), and only around torch.ao's calls.
+
+Which kernels: torch packs an int8 weight for the quantized engine current
+when it is packed (quantizing, loading, unpickling or copying the module),
+and the product then runs that engine's kernel whatever the engine is later.
+torch's default on x86, "x86", packs for FBGEMM. oneDNN's kernels use the
+CPU's int8 dot-product instructions (AMX-INT8, AVX512-VNNI) and were faster
+here where the CPU has them, slower where it does not (torch 2.13, one
+thread, 4000 x 256 by 256 x 256, per-row scales: 0.8 ms against FBGEMM's 1.5
+with AMX, 1.2 against 1.5 with oneDNN capped at AVX512-VNNI, 2.3 and 3.0
+against 1.5 capped at AVX512 and AVX2; README, "Which int8 kernels"). So
+spacy-rnn packs its int8 weights for oneDNN where the CPU has either
+instruction set (int8_engine), and only while it packs them (packing): the
+process's engine, which other quantized models read, is put back after."""
 import warnings
 from contextlib import contextmanager
 from typing import Iterator
 
 import torch
 from torch import nn
+
+from .cpu import cpu_flags
+
+# CPU flags of int8 dot-product instructions oneDNN's kernels use (see the module docstring).
+INT8_CPU_FLAGS = ("amx_int8", "avx512_vnni")
 
 QCONFIG = torch.ao.quantization.per_channel_dynamic_qconfig
 
@@ -29,19 +47,45 @@ def _torch_ao() -> Iterator[None]:
         yield
 
 
+def int8_engine() -> str:
+    """The quantized engine spacy-rnn packs int8 weights for: oneDNN where the CPU
+    has AMX-INT8 or AVX512-VNNI and torch offers oneDNN, else the process's current one."""
+    if "onednn" in torch.backends.quantized.supported_engines and any(flag in cpu_flags() for flag in INT8_CPU_FLAGS):
+        return "onednn"
+    return torch.backends.quantized.engine
+
+
 @contextmanager
-def quiet_loading() -> Iterator[None]:
-    """Inside (loading torch tensors: torch.load, a shim's from_bytes): torch's
-    deprecation warnings about rebuilding int8 tensors and typed storages, which
-    torch raises from torch._utils for every int8 weight it reads, are not shown."""
-    with warnings.catch_warnings():
+def packing() -> Iterator[None]:
+    """Inside: int8 weights packed (quantize_dynamic, a quantized module's state
+    loaded, unpickled or deep-copied) are packed for int8_engine(); the
+    process's engine is put back on the way out."""
+    previous = torch.backends.quantized.engine
+    engine = int8_engine()
+    if engine == previous:
+        yield
+        return
+    torch.backends.quantized.engine = engine
+    try:
+        yield
+    finally:
+        torch.backends.quantized.engine = previous
+
+
+@contextmanager
+def int8_loading() -> Iterator[None]:
+    """Inside (loading or copying torch modules: torch.load, a shim's from_bytes
+    or copy): int8 weights are packed as `packing` says, and torch's deprecation
+    warnings about rebuilding int8 tensors and typed storages, which torch raises
+    from torch._utils for every int8 weight it reads, are not shown."""
+    with warnings.catch_warnings(), packing():
         warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\._utils")
         yield
 
 
 def quantize_linears(module: nn.Module) -> None:
     """Replace every nn.Linear inside module by its int8 counterpart, in place."""
-    with _torch_ao():
+    with _torch_ao(), packing():
         torch.ao.quantization.quantize_dynamic(module, {nn.Linear: QCONFIG}, dtype=torch.qint8, inplace=True)
 
 
@@ -52,5 +96,5 @@ def int8_linear(weight: torch.Tensor, bias: torch.Tensor) -> nn.Module:
         linear.weight.copy_(weight)
         linear.bias.copy_(bias)
     linear.qconfig = QCONFIG
-    with _torch_ao():
+    with _torch_ao(), packing():
         return torch.ao.nn.quantized.dynamic.Linear.from_float(linear)
