@@ -1,6 +1,6 @@
 """Which kernels run int8 weights on the CPU: torch packs a dynamically quantized Linear's weights
 for the quantized engine current when they are packed, FBGEMM for torch's default engine on x86
-("x86"), or oneDNN. spacy-rnn packs for oneDNN where the CPU has AMX-INT8 or AVX512-VNNI
+("x86"), or oneDNN. spacy-rnn packs for oneDNN where the CPU has AMX-INT8
 (spacy_rnn/models/pytorch/int8.py). This measures why, and what it buys:
 
     python scripts/benchmark_int8_kernels.py corpus training/benchmark metrics/benchmark_int8_kernels.json

@@ -181,11 +181,11 @@ def packing_engines(model):
 
 @pytest.mark.skipif("onednn" not in torch.backends.quantized.supported_engines or
                     torch.backends.quantized.engine == "onednn", reason="needs torch's oneDNN engine besides the default")
-@pytest.mark.parametrize("flags, expected", [({"avx2", "amx_int8"}, "onednn"), ({"avx512f", "avx512_vnni"}, "onednn"),
-                                             ({"avx2", "avx512f"}, "default")])
-def test_int8_weights_are_packed_for_onednn_where_the_cpu_has_int8_dot_products(flags, expected, tmp_path, monkeypatch):
+@pytest.mark.parametrize("flags, expected", [({"avx2", "amx_int8", "amx_tile"}, "onednn"),
+                                             ({"avx512f", "avx512_vnni"}, "default"), ({"avx2"}, "default")])
+def test_int8_weights_are_packed_for_onednn_where_the_cpu_has_amx_int8(flags, expected, tmp_path, monkeypatch):
     """Quantized in memory, loaded from disk, unpickled and copied, the int8 weights are packed
-    for oneDNN's kernels where the CPU has AMX-INT8 or AVX512-VNNI, else for the process's
+    for oneDNN's kernels where the CPU has AMX-INT8, else for the process's
     engine, which is left as it was (models/pytorch/int8.py)."""
     import pickle
 

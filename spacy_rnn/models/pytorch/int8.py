@@ -14,14 +14,13 @@ Which kernels: torch packs an int8 weight for the quantized engine current
 when it is packed (quantizing, loading, unpickling or copying the module),
 and the product then runs that engine's kernel whatever the engine is later.
 torch's default on x86, "x86", packs for FBGEMM. oneDNN's kernels use the
-CPU's int8 dot-product instructions (AMX-INT8, AVX512-VNNI) and were faster
-here where the CPU has them, slower where it does not (torch 2.13, one
-thread, 4000 x 256 by 256 x 256, per-row scales: 0.8 ms against FBGEMM's 1.5
-with AMX, 1.2 against 1.5 with oneDNN capped at AVX512-VNNI, 2.3 and 3.0
-against 1.5 capped at AVX512 and AVX2; README, "Which int8 kernels"). So
-spacy-rnn packs its int8 weights for oneDNN where the CPU has either
-instruction set (int8_engine), and only while it packs them (packing): the
-process's engine, which other quantized models read, is put back after."""
+CPU's AMX-INT8 tile instructions where it has them, and ran the tagger's
+products about twice as fast as FBGEMM's on such a CPU here; with oneDNN
+capped below AMX (AVX512-VNNI, AVX512, AVX2) they were slower than FBGEMM or
+little faster (README, "Which int8 kernels"). So spacy-rnn packs its int8
+weights for oneDNN where the CPU has AMX-INT8 (int8_engine), and only while
+it packs them (packing): the process's engine, which other quantized
+models read, is put back after."""
 import warnings
 from contextlib import contextmanager
 from typing import Iterator
@@ -31,8 +30,8 @@ from torch import nn
 
 from .cpu import cpu_flags
 
-# CPU flags of int8 dot-product instructions oneDNN's kernels use (see the module docstring).
-INT8_CPU_FLAGS = ("amx_int8", "avx512_vnni")
+# CPU flags for which spacy-rnn packs int8 weights for oneDNN (see the module docstring).
+INT8_CPU_FLAGS = ("amx_int8",)
 
 QCONFIG = torch.ao.quantization.per_channel_dynamic_qconfig
 
@@ -49,7 +48,7 @@ def _torch_ao() -> Iterator[None]:
 
 def int8_engine() -> str:
     """The quantized engine spacy-rnn packs int8 weights for: oneDNN where the CPU
-    has AMX-INT8 or AVX512-VNNI and torch offers oneDNN, else the process's current one."""
+    has AMX-INT8 and torch offers oneDNN, else the process's current one."""
     if "onednn" in torch.backends.quantized.supported_engines and any(flag in cpu_flags() for flag in INT8_CPU_FLAGS):
         return "onednn"
     return torch.backends.quantized.engine
