@@ -8,7 +8,7 @@ for the quantized engine current when they are packed, FBGEMM for torch's defaul
 1. The products alone, at the fast minGRU tagger's shapes (4000 tokens; its first layer's parts
    240 -> 256, its second layer's 256 -> 256, its output layer 256 -> 50): float32 F.linear, and
    int8 (per-row weight scales, as spacy-rnn quantizes) packed for the default engine and for
-   oneDNN; median of 30 calls, one thread. Once on the CPU as it is, and once per oneDNN
+   oneDNN; medians over 30 rounds of one call each, one thread. Once on the CPU as it is, and once per oneDNN
    instruction-set cap (ONEDNN_MAX_CPU_ISA, each in its own process) to see oneDNN on a CPU
    without AMX (AVX512-VNNI: Cascade Lake, Ice Lake), without VNNI (AVX512, AVX2). The cap does
    not reach FBGEMM, which runs on the CPU as it is in every row.
@@ -44,15 +44,19 @@ def time_products() -> Dict[str, Dict[str, float]]:
     torch.set_num_threads(1)
     default = torch.backends.quantized.engine
 
-    def median_ms(layer, x) -> float:
+    def median_ms(layers: Dict[str, nn.Module], x) -> Dict[str, float]:
+        """Each layer's median over 30 rounds, a round calling every layer once in turn: the calls
+        side by side in time see the same state of the process's memory."""
+        times = {name: [] for name in layers}
         with torch.no_grad():
-            layer(x)
-            times = []
-            for _ in range(30):
-                start = time.perf_counter()
+            for layer in layers.values():
                 layer(x)
-                times.append(time.perf_counter() - start)
-        return 1000 * sorted(times)[len(times) // 2]
+            for _ in range(30):
+                for name, layer in layers.items():
+                    start = time.perf_counter()
+                    layer(x)
+                    times[name].append(time.perf_counter() - start)
+        return {name: 1000 * sorted(t)[len(t) // 2] for name, t in times.items()}
 
     def int8_for(engine: str, layer: nn.Linear) -> nn.Module:
         copy = nn.Sequential(nn.Linear(layer.in_features, layer.out_features))
@@ -64,11 +68,8 @@ def time_products() -> Dict[str, Dict[str, float]]:
     results = {}
     for rows, n_in, n_out in SHAPES:
         layer, x = nn.Linear(n_in, n_out), torch.randn(rows, n_in)
-        results[f"{rows} x {n_in} -> {n_out}"] = {
-            "float32": median_ms(layer, x),
-            f"int8 {default}": median_ms(int8_for(default, layer), x),
-            "int8 onednn": median_ms(int8_for("onednn", layer), x),
-        }
+        results[f"{rows} x {n_in} -> {n_out}"] = median_ms(
+            {"float32": layer, f"int8 {default}": int8_for(default, layer), "int8 onednn": int8_for("onednn", layer)}, x)
     return results
 
 

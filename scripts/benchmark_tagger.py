@@ -362,10 +362,16 @@ def run_label() -> str:
 
 
 def machine_description() -> str:
-    """The machine and settings of this run; glibc's malloc tunables too when set (they change prediction speed)."""
+    """The machine and settings of this run (the CPU's model name: ratios differ between kinds of CPU);
+    glibc's malloc tunables too when set (they change prediction speed)."""
+    from spacy_rnn.models.pytorch.cpu import cpu_flags, cpu_model
+
     tunables = os.environ.get("GLIBC_TUNABLES")
+    # the instructions spacy-rnn's bf16 training and int8 kernels choose by (precision.py, int8.py)
+    flags = [flag for flag in ("avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8") if flag in cpu_flags()]
+    cpu = (cpu_model() or platform.processor() or "cpu") + (f" ({', '.join(flags)})" if flags else "")
     return (
-        f"{platform.machine()}, {torch.get_num_threads()} torch threads, {platform.processor() or 'cpu'}; "
+        f"{platform.machine()}, {torch.get_num_threads()} torch threads, {cpu}; "
         f"torch {torch.__version__}, spaCy {spacy.__version__}" + (f"; GLIBC_TUNABLES={tunables}" if tunables else "")
     )
 

@@ -10,14 +10,25 @@ from pathlib import Path
 CPUINFO = Path("/proc/cpuinfo")
 
 
-@lru_cache(maxsize=None)
-def cpu_flags() -> frozenset:
-    """The flags of the first processor in /proc/cpuinfo (empty where there is no such file)."""
+def _first_processor(field: str) -> str:
+    """The value of a field of the first processor in /proc/cpuinfo ("" where there is no such file or field)."""
     try:
         text = CPUINFO.read_text()
     except OSError:
-        return frozenset()
+        return ""
     for line in text.splitlines():
-        if line.startswith("flags"):
-            return frozenset(line.partition(":")[2].split())
-    return frozenset()
+        if line.partition(":")[0].strip() == field:
+            return line.partition(":")[2].strip()
+    return ""
+
+
+@lru_cache(maxsize=None)
+def cpu_flags() -> frozenset:
+    """The flags of the first processor in /proc/cpuinfo (empty where there is no such file)."""
+    return frozenset(_first_processor("flags").split())
+
+
+def cpu_model() -> str:
+    """The first processor's model name in /proc/cpuinfo ("" where there is none): benchmarks
+    record it, since speed ratios differ from one kind of CPU to another."""
+    return _first_processor("model name")
