@@ -213,6 +213,42 @@ def test_int8_weights_are_packed_for_onednn_where_the_cpu_has_amx_int8(flags, ex
     assert torch.backends.quantized.engine == engine
 
 
+@pytest.mark.skipif("onednn" not in torch.backends.quantized.supported_engines or
+                    torch.backends.quantized.engine == "onednn", reason="needs torch's oneDNN engine besides the default")
+def test_two_threads_packing_int8_weights_take_turns(monkeypatch):
+    """The engine is process-wide: a second thread does not start packing while the first has the
+    engine switched (else the first's way out would put it back under the second)."""
+    import threading
+
+    from spacy_rnn.models.pytorch import int8
+
+    monkeypatch.setattr(int8, "cpu_flags", lambda: frozenset({"amx_int8"}))
+    engine = torch.backends.quantized.engine
+    first_inside, first_may_leave = threading.Event(), threading.Event()
+    seen = []
+
+    def first():
+        with int8.packing():
+            first_inside.set()
+            first_may_leave.wait(5)
+
+    def second():
+        with int8.packing():
+            seen.append(torch.backends.quantized.engine)
+
+    a = threading.Thread(target=first)
+    a.start()
+    assert first_inside.wait(5)
+    b = threading.Thread(target=second)
+    b.start()
+    b.join(0.3)
+    assert seen == []  # waiting for the first to finish
+    first_may_leave.set()
+    a.join(5)
+    b.join(5)
+    assert seen == ["onednn"] and torch.backends.quantized.engine == engine
+
+
 def test_ner_and_a_listening_textcat_get_int8_weights_where_they_serve():
     """quantize_pipeline reaches NER's int8 stack, and a textcat that listens to a shared encoder
     (no torch module of its own): its softmax output layer, and its encoder, spaCy's tok2vec

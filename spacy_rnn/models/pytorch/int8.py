@@ -20,7 +20,12 @@ capped below AMX (AVX512-VNNI, AVX512, AVX2) they were slower than FBGEMM or
 little faster (README, "Which int8 kernels"). So spacy-rnn packs its int8
 weights for oneDNN where the CPU has AMX-INT8 (int8_engine), and only while
 it packs them (packing): the process's engine, which other quantized
-models read, is put back after."""
+models read, is put back after. The engine is one setting for the whole
+process, so spacy-rnn's packing holds a lock while it has it switched: two
+threads of spacy-rnn's (two components' first predictions, a load beside
+them) pack one after the other. Code outside spacy-rnn that sets the engine
+or packs int8 weights in another thread during that window sees oneDNN."""
+import threading
 import warnings
 from contextlib import contextmanager
 from typing import Iterator
@@ -54,21 +59,28 @@ def int8_engine() -> str:
     return torch.backends.quantized.engine
 
 
+# Held while spacy-rnn has the process's quantized engine switched (packing).
+_ENGINE_LOCK = threading.RLock()
+
+
 @contextmanager
 def packing() -> Iterator[None]:
     """Inside: int8 weights packed (quantize_dynamic, a quantized module's state
     loaded, unpickled or deep-copied) are packed for int8_engine(); the
-    process's engine is put back on the way out."""
-    previous = torch.backends.quantized.engine
-    engine = int8_engine()
-    if engine == previous:
-        yield
-        return
-    torch.backends.quantized.engine = engine
-    try:
-        yield
-    finally:
-        torch.backends.quantized.engine = previous
+    process's engine is put back on the way out. One thread at a time (a lock:
+    the engine is process-wide, and another thread's way out would otherwise
+    put the engine back while this one packs)."""
+    with _ENGINE_LOCK:
+        previous = torch.backends.quantized.engine
+        engine = int8_engine()
+        if engine == previous:
+            yield
+            return
+        torch.backends.quantized.engine = engine
+        try:
+            yield
+        finally:
+            torch.backends.quantized.engine = previous
 
 
 @contextmanager
