@@ -213,6 +213,22 @@ def test_int8_weights_are_packed_for_onednn_where_the_cpu_has_amx_int8(flags, ex
     assert torch.backends.quantized.engine == engine
 
 
+@pytest.mark.skipif("fbgemm" not in torch.backends.quantized.supported_engines, reason="needs torch's FBGEMM engine")
+def test_the_environment_chooses_the_int8_engine_over_the_cpus_flags(monkeypatch):
+    from spacy_rnn.models.pytorch import int8
+
+    monkeypatch.setattr(int8, "cpu_flags", lambda: frozenset({"amx_int8"}))
+    monkeypatch.setenv("SPACY_RNN_INT8_ENGINE", "fbgemm")
+    weight, bias, x = torch.randn(7, 16), torch.randn(7), torch.randn(64, 16)
+    layer = int8.int8_linear(weight, bias)
+    assert torch.equal(layer(x), packed_for("fbgemm", layer)(x))
+    if "onednn" in torch.backends.quantized.supported_engines:
+        assert not torch.equal(layer(x), packed_for("onednn", layer)(x))
+    monkeypatch.setenv("SPACY_RNN_INT8_ENGINE", "fast")
+    with pytest.raises(ValueError, match="SPACY_RNN_INT8_ENGINE='fast' is not a quantized engine of this torch; choose from"):
+        int8.int8_linear(weight, bias)
+
+
 @pytest.mark.skipif("onednn" not in torch.backends.quantized.supported_engines or
                     torch.backends.quantized.engine == "onednn", reason="needs torch's oneDNN engine besides the default")
 def test_two_threads_packing_int8_weights_take_turns(monkeypatch):

@@ -25,6 +25,7 @@ process, so spacy-rnn's packing holds a lock while it has it switched: two
 threads of spacy-rnn's (two components' first predictions, a load beside
 them) pack one after the other. Code outside spacy-rnn that sets the engine
 or packs int8 weights in another thread during that window sees oneDNN."""
+import os
 import threading
 import warnings
 from contextlib import contextmanager
@@ -37,6 +38,8 @@ from .cpu import cpu_flags
 
 # CPU flags for which spacy-rnn packs int8 weights for oneDNN (see the module docstring).
 INT8_CPU_FLAGS = ("amx_int8",)
+# The environment variable naming the engine to pack for instead (int8_engine).
+ENGINE_VAR = "SPACY_RNN_INT8_ENGINE"
 
 QCONFIG = torch.ao.quantization.per_channel_dynamic_qconfig
 
@@ -52,8 +55,16 @@ def _torch_ao() -> Iterator[None]:
 
 
 def int8_engine() -> str:
-    """The quantized engine spacy-rnn packs int8 weights for: oneDNN where the CPU
-    has AMX-INT8 and torch offers oneDNN, else the process's current one."""
+    """The quantized engine spacy-rnn packs int8 weights for: the one the environment
+    variable SPACY_RNN_INT8_ENGINE names if set (e.g. "fbgemm" for FBGEMM's kernels on
+    every CPU, the same numbers as elsewhere), else oneDNN where the CPU has AMX-INT8
+    and torch offers oneDNN, else the process's current one."""
+    chosen = os.environ.get(ENGINE_VAR, "").strip()
+    if chosen:
+        offered = [name for name in torch.backends.quantized.supported_engines if name != "none"]
+        if chosen not in offered:
+            raise ValueError(f"{ENGINE_VAR}={chosen!r} is not a quantized engine of this torch; choose from {', '.join(offered)}")
+        return chosen
     if "onednn" in torch.backends.quantized.supported_engines and any(flag in cpu_flags() for flag in INT8_CPU_FLAGS):
         return "onednn"
     return torch.backends.quantized.engine
