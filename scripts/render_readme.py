@@ -45,6 +45,7 @@ RENDERERS: Dict[str, Tuple[str, str]] = {
     "benchmark_annotate*": ("benchmark_annotate", "render_markdown"),
     "benchmark_scans*": ("benchmark_scans", "render_markdown"),
     "benchmark_int8_backends*": ("benchmark_int8_backends", "render_markdown"),
+    "benchmark_int8_kernels*": ("benchmark_int8_kernels", "render_markdown"),
     "tagger_aims*": ("tagger_aims", "render_markdown"),
     "baseline_kim_cnn*": ("baseline_kim_cnn", "render_markdown"),
     "lm_*": ("benchmark_lm", "render_markdown"),  # lm_benchmark.json, lm_rnn_lr.json (not lm.json)

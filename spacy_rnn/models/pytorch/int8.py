@@ -15,9 +15,9 @@ when it is packed (quantizing, loading, unpickling or copying the module),
 and the product then runs that engine's kernel whatever the engine is later.
 torch's default on x86, "x86", packs for FBGEMM. oneDNN's kernels use the
 CPU's AMX-INT8 tile instructions where it has them, and ran the tagger's
-products about twice as fast as FBGEMM's on such a CPU here; with oneDNN
-capped below AMX (AVX512-VNNI, AVX512, AVX2) they were slower than FBGEMM or
-little faster (README, "Which int8 kernels"). So spacy-rnn packs its int8
+layer products 1.4-2 times as fast as FBGEMM's on such a CPU here; with
+oneDNN capped below AMX (AVX512-VNNI, AVX512, AVX2) they were as fast or
+slower (README, "Which int8 kernels"). So spacy-rnn packs its int8
 weights for oneDNN where the CPU has AMX-INT8 (int8_engine), and only while
 it packs them (packing): the process's engine, which other quantized
 models read, is put back after. The engine is one setting for the whole
