@@ -23,7 +23,7 @@ as the float pipeline tags them.
 """
 import time
 from pathlib import Path
-from typing import Callable, Dict
+from typing import Callable, Dict, Optional
 
 import typer
 
@@ -76,16 +76,29 @@ def render_markdown(data: Dict) -> str:
     return "\n".join(lines)
 
 
+def measure_variants(pipelines: Dict[str, object], references, rounds: Optional[int] = None) -> Dict[str, Dict]:
+    """Each pipeline's tagging words/s over the references (benchmark_tagger's interleaved rounds),
+    its ratio to the "float" pipeline's (median of per-round ratios), tag accuracy, and agreement:
+    the share of tokens tagged as the float pipeline tags them."""
+    import statistics
+
+    from benchmark_tagger import SPEED_ROUNDS, accuracy, agreement, paired_ratio, predicted_tags, words_per_second
+
+    tags = {name: predicted_tags(nlp, references, "tag") for name, nlp in pipelines.items()}
+    speeds = words_per_second(pipelines, references, rounds or SPEED_ROUNDS)
+    return {name: {"words_per_second": statistics.median(speeds[name]), "words_per_second_rounds": speeds[name],
+                   "vs_float": paired_ratio(speeds[name], speeds["float"]),
+                   "token_acc": accuracy(nlp, references, "tag", set(), tags[name])["token_acc"],
+                   "agreement": agreement(tags[name], tags["float"])} for name, nlp in pipelines.items()}
+
+
 def main(
     corpus: Path = typer.Argument(..., help="Folder with en_ewt-ud-test.spacy"),
     training_dir: Path = typer.Argument(..., help="Where benchmark_tagger.py's trained pipelines are"),
     output: Path = typer.Argument(..., help="Results JSON"),
     system: str = typer.Option(CONFIG, help="The benchmark_tagger.py system whose model-best to run"),
 ) -> None:
-    import statistics
-
-    from benchmark_tagger import (accuracy, agreement, bare_docs, gold_sentences, machine_description,
-                                  paired_ratio, predicted_tags, report, run_label, words_per_second)
+    from benchmark_tagger import bare_docs, gold_sentences, machine_description, report, run_label
 
     path = training_dir / system / "model-best"
     pipelines, first_pass = {}, {}
@@ -97,16 +110,11 @@ def main(
         list(nlp.pipe(bare_docs(nlp, references), batch_size=1000))  # compiles, for the compiled variant
         first_pass[name] = time.perf_counter() - start
         pipelines[name] = nlp
-    tags = {name: predicted_tags(nlp, references, "tag") for name, nlp in pipelines.items()}
-    speeds = words_per_second(pipelines, references)
+    measured = measure_variants(pipelines, references)
     from importlib.metadata import version
 
     data = {"machine": f"{machine_description()}, torchao {version('torchao')}", "run": run_label(), "pipeline": f"{system} (training_dir/{system}/model-best)",
-            "variants": {name: {"words_per_second": statistics.median(speeds[name]), "words_per_second_rounds": speeds[name],
-                                "vs_float": paired_ratio(speeds[name], speeds["float"]),
-                                "token_acc": accuracy(pipelines[name], references, "tag", set(), tags[name])["token_acc"],
-                                "agreement": agreement(tags[name], tags["float"]),
-                                "first_pass_seconds": first_pass[name]} for name in pipelines}}
+            "variants": {name: {**row, "first_pass_seconds": first_pass[name]} for name, row in measured.items()}}
     report(output, data, render_markdown)
 
 

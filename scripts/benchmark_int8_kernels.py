@@ -129,12 +129,10 @@ def main(
     system: str = typer.Option(CONFIG, help="The benchmark_tagger.py system whose model-best to run"),
     rounds: Optional[int] = typer.Option(None, help="Speed rounds (default: the tagger benchmark's)"),
 ) -> None:
-    import statistics
-
     import torch
 
-    from benchmark_tagger import (SPEED_ROUNDS, agreement, gold_sentences, machine_description, paired_ratio,
-                                  predicted_tags, report, run_label, words_per_second)
+    from benchmark_int8_backends import measure_variants
+    from benchmark_tagger import gold_sentences, machine_description, report, run_label
     from spacy_rnn.models.pytorch.cpu import cpu_flags
     from spacy_rnn.models.pytorch.int8 import INT8_CPU_FLAGS, int8_engine
 
@@ -142,14 +140,10 @@ def main(
     torch.set_num_threads(1)
     loaded = pipelines(training_dir / system / "model-best")
     references = gold_sentences(loaded["float"], corpus / "en_ewt-ud-test.spacy", 0)
-    tags = {name: predicted_tags(nlp, references, "tag") for name, nlp in loaded.items()}
-    speeds = words_per_second(loaded, references, rounds or SPEED_ROUNDS)
     data = {"machine": machine_description(), "run": run_label(), "engine": int8_engine(),
             "int8_flags": [flag for flag in INT8_CPU_FLAGS if flag in cpu_flags()], "products": products,
             "pipeline": f"{system} (training_dir/{system}/model-best)",
-            "variants": {name: {"words_per_second": statistics.median(speeds[name]), "words_per_second_rounds": speeds[name],
-                                "vs_float": paired_ratio(speeds[name], speeds["float"]),
-                                "agreement": agreement(tags[name], tags["float"])} for name in loaded}}
+            "variants": measure_variants(loaded, references, rounds)}
     report(output, data, render_markdown)
 
 

@@ -207,8 +207,7 @@ def test_int8_weights_are_packed_for_onednn_where_the_cpu_has_amx_int8(flags, ex
     # the output layer's int8 weights (Int8AffineOps) are packed the same way
     weight, bias = torch.randn(7, 16), torch.randn(7)
     x = torch.randn(64, 16)
-    from spacy_rnn.models.pytorch.int8 import int8_linear
-    layer = int8_linear(weight, bias)
+    layer = int8.int8_linear(weight, bias)
     assert torch.equal(layer(x), packed_for("onednn" if expected == "onednn" else engine, layer)(x))
     assert torch.backends.quantized.engine == engine
 
